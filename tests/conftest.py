@@ -43,11 +43,10 @@ def stack() -> Iterator[local_stack.StackInfo]:
     try:
         yield info
     finally:
-        if os.environ.get("RELIEF_KEEP_STACK"):
-            return
-        if started_kafka:
+        keep = bool(os.environ.get("RELIEF_KEEP_STACK"))
+        if started_kafka and not keep:
             local_stack.stop_pid(local_stack.kafka_dir() / "kafka.pid", "kafka")
-        if started_pg:
+        if started_pg and not keep:
             local_stack.pg_down()
 
 

@@ -174,7 +174,11 @@ def ensure_kafka_jars() -> Path:
     try:
         subprocess.run(
             [
-                mvn, "-q", "-B", "-f", str(pom),
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
                 "dependency:copy-dependencies",
                 "-DincludeScope=runtime",
                 f"-DoutputDirectory={libs}",
@@ -217,7 +221,7 @@ def write_kafka_config() -> tuple[Path, Path]:
                 "share.coordinator.state.topic.min.isr=1",
                 "transaction.state.log.replication.factor=1",
                 "transaction.state.log.min.isr=1",
-                "# tests and the demo start consumers often: no 3 s wait before the first rebalance",
+                "# consumers start often in tests and the demo: no wait before the first rebalance",
                 "group.initial.rebalance.delay.ms=0",
                 "# the service creates its topics explicitly with their partition counts",
                 "auto.create.topics.enable=true",
@@ -277,7 +281,9 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
     if not port_open(int(port), host or "127.0.0.1"):
         return False  # nothing listens yet: skip the client's own connection-error logging
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
         await asyncio.wait_for(admin.list_topics(), timeout_s)
@@ -304,20 +310,37 @@ def kafka_up(info: StackInfo) -> None:
     props, _ = write_kafka_config()
     if not (kafka_dir() / "data" / "meta.properties").exists():
         log("formatting Kafka storage")
-        cluster_id = subprocess.run(
-            java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="256m"),
-            check=True, capture_output=True, text=True,
-        ).stdout.strip().splitlines()[-1]
+        cluster_id = (
+            subprocess.run(
+                java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="256m"),
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         subprocess.run(
             java_cmd(
-                libs, "kafka.tools.StorageTool", "format", "--standalone",
-                "-t", cluster_id, "-c", str(props), heap="256m",
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "--standalone",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+                heap="256m",
             ),
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         )
     if read_pid(pidfile) is None:
         log(f"starting kafka on {info.kafka_bootstrap}")
-        spawn(java_cmd(libs, "kafka.Kafka", str(props)), kafka_dir() / "logs" / "stdout.log", pidfile)
+        spawn(
+            java_cmd(libs, "kafka.Kafka", str(props)), kafka_dir() / "logs" / "stdout.log", pidfile
+        )
     deadline = time.monotonic() + KAFKA_START_TIMEOUT_S
     while time.monotonic() < deadline:
         if read_pid(pidfile) is None:
@@ -348,7 +371,8 @@ def pg_bin() -> Path:
         subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
         subprocess.run(
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"],
-            check=True, env=env,
+            check=True,
+            env=env,
         )
         candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), reverse=True)
         if candidates:
@@ -417,19 +441,38 @@ def pg_up(info: StackInfo) -> None:
         log("initialising PostgreSQL data folder")
         subprocess.run(
             [
-                *runas, str(bindir / "initdb"), "-D", str(data), "-U", ADMIN_ROLE,
-                "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8",
+                *runas,
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                ADMIN_ROLE,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
             ],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     log(f"starting postgres on 127.0.0.1:{PG_PORT}")
     opts = f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {d} -c fsync=on"
     result = subprocess.run(
         [
-            *runas, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(d / "postgres.log"),
-            "-o", opts, "-w", "-t", str(int(PG_START_TIMEOUT_S)), "start",
+            *runas,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(d / "postgres.log"),
+            "-o",
+            opts,
+            "-w",
+            "-t",
+            str(int(PG_START_TIMEOUT_S)),
+            "start",
         ],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0:
         raise StackError(
@@ -469,7 +512,8 @@ def pg_down() -> None:
     log("stopping postgres")
     subprocess.run(
         [*pg_as_user(), str(pg_bin() / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-        check=False, capture_output=True,
+        check=False,
+        capture_output=True,
     )
 
 

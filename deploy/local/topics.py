@@ -5,6 +5,8 @@ Used by the local stack and by `relief topics` against an existing cluster.
 
 from __future__ import annotations
 
+import contextlib
+
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -44,10 +46,9 @@ async def ensure_topics(
             if name not in existing
         ]
         if missing:
-            try:
+            # another starter may win the race: the topic is there, which is all we want
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another starter won the race: the topic is there, which is all we want
         return [t.name for t in missing]
     finally:
         await admin.close()

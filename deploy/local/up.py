@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from deploy.local import services, stack  # noqa: E402
+from deploy.local import services, stack
 
 
 def main() -> int:

@@ -19,7 +19,9 @@ KEYS = 37
 PARTITIONS = 4
 
 
-async def _drain(consumer: AIOKafkaConsumer, want: int, timeout_s: float) -> list[tuple[bytes, bytes]]:
+async def _drain(
+    consumer: AIOKafkaConsumer, want: int, timeout_s: float
+) -> list[tuple[bytes, bytes]]:
     got: list[tuple[bytes, bytes]] = []
     deadline = asyncio.get_running_loop().time() + timeout_s
     while len(got) < want and asyncio.get_running_loop().time() < deadline:
@@ -46,7 +48,9 @@ async def test_idempotent_producer_round_trips_10000_records_in_order_per_key(
         metadata = await asyncio.gather(*sends)
     finally:
         await producer.stop()
-    assert len({m.partition for m in metadata}) == PARTITIONS, "keys should spread over every partition"
+    assert len({m.partition for m in metadata}) == PARTITIONS, (
+        "keys should spread over every partition"
+    )
 
     consumer = AIOKafkaConsumer(
         topic,
@@ -104,7 +108,9 @@ async def test_aborted_transaction_is_invisible_to_read_committed(
             end = (await consumer.end_offsets([tp]))[tp]
             values: list[bytes] = []
             deadline = asyncio.get_running_loop().time() + 30
-            while await consumer.position(tp) < end and asyncio.get_running_loop().time() < deadline:
+            while (
+                await consumer.position(tp) < end and asyncio.get_running_loop().time() < deadline
+            ):
                 batch = await consumer.getmany(tp, timeout_ms=500)
                 values.extend(r.value or b"" for r in batch.get(tp, []))
             return values
@@ -146,7 +152,10 @@ async def test_service_roles_exist_and_the_app_role_is_not_a_superuser(
     conn = await asyncpg.connect(stack.app_url)
     try:
         assert await conn.fetchval("SELECT current_user") == local_stack.APP_ROLE
-        assert await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user") is False
+        assert (
+            await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            is False
+        )
     finally:
         await conn.close()
 

@@ -1,0 +1,214 @@
+"""Decisions of the emergency processor on relief.decisions.v1.
+
+Every decision is explained (DESIGN rule 6, section 十): it names the `rule` it applied
+("R5", "P3", or several joined by "+", e.g. "R3+R6") and the `figures` it used, so audit
+and the public disclosure can show why. Ids are derived from the causing record
+(`Record.derive`), so a redelivered command yields the same decisions.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, StrictInt
+
+from schemas.envelope import MAX_SHORT_TEXT, RequiredText, UtcDatetime
+from schemas.intake import CaseRecord
+from schemas.money import Fen, NonNegativeFen
+
+MAX_FIGURES = 32
+MAX_FIGURE_NAME = 64
+RULE_PATTERN = r"^[RP][0-9]{1,2}(\+[RP][0-9]{1,2})*$"
+
+FigureName = Annotated[str, Field(min_length=1, max_length=MAX_FIGURE_NAME)]
+FigureValue = StrictInt | Annotated[str, Field(max_length=MAX_SHORT_TEXT)]
+Figures = Annotated[dict[FigureName, FigureValue], Field(max_length=MAX_FIGURES)]
+
+
+class Decision(CaseRecord):
+    """The envelope plus the rule and the figures that explain the decision."""
+
+    rule: str = Field(pattern=RULE_PATTERN, max_length=32)
+    figures: Figures = Field(default_factory=dict)
+
+
+class FundedBy(StrEnum):
+    TOWN_RESERVE = "town_reserve"  # R4: the town's 50,000-yuan reserve
+    COUNTY_FUND = "county_fund"  # DESIGN rule 2: escalated when the reserve cannot cover it
+
+
+class AdvanceGranted(Decision):
+    """R5: relief first. A hold on the reserve (or the county fund); due_at = the
+    request's recorded_at + 24 h."""
+
+    type: Literal["AdvanceGranted"] = "AdvanceGranted"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    due_at: UtcDatetime
+    funded_by: FundedBy = FundedBy.TOWN_RESERVE
+
+
+class RefusalReason(StrEnum):
+    DUPLICATE = "duplicate"  # P6: same household, same cause
+    OVER_ADVANCE_CAP = "over_advance_cap"  # P3
+    UNKNOWN_TOWN = "unknown_town"
+    UNKNOWN_INCIDENT = "unknown_incident"
+    INCIDENT_CLOSED = "incident_closed"
+    NOT_URGENT = "not_urgent"  # expenditure cases go through approval, not an advance
+    REFERRED = "referred"  # R7: the county of origin places vagrants
+    INVALID = "invalid"
+
+
+class AdvanceRefused(Decision):
+    type: Literal["AdvanceRefused"] = "AdvanceRefused"
+    schema_version: Literal[1] = 1
+
+    reason: RefusalReason
+
+
+class AdvanceVoided(Decision):
+    """The town cancelled an unpaid advance: its hold goes back where it came from."""
+
+    type: Literal["AdvanceVoided"] = "AdvanceVoided"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    reasons: RequiredText
+
+
+class EscalatedToCountyFund(Decision):
+    """DESIGN rule 2: the town's reserve cannot cover the advance; the county fund pays
+    it at once so the 24-hour promise holds (R5), and finance is alerted."""
+
+    type: Literal["EscalatedToCountyFund"] = "EscalatedToCountyFund"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    due_at: UtcDatetime
+    available_fen: NonNegativeFen
+
+
+class DeliberationRequired(Decision):
+    """R3 + R6: above the cap is not refused; county civil affairs deliberates."""
+
+    type: Literal["DeliberationRequired"] = "DeliberationRequired"
+    schema_version: Literal[1] = 1
+
+    requested_fen: Fen
+    cap_fen: Fen
+
+
+class ApproverLevel(StrEnum):
+    TOWN = "town"  # P2: below 3,000 yuan by default
+    COUNTY = "county"
+
+
+class ReliefApproved(Decision):
+    type: Literal["ReliefApproved"] = "ReliefApproved"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    approver_level: ApproverLevel
+
+
+class ReliefRejected(Decision):
+    """P9: refusals are given in writing, with reasons."""
+
+    type: Literal["ReliefRejected"] = "ReliefRejected"
+    schema_version: Literal[1] = 1
+
+    reasons: RequiredText
+
+
+class DeadlineKind(StrEnum):
+    RELIEF_24H = "relief_24h"  # R5
+    PAPERWORK_5D = "paperwork_5d"  # P1
+
+
+class DeadlineWarned(Decision):
+    type: Literal["DeadlineWarned"] = "DeadlineWarned"
+    schema_version: Literal[1] = 1
+
+    deadline: DeadlineKind
+    due_at: UtcDatetime
+
+
+class DeadlineMet(Decision):
+    type: Literal["DeadlineMet"] = "DeadlineMet"
+    schema_version: Literal[1] = 1
+
+    deadline: DeadlineKind
+    due_at: UtcDatetime
+
+
+class DeadlineBreached(Decision):
+    type: Literal["DeadlineBreached"] = "DeadlineBreached"
+    schema_version: Literal[1] = 1
+
+    deadline: DeadlineKind
+    due_at: UtcDatetime
+
+
+class RecoveryClaimed(Decision):
+    """Ineligible or fraud (P8): the amount is recovered; fraud adds a fine of 1-3 x."""
+
+    type: Literal["RecoveryClaimed"] = "RecoveryClaimed"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    fine_fen: NonNegativeFen = 0
+
+
+class ReferredToOriginCounty(Decision):
+    """R7: vagrants whose origin is known are placed by that county's government."""
+
+    type: Literal["ReferredToOriginCounty"] = "ReferredToOriginCounty"
+    schema_version: Literal[1] = 1
+
+    origin_county: str = Field(min_length=1, max_length=MAX_SHORT_TEXT)
+
+
+class ReserveLow(Decision):
+    """A town's available reserve fell below the threshold (20 % of its size by
+    default): finance is alerted to replenish (R4, P11). correlation_id: the case whose
+    grant caused it."""
+
+    type: Literal["ReserveLow"] = "ReserveLow"
+    schema_version: Literal[1] = 1
+
+    available_fen: NonNegativeFen
+    threshold_fen: Fen
+
+
+class ReplenishmentRefused(Decision):
+    """R4 + P11: a replenishment would lift the reserve above its size; nothing moves.
+    correlation_id: the replenishment's own correlation id."""
+
+    type: Literal["ReplenishmentRefused"] = "ReplenishmentRefused"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    shortfall_fen: NonNegativeFen
+
+
+class InstalmentDue(Decision):
+    """P5: the next instalment of a transitional living relief schedule falls due."""
+
+    type: Literal["InstalmentDue"] = "InstalmentDue"
+    schema_version: Literal[1] = 1
+
+    instalment_no: int = Field(ge=1, le=366, strict=True)
+    amount_fen: Fen
+    due_at: UtcDatetime
+
+
+class TransitionalInstalmentPaid(Decision):
+    """P5: one instalment of transitional living relief paid."""
+
+    type: Literal["TransitionalInstalmentPaid"] = "TransitionalInstalmentPaid"
+    schema_version: Literal[1] = 1
+
+    instalment_no: int = Field(ge=1, le=366, strict=True)
+    amount_fen: Fen

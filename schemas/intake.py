@@ -1,0 +1,389 @@
+"""Commands and facts on relief.intake.v1, recorded at the door in the past tense.
+
+One convention for the whole topic: what a person or department reports is recorded as
+a fact (`ReliefRequested`, `PaymentConfirmed`); the processor answers each with
+decisions on relief.decisions.v1. All records are keyed by town code.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.envelope import (
+    MAX_ID_TEXT,
+    MAX_ORG_TEXT,
+    MAX_SHORT_TEXT,
+    CorrelationId,
+    Record,
+    RequiredText,
+    Role,
+    Text,
+)
+from schemas.identity import HouseholdRef
+from schemas.money import Fen, NonNegativeFen
+
+# Limits (STYLE "a limit on everything"); a Kafka record stays well under 1 MB.
+MAX_HOUSEHOLDS_PER_INCIDENT = 5_000
+MAX_HARDSHIP_ROWS = 5_000
+MAX_PERSONS_PER_REQUEST = 50
+MAX_CASUALTIES = 100_000
+MAX_PARTITION = 10_000
+# P5: transitional living relief lasts 3 months, extendable to at most 6.
+MAX_TRANSITIONAL_MONTHS = 6
+# P8: a fraud fine is 1-3 x the amount obtained.
+MIN_FINE_MULTIPLE = 1
+MAX_FINE_MULTIPLE = 3
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
+
+
+class CaseRecord(Record):
+    """A record about one relief case: its correlation_id is the case id."""
+
+    @property
+    def case_id(self) -> str:
+        return self.correlation_id
+
+
+# ---------------------------------------------------------------- incidents (R1)
+
+
+class IncidentKind(StrEnum):
+    """R1: accidents (意外伤害事故) and natural disasters (自然灾害)."""
+
+    TRAFFIC = "traffic"
+    FIRE = "fire"
+    DROWNING = "drowning"
+    WORKPLACE = "workplace"
+    NATURAL_DISASTER = "natural_disaster"
+    OTHER_ACCIDENT = "other_accident"
+
+
+class DisasterSubtype(StrEnum):
+    FLOOD = "flood"
+    STORM = "storm"
+    EARTHQUAKE = "earthquake"
+    LANDSLIDE = "landslide"
+    DROUGHT = "drought"
+    HAIL = "hail"
+    OTHER = "other"
+
+
+class Casualties(_Part):
+    dead: int = Field(default=0, ge=0, le=MAX_CASUALTIES, strict=True)
+    injured: int = Field(default=0, ge=0, le=MAX_CASUALTIES, strict=True)
+
+
+IncidentId = Annotated[str, Field(min_length=1, max_length=MAX_ID_TEXT)]
+HouseholdRefs = Annotated[tuple[HouseholdRef, ...], Field(max_length=MAX_HOUSEHOLDS_PER_INCIDENT)]
+
+
+class IncidentReported(Record):
+    """The emergency bureau posts an accident or natural disaster and the households hit
+    (R1). correlation_id is the incident id."""
+
+    type: Literal["IncidentReported"] = "IncidentReported"
+    schema_version: Literal[1] = 1
+
+    incident_id: IncidentId
+    kind: IncidentKind
+    disaster_subtype: DisasterSubtype | None = None
+    description: Text = ""
+    casualties: Casualties = Casualties()
+    household_refs: HouseholdRefs = ()
+
+    @model_validator(mode="after")
+    def _subtype_only_for_disasters(self) -> Self:
+        is_disaster = self.kind is IncidentKind.NATURAL_DISASTER
+        if is_disaster != (self.disaster_subtype is not None):
+            raise ValueError("disaster_subtype is required for, and only for, natural_disaster")
+        return self
+
+
+class IncidentUpdated(Record):
+    """New figures for an incident: casualties replace the old ones when given, and
+    households are added (never removed: the log keeps what was reported)."""
+
+    type: Literal["IncidentUpdated"] = "IncidentUpdated"
+    schema_version: Literal[1] = 1
+
+    incident_id: IncidentId
+    casualties: Casualties | None = None
+    household_refs_added: HouseholdRefs = ()
+    note: Text = ""
+
+
+class IncidentClosed(Record):
+    type: Literal["IncidentClosed"] = "IncidentClosed"
+    schema_version: Literal[1] = 1
+
+    incident_id: IncidentId
+    note: Text = ""
+
+
+# ---------------------------------------------------------------- relief cases
+
+
+class Urgency(StrEnum):
+    URGENT = "urgent"  # 急难型: relief first within 24 h (R5)
+    EXPENDITURE = "expenditure"  # 支出型: capped at multiples of the urban minimum (R3)
+
+
+class ReliefCategory(StrEnum):
+    """R1 kinds of relief, and R3's two expenditure causes."""
+
+    EMERGENCY = "emergency"  # 应急救助
+    TRANSITIONAL_LIVING = "transitional_living"  # 过渡期生活救助 (P5)
+    TEMPORARY_HARDSHIP = "temporary_hardship"  # 临时生活困难救助
+    SERIOUS_ILLNESS = "serious_illness"  # R3: 3-12 x
+    EDUCATION = "education"  # R3: 3-6 x
+
+
+class ReliefRequested(CaseRecord):
+    """A town registers a case (correlation_id = the case id).
+
+    v2 added `persons` (how many people the relief is for; P5 pays per person); v1
+    samples are upcast with persons = 1 (schemas.registry).
+    """
+
+    type: Literal["ReliefRequested"] = "ReliefRequested"
+    schema_version: Literal[2] = 2
+
+    urgency: Urgency
+    category: ReliefCategory
+    household_ref: HouseholdRef
+    incident_id: IncidentId | None = None
+    requested_fen: Fen
+    reason: RequiredText
+    persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
+    # R7: vagrants and beggars are placed by the county of origin when it is known.
+    vagrant: bool = False
+    origin_county: str | None = Field(default=None, min_length=1, max_length=MAX_SHORT_TEXT)
+
+    @model_validator(mode="after")
+    def _origin_only_for_vagrants(self) -> Self:
+        if self.origin_county is not None and not self.vagrant:
+            raise ValueError("origin_county is only recorded for vagrant cases (R7)")
+        return self
+
+
+class AdvanceCancelled(CaseRecord):
+    """The town voids an advance before paying it: the hold goes back to the reserve."""
+
+    type: Literal["AdvanceCancelled"] = "AdvanceCancelled"
+    schema_version: Literal[1] = 1
+
+    reason: RequiredText
+
+
+class PaymentMethod(StrEnum):
+    BANK = "bank"  # P9: to the recipient's own account
+    CASH = "cash"  # P9: only where needed
+
+
+class PaymentConfirmed(CaseRecord):
+    """The town paid the household: meets the 24 h deadline if before it (R5)."""
+
+    type: Literal["PaymentConfirmed"] = "PaymentConfirmed"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    method: PaymentMethod = PaymentMethod.BANK
+    bank_reference: str | None = Field(default=None, min_length=1, max_length=MAX_ID_TEXT)
+
+    @model_validator(mode="after")
+    def _bank_payments_have_a_reference(self) -> Self:
+        if self.method is PaymentMethod.BANK and self.bank_reference is None:
+            raise ValueError("a bank payment needs its bank_reference (P9)")
+        return self
+
+
+class PaperworkCompleted(CaseRecord):
+    """P1: recipient, cause, amount registered and signed within 5 days of the advance."""
+
+    type: Literal["PaperworkCompleted"] = "PaperworkCompleted"
+    schema_version: Literal[1] = 1
+
+    note: Text = ""
+
+
+class ReviewOutcome(StrEnum):
+    CONFIRMED = "confirmed"
+    TOP_UP = "top_up"  # the county adds to the advance from the county fund
+    INELIGIBLE = "ineligible"  # the advance is recovered
+    FRAUD = "fraud"  # recovered, with a fine of 1-3 x (P8)
+
+
+class CaseReviewed(CaseRecord):
+    """County civil affairs reviews a case after the fact (DESIGN rule 4).
+
+    `approved_fen` is the total the case is finally worth (0 when ineligible or fraud);
+    `top_up_fen` is required for, and only for, a top-up; `fine_multiple` (1-3, P8) for,
+    and only for, fraud.
+    """
+
+    type: Literal["CaseReviewed"] = "CaseReviewed"
+    schema_version: Literal[1] = 1
+
+    outcome: ReviewOutcome
+    approved_fen: NonNegativeFen
+    top_up_fen: Fen | None = None
+    fine_multiple: int | None = Field(
+        default=None, ge=MIN_FINE_MULTIPLE, le=MAX_FINE_MULTIPLE, strict=True
+    )
+    reasons: Text = ""
+
+    @model_validator(mode="after")
+    def _outcome_figures(self) -> Self:
+        o = self.outcome
+        if (o is ReviewOutcome.TOP_UP) != (self.top_up_fen is not None):
+            raise ValueError("top_up_fen is required for, and only for, outcome top_up")
+        if (o is ReviewOutcome.FRAUD) != (self.fine_multiple is not None):
+            raise ValueError("fine_multiple (1-3, P8) is required for, and only for, fraud")
+        recovered = o in (ReviewOutcome.INELIGIBLE, ReviewOutcome.FRAUD)
+        if recovered and self.approved_fen != 0:
+            raise ValueError("approved_fen must be 0 when the case is ineligible or fraud")
+        if not recovered and self.approved_fen == 0:
+            raise ValueError("approved_fen must be positive when the case is confirmed")
+        if recovered and not self.reasons:
+            raise ValueError("a recovery needs written reasons (P9)")
+        return self
+
+
+class TransitionalReliefExtended(CaseRecord):
+    """P5: transitional living relief runs 3 months, extendable to 6."""
+
+    type: Literal["TransitionalReliefExtended"] = "TransitionalReliefExtended"
+    schema_version: Literal[1] = 1
+
+    extended_to_months: int = Field(ge=1, le=MAX_TRANSITIONAL_MONTHS, strict=True)
+    reason: RequiredText
+
+
+class DeliberationDecided(CaseRecord):
+    """R6: county civil affairs decides a case above the cap (一事一议), with reasons.
+    Exactly one of `approved_fen` and `refused`."""
+
+    type: Literal["DeliberationDecided"] = "DeliberationDecided"
+    schema_version: Literal[1] = 1
+
+    approved_fen: Fen | None = None
+    refused: bool = False
+    reasons: RequiredText
+
+    @model_validator(mode="after")
+    def _approved_or_refused(self) -> Self:
+        if (self.approved_fen is None) == (not self.refused):
+            raise ValueError("a deliberation either approves an amount or is refused")
+        return self
+
+
+# ---------------------------------------------------------------- reserves (R4, P11)
+
+
+class _ByFinance(Record):
+    @model_validator(mode="after")
+    def _finance_only(self) -> Self:
+        # P10: relief funds are held apart; finance alone moves county money.
+        if self.actor.role is not Role.FINANCE:
+            raise ValueError("only county finance funds or replenishes a reserve (P10)")
+        return self
+
+
+class ReserveFunded(_ByFinance):
+    """The opening funding of a town's reserve (R4: 50,000 yuan by default)."""
+
+    type: Literal["ReserveFunded"] = "ReserveFunded"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+
+
+class ReserveReplenished(_ByFinance):
+    """Settlement tops a town's reserve back up towards its size (P11)."""
+
+    type: Literal["ReserveReplenished"] = "ReserveReplenished"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+
+
+# ---------------------------------------------------------------- proactive finding (section 二)
+
+
+class HardshipCategory(StrEnum):
+    """Section 二's recipient types."""
+
+    MINIMUM_LIVING = "minimum_living"  # urban / rural 低保
+    EXTREME_POVERTY = "extreme_poverty"  # 特困
+    REGISTERED_POOR = "registered_poor"
+    DISASTER_URGENT = "disaster_urgent"  # 受灾急难群众
+    VAGRANT = "vagrant"
+    DISABLED = "disabled"
+    CONTINUING_EXPENDITURE = "continuing_expenditure"
+    ELDERLY_WOMEN_CHILDREN = "elderly_women_children"
+    LEGAL_CASE = "legal_case"
+    LEFT_BEHIND = "left_behind"  # "three left-behind" groups
+
+
+class HardshipRow(_Part):
+    household_ref: HouseholdRef
+    category: HardshipCategory
+    note: Text = ""
+
+
+class HardshipListPushed(Record):
+    """A department pushes a list of suspected hardship cases ("policy finds people")."""
+
+    type: Literal["HardshipListPushed"] = "HardshipListPushed"
+    schema_version: Literal[1] = 1
+
+    department: str = Field(min_length=1, max_length=MAX_ORG_TEXT)
+    rows: tuple[HardshipRow, ...] = Field(min_length=1, max_length=MAX_HARDSHIP_ROWS)
+
+
+# ---------------------------------------------------------------- time (DESIGN "time is an event")
+
+
+class ClockTick(Record):
+    """A partition-local time mark. Its time is its `recorded_at` (the broker's
+    LogAppendTime); deadlines (R5, P1) are judged when a tick passes them."""
+
+    type: Literal["ClockTick"] = "ClockTick"
+    schema_version: Literal[1] = 1
+
+    partition: int = Field(ge=0, le=MAX_PARTITION, strict=True)
+
+
+__all__ = [
+    "AdvanceCancelled",
+    "CaseRecord",
+    "CaseReviewed",
+    "Casualties",
+    "ClockTick",
+    "CorrelationId",
+    "DeliberationDecided",
+    "DisasterSubtype",
+    "HardshipCategory",
+    "HardshipListPushed",
+    "HardshipRow",
+    "IncidentClosed",
+    "IncidentKind",
+    "IncidentReported",
+    "IncidentUpdated",
+    "PaperworkCompleted",
+    "PaymentConfirmed",
+    "PaymentMethod",
+    "ReliefCategory",
+    "ReliefRequested",
+    "ReserveFunded",
+    "ReserveReplenished",
+    "ReviewOutcome",
+    "TransitionalReliefExtended",
+    "Urgency",
+]

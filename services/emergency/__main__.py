@@ -1,0 +1,42 @@
+"""`python -m services.emergency worker|clock`: the processor, or the tick producer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import click
+
+from services.emergency.settings import EmergencySettings
+
+
+@click.group()
+def cli() -> None:
+    """The emergency-aid processor (24-hour advance relief, town reserves)."""
+
+
+@cli.command()
+@click.option("--loglevel", default="info", show_default=True)
+def worker(loglevel: str) -> None:
+    """Run a processor worker (Faust). Start as many as there are intake partitions."""
+    from services.emergency.app import create_app
+
+    app = create_app(EmergencySettings())
+    sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
+    app.main()
+
+
+@cli.command()
+@click.option("--interval", type=float, default=None, help="seconds between ticks")
+def clock(interval: float | None) -> None:
+    """Write a tick into every intake partition, forever (deadlines are judged on ticks)."""
+    from services.emergency.adapters.clock import run_clock
+
+    settings = EmergencySettings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_clock(settings.kafka_bootstrap, interval or settings.clock_interval_s))
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,28 @@
+"""Settings of the emergency processor, from the environment (prefix RELIEF_)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class EmergencySettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    # Faust application id: the consumer group and the prefix of its changelog topics
+    emergency_app_id: str = "relief-emergency"
+    emergency_data_dir: Path = Path(".local/emergency")
+    emergency_web_port: int = Field(default=6066, ge=1, le=65535)
+    policy_file: Path | None = None
+
+    # How many intake records are decided together: their outputs are acknowledged by
+    # Kafka before the new state is stored, so a batch trades latency for throughput.
+    emergency_batch_max: int = Field(default=500, ge=1, le=10_000)
+    emergency_batch_within_s: float = Field(default=0.05, gt=0, le=5)
+    # The clock: one tick into every intake partition this often (DESIGN "time is an event")
+    clock_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    # Bounded waits on Kafka acknowledgements of outputs
+    emergency_output_timeout_s: float = Field(default=30.0, gt=0, le=600)

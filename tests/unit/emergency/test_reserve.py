@@ -1,0 +1,70 @@
+"""The town reserve (R4, P11): never below zero, never above its size, money conserved."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.emergency.domain.reserve import Reserve, ReserveInvariantBroken
+
+SIZE = 5_000_000  # 50,000 yuan
+
+
+def test_a_new_reserve_is_full() -> None:
+    r = Reserve.opened(SIZE)
+    assert (r.available_fen, r.held_fen, r.paid_fen, r.shortfall_fen) == (SIZE, 0, 0, 0)
+
+
+def test_hold_pay_replenish_story() -> None:
+    r = Reserve.opened(SIZE).hold(100_000)  # a family's 1,000-yuan advance
+    assert (r.available_fen, r.held_fen) == (4_900_000, 100_000)
+    r = r.pay(held_fen=100_000, paid_fen=80_000)  # paid 800; the rest goes back
+    assert (r.available_fen, r.held_fen, r.paid_fen) == (4_920_000, 0, 80_000)
+    assert r.shortfall_fen == 80_000
+    r = r.replenish(80_000)  # county settlement tops it back up (P11)
+    assert r.available_fen == SIZE and r.shortfall_fen == 0
+
+
+def test_a_hold_that_does_not_fit_is_a_bug_not_a_silent_change() -> None:
+    r = Reserve.opened(SIZE)
+    with pytest.raises(ReserveInvariantBroken):
+        r.hold(SIZE + 1)
+    assert r.available_fen == SIZE
+    with pytest.raises(ReserveInvariantBroken):
+        r.hold(0)
+
+
+def test_replenishing_above_the_size_is_refused() -> None:
+    r = Reserve.opened(SIZE).hold(1_000)
+    with pytest.raises(ReserveInvariantBroken):
+        r.replenish(1)  # a hold is not a shortfall: nothing is spent yet
+    with pytest.raises(ReserveInvariantBroken):
+        Reserve(size_fen=SIZE, available_fen=SIZE + 1).checked()
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["hold", "release", "pay", "replenish"]), st.integers(1, SIZE)),
+    max_size=60,
+)
+
+
+@given(ops)
+def test_any_sequence_of_valid_moves_keeps_every_invariant(moves: list[tuple[str, int]]) -> None:
+    r = Reserve.opened(SIZE)
+    holds: list[int] = []
+    for op, amount in moves:
+        if op == "hold" and r.covers(amount):
+            r = r.hold(amount)
+            holds.append(amount)
+        elif op == "release" and holds:
+            r = r.release(holds.pop())
+        elif op == "pay" and holds:
+            held = holds.pop()
+            r = r.pay(held_fen=held, paid_fen=max(1, min(held, amount)))
+        elif op == "replenish" and r.shortfall_fen > 0:
+            r = r.replenish(min(amount, r.shortfall_fen))
+        assert 0 <= r.available_fen <= SIZE
+        assert r.available_fen + r.held_fen <= SIZE
+        assert r.available_fen + r.held_fen + r.paid_fen == SIZE + r.replenished_fen
+        assert r.held_fen == sum(holds)
