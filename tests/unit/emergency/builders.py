@@ -1,0 +1,182 @@
+"""Records for the processor's stories: a flood in Qifeng, the households it hit."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas import decisions as d
+from schemas import intake as i
+from schemas.envelope import Actor, Record, Role
+from schemas.policy import load_config
+from schemas.postings import NORMAL_SIDE, Posting, Side, parse_account
+from services.emergency.domain.decide import Output, Rules, handle
+from services.emergency.domain.state import TownState
+
+CONFIG = load_config()
+RULES = Rules(policy=CONFIG.policy, county=CONFIG.county)
+QIFENG = "370321101"
+TIANZHUANG = "370321102"
+SIZE = 5_000_000
+T0 = datetime(2026, 7, 20, 0, 0, tzinfo=UTC)  # 08:00 in Huantai
+
+TOWN = Actor(role=Role.TOWN, org="起凤镇人民政府")
+BUREAU = Actor(role=Role.EMERGENCY_BUREAU, org="桓台县应急管理局")
+CIVIL = Actor(role=Role.CIVIL_AFFAIRS, org="桓台县民政局")
+FINANCE = Actor(role=Role.FINANCE, org="桓台县财政局")
+CLOCK = Actor(role=Role.SYSTEM, org="relief-clock")
+
+_ids = itertools.count(1)
+
+
+def hh(n: int) -> str:
+    """A household_ref (the keyed hash the intake makes of an ID number)."""
+    return f"h_{n:032x}"
+
+
+def env(town: str, corr: str, at: datetime, actor: Actor) -> dict[str, Any]:
+    return {
+        "event_id": uuid.UUID(int=next(_ids)),
+        "occurred_at": at,
+        "recorded_at": at,
+        "town": town,
+        "actor": actor,
+        "correlation_id": corr,
+    }
+
+
+def incident(inc: str, at: datetime = T0, town: str = QIFENG) -> i.IncidentReported:
+    return i.IncidentReported(
+        **env(town, inc, at, BUREAU),
+        incident_id=inc,
+        kind=i.IncidentKind.NATURAL_DISASTER,
+        disaster_subtype=i.DisasterSubtype.FLOOD,
+        household_refs=(hh(1), hh(2)),
+    )
+
+
+def urgent(
+    case: str,
+    amount_fen: int = 80_000,
+    at: datetime = T0,
+    household: int = 1,
+    inc: str | None = "flood-0720",
+    town: str = QIFENG,
+    category: i.ReliefCategory = i.ReliefCategory.EMERGENCY,
+    **more: Any,
+) -> i.ReliefRequested:
+    return i.ReliefRequested(
+        **env(town, case, at, TOWN),
+        urgency=i.Urgency.URGENT,
+        category=category,
+        household_ref=hh(household),
+        incident_id=inc,
+        requested_fen=amount_fen,
+        reason="房屋进水，生活用品损毁",
+        **more,
+    )
+
+
+def expenditure(
+    case: str, amount_fen: int, category: i.ReliefCategory, at: datetime = T0, household: int = 7
+) -> i.ReliefRequested:
+    return i.ReliefRequested(
+        **env(QIFENG, case, at, CIVIL),
+        urgency=i.Urgency.EXPENDITURE,
+        category=category,
+        household_ref=hh(household),
+        requested_fen=amount_fen,
+        reason="大病医疗支出过大",
+    )
+
+
+def paid(case: str, amount_fen: int, at: datetime, town: str = QIFENG) -> i.PaymentConfirmed:
+    return i.PaymentConfirmed(
+        **env(town, case, at, TOWN), amount_fen=amount_fen, bank_reference=f"BANK-{case}"
+    )
+
+
+def cancelled(case: str, at: datetime) -> i.AdvanceCancelled:
+    return i.AdvanceCancelled(**env(QIFENG, case, at, TOWN), reason="家属已获保险赔付")
+
+
+def paperwork(case: str, at: datetime) -> i.PaperworkCompleted:
+    return i.PaperworkCompleted(**env(QIFENG, case, at, TOWN))
+
+
+def reviewed(case: str, at: datetime, outcome: i.ReviewOutcome, **more: Any) -> i.CaseReviewed:
+    return i.CaseReviewed(**env(QIFENG, case, at, CIVIL), outcome=outcome, **more)
+
+
+def deliberated(case: str, at: datetime, **more: Any) -> i.DeliberationDecided:
+    return i.DeliberationDecided(
+        **env(QIFENG, case, at, CIVIL), reasons="一事一议：家庭重大困难", **more
+    )
+
+
+def replenished(amount_fen: int, at: datetime, town: str = QIFENG) -> i.ReserveReplenished:
+    return i.ReserveReplenished(**env(town, f"reserve:{town}", at, FINANCE), amount_fen=amount_fen)
+
+
+def tick(at: datetime, partition: int = 0) -> i.ClockTick:
+    return i.ClockTick(**env("__clock__", f"clock-p{partition}", at, CLOCK), partition=partition)
+
+
+@dataclass
+class Town:
+    """One town's state driven through `handle`, keeping every output in order."""
+
+    code: str = QIFENG
+    state: TownState | None = None
+    offset: int = 0
+    outputs: list[Output] = field(default_factory=list)
+
+    def __call__(self, record: Record) -> list[BaseModel]:
+        self.state, outs = handle(self.state, record, RULES, offset=self.offset)
+        self.offset += 1
+        self.outputs.extend(outs)
+        return [o.record for o in outs]
+
+    def run(self, records: Iterable[Record]) -> list[BaseModel]:
+        return [r for rec in records for r in self(rec)]
+
+    @property
+    def s(self) -> TownState:
+        assert self.state is not None
+        return self.state
+
+    def records(self) -> list[BaseModel]:
+        return [o.record for o in self.outputs]
+
+    def of(self, kind: type[BaseModel]) -> list[Any]:
+        return [r for r in self.records() if isinstance(r, kind)]
+
+    def balances(self) -> dict[str, int]:
+        """Every account's balance on its normal side, folded from the postings emitted."""
+        totals: dict[str, int] = defaultdict(int)
+        for p in self.of(Posting):
+            for line in p.lines:
+                sign = 1 if line.side is Side.DEBIT else -1
+                totals[line.account] += sign * line.amount_fen
+        return {
+            acct: (v if NORMAL_SIDE[parse_account(acct)[0]] is Side.DEBIT else -v)
+            for acct, v in totals.items()
+        }
+
+
+def types(records: Iterable[BaseModel]) -> list[str]:
+    return [type(r).__name__ for r in records]
+
+
+def hours(h: float) -> timedelta:
+    return timedelta(hours=h)
+
+
+__all__ = ["d", "i"]

@@ -1,0 +1,352 @@
+"""The rules told as stories: a flood in Qifeng, families' advances, late payments."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from schemas import decisions as d
+from schemas import intake as i
+from schemas.postings import Posting
+from schemas.topics import RejectedRecord
+from services.emergency.domain.state import CaseStatus
+from tests.unit.emergency.builders import (
+    CIVIL,
+    QIFENG,
+    SIZE,
+    T0,
+    Town,
+    cancelled,
+    deliberated,
+    env,
+    expenditure,
+    hours,
+    incident,
+    paid,
+    paperwork,
+    replenished,
+    reviewed,
+    tick,
+    types,
+    urgent,
+)
+
+CAP = 100_000  # P3: 1,000 yuan
+
+
+def flooded() -> Town:
+    town = Town()
+    town(incident("flood-0720"))
+    return town
+
+
+# ---------------------------------------------------------------- R5: relief first
+
+
+def test_an_urgent_request_is_granted_at_once_as_a_hold_on_the_reserve() -> None:
+    town = flooded()
+    out = town(urgent("case-1", 80_000, at=T0 + hours(1)))
+    assert types(out) == ["AdvanceGranted", "Posting"]
+    grant = out[0]
+    assert isinstance(grant, d.AdvanceGranted)
+    assert grant.amount_fen == 80_000
+    assert grant.funded_by is d.FundedBy.TOWN_RESERVE
+    assert grant.due_at == T0 + hours(25)  # R5: 24 h from the broker's stamp
+    assert grant.rule == "R5+P3" and grant.figures["reserve_available_fen"] == SIZE
+    assert town.s.reserve.available_fen == SIZE - 80_000
+    assert town.s.reserve.held_fen == 80_000
+    # the first record of the town opened its reserve in the ledger (R4)
+    opening, hold = town.of(Posting)
+    assert opening.kind == "reserve_funded" and opening.amount_fen == SIZE
+    assert hold.kind == "advance_granted"
+
+
+def test_the_advance_is_capped_for_a_light_case_and_the_rest_left_to_review() -> None:
+    town = flooded()
+    [grant, _] = town(urgent("case-1", 250_000))
+    assert isinstance(grant, d.AdvanceGranted)
+    assert grant.amount_fen == CAP
+    assert grant.figures["requested_fen"] == 250_000
+
+
+def test_payment_before_the_deadline_meets_it_and_settles_the_hold() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000, at=T0))
+    out = town(paid("case-1", 80_000, at=T0 + hours(3)))
+    assert types(out) == ["Posting", "DeadlineMet"]
+    assert town.s.reserve.held_fen == 0 and town.s.reserve.paid_fen == 80_000
+    assert town.s.cases["case-1"].status is CaseStatus.PAID
+    later = town(tick(T0 + hours(48)))
+    assert not [
+        r
+        for r in later
+        if isinstance(r, d.DeadlineBreached | d.DeadlineWarned)
+        and r.deadline is d.DeadlineKind.RELIEF_24H
+    ]
+
+
+def test_a_tick_past_the_deadline_breaches_it_once_after_one_warning() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000, at=T0))
+    assert town(tick(T0 + hours(19))) == []
+    [warned] = town(tick(T0 + hours(20)))
+    assert isinstance(warned, d.DeadlineWarned) and warned.deadline is d.DeadlineKind.RELIEF_24H
+    assert town(tick(T0 + hours(21))) == []
+    [breached] = town(tick(T0 + hours(24)))
+    assert isinstance(breached, d.DeadlineBreached)
+    assert breached.rule == "R5" and breached.due_at == T0 + hours(24)
+    assert town(tick(T0 + hours(30))) == []
+    # a late payment still settles the money but does not end the deadline again
+    out = town(paid("case-1", 80_000, at=T0 + hours(31)))
+    assert types(out) == ["Posting"]
+
+
+def test_a_payment_after_the_due_time_but_before_any_tick_is_a_breach() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000, at=T0))
+    out = town(paid("case-1", 80_000, at=T0 + hours(26)))
+    assert types(out) == ["Posting", "DeadlineBreached"]
+
+
+def test_cancelling_voids_the_hold_and_the_deadlines() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000, at=T0))
+    out = town(cancelled("case-1", at=T0 + hours(2)))
+    assert types(out) == ["AdvanceVoided", "Posting"]
+    assert town.s.reserve.available_fen == SIZE and town.s.reserve.held_fen == 0
+    assert town(tick(T0 + hours(200))) == []  # nothing left to breach
+    # and the household may ask again (P6 counts grants, not cancelled ones)
+    assert types(town(urgent("case-2", 50_000, at=T0 + hours(3)))) == ["AdvanceGranted", "Posting"]
+
+
+# ---------------------------------------------------------------- R4: the town reserve
+
+
+def test_a_grant_the_reserve_cannot_cover_is_escalated_to_the_county_fund() -> None:
+    town = flooded()
+    for n in range(50):  # 50 households x 1,000 yuan empties the 50,000-yuan reserve
+        town(urgent(f"case-{n}", CAP, household=100 + n))
+    assert town.s.reserve.available_fen == 0
+    out = town(urgent("case-50", CAP, household=200))
+    assert types(out) == ["AdvanceGranted", "EscalatedToCountyFund", "Posting"]
+    grant, escalation, posting = out
+    assert isinstance(grant, d.AdvanceGranted) and grant.funded_by is d.FundedBy.COUNTY_FUND
+    assert isinstance(escalation, d.EscalatedToCountyFund) and escalation.available_fen == 0
+    assert isinstance(posting, Posting) and posting.kind == "escalated_advance"
+    assert town.s.reserve.available_fen == 0  # never below zero
+    assert town.s.county_held_fen == CAP
+    # the county pays it when the town confirms
+    assert types(town(paid("case-50", CAP, at=T0 + hours(2)))) == ["Posting", "DeadlineMet"]
+    assert town.s.county_held_fen == 0 and town.s.county_paid_fen == CAP
+
+
+def test_finance_is_alerted_once_when_the_reserve_falls_below_20_percent() -> None:
+    town = flooded()
+    lows = []
+    for n in range(45):
+        lows += [
+            r for r in town(urgent(f"c{n}", CAP, household=n + 10)) if isinstance(r, d.ReserveLow)
+        ]
+    [low] = lows
+    assert low.threshold_fen == SIZE // 5 and low.available_fen < SIZE // 5
+
+
+def test_replenishment_tops_up_to_the_size_and_never_above() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(1)))
+    before = town.s
+    [refused] = town(replenished(80_001, at=T0 + hours(2)))
+    assert isinstance(refused, d.ReplenishmentRefused) and refused.shortfall_fen == 80_000
+    assert town.s.reserve == before.reserve  # nothing changed
+    out = town(replenished(80_000, at=T0 + hours(3)))
+    assert types(out) == ["Posting"]
+    assert town.s.reserve.available_fen == SIZE
+
+
+# ---------------------------------------------------------------- refusals leave nothing changed
+
+
+def test_a_second_grant_for_the_same_household_and_cause_is_refused_p6() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000, household=1))
+    before = town.s
+    [refusal] = town(urgent("case-2", 30_000, household=1, at=T0 + hours(5)))
+    assert isinstance(refusal, d.AdvanceRefused) and refusal.reason is d.RefusalReason.DUPLICATE
+    assert refusal.rule == "P6"
+    assert town.s.reserve == before.reserve and town.s.cases == before.cases
+
+
+def test_requests_for_an_unknown_or_closed_incident_are_refused() -> None:
+    town = flooded()
+    [refusal] = town(urgent("case-1", inc="no-such-incident"))
+    assert isinstance(refusal, d.AdvanceRefused)
+    assert refusal.reason is d.RefusalReason.UNKNOWN_INCIDENT
+    assert town.s.reserve.available_fen == SIZE and not town.s.cases
+
+
+def test_a_request_of_an_unknown_town_is_a_dead_letter_and_opens_nothing() -> None:
+    town = Town(code="370321999")
+    [dead] = town(urgent("case-1", town="370321999", inc=None))
+    assert isinstance(dead, RejectedRecord) and "unknown town" in dead.reason
+    assert town.state is None
+
+
+def test_commands_that_do_not_fit_the_case_are_dead_letters_with_reasons() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000))
+    before = town.s
+    [dead] = town(paid("case-1", 90_000, at=T0 + hours(1)))
+    assert isinstance(dead, RejectedRecord) and "above the 80000 fen granted" in dead.reason
+    [dead] = town(paid("case-9", 10_000, at=T0 + hours(1)))
+    assert isinstance(dead, RejectedRecord) and "no open case" in dead.reason
+    assert town.s.reserve == before.reserve and town.s.cases == before.cases
+
+
+def test_a_redelivered_request_changes_nothing_and_emits_nothing() -> None:
+    town = flooded()
+    request = urgent("case-1", 80_000)
+    town(request)
+    before = town.s
+    assert town(request) == []
+    assert town.s.reserve == before.reserve and town.s.cases == before.cases
+
+
+def test_the_same_records_always_give_the_same_bytes() -> None:
+    records = [incident("flood-0720"), urgent("case-1", 80_000), tick(T0 + hours(30))]
+    a, b = Town(), Town()
+    a.run(records)
+    b.run(records)
+    assert [o.value for o in a.outputs] == [o.value for o in b.outputs]
+
+
+# ---------------------------------------------------------------- P1: paperwork
+
+
+def test_paperwork_in_five_days_is_met_and_late_paperwork_breached() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000, household=1))
+    town(urgent("case-2", 80_000, household=2))
+    [met] = town(paperwork("case-1", at=T0 + timedelta(days=4)))
+    assert isinstance(met, d.DeadlineMet) and met.deadline is d.DeadlineKind.PAPERWORK_5D
+    assert met.rule == "P1"
+    ended = town(tick(T0 + timedelta(days=6)))
+    paperwork_breaches = [
+        r
+        for r in ended
+        if isinstance(r, d.DeadlineBreached) and r.deadline is d.DeadlineKind.PAPERWORK_5D
+    ]
+    assert [r.correlation_id for r in paperwork_breaches] == ["case-2"]
+
+
+# ---------------------------------------------------------------- R3, R6, P2: expenditure-type
+
+
+def test_illness_relief_within_the_band_is_approved_by_the_town_or_the_county() -> None:
+    town = flooded()
+    minimum = 92_400  # P4: 924 yuan a month in force in 2026
+    [approved, posting] = town(
+        expenditure("ill-1", 3 * minimum + 100, i.ReliefCategory.SERIOUS_ILLNESS)
+    )
+    assert isinstance(approved, d.ReliefApproved)
+    assert approved.approver_level is d.ApproverLevel.TOWN  # 2,773 yuan < 3,000 (P2)
+    assert isinstance(posting, Posting)
+    assert town(expenditure("ill-2", 500_000, i.ReliefCategory.SERIOUS_ILLNESS, household=8)) == []
+    assert town.s.cases["ill-2"].status is CaseStatus.AWAITING_APPROVAL
+    [approved, _] = town(
+        reviewed("ill-2", T0 + hours(4), i.ReviewOutcome.CONFIRMED, approved_fen=500_000)
+    )
+    assert isinstance(approved, d.ReliefApproved)
+    assert approved.approver_level is d.ApproverLevel.COUNTY
+
+
+def test_below_the_floor_is_raised_to_it_and_above_the_cap_goes_to_deliberation() -> None:
+    town = flooded()
+    minimum = 92_400
+    [approved, _] = town(expenditure("edu-1", 100_000, i.ReliefCategory.EDUCATION))
+    assert isinstance(approved, d.ReliefApproved) and approved.amount_fen == 3 * minimum
+    [required] = town(
+        expenditure("edu-2", 6 * minimum + 1, i.ReliefCategory.EDUCATION, household=9)
+    )
+    assert isinstance(required, d.DeliberationRequired)
+    assert required.cap_fen == 6 * minimum and required.rule == "R3+R6"
+    [rejected] = town(deliberated("edu-2", T0 + hours(2), refused=True))
+    assert isinstance(rejected, d.ReliefRejected) and rejected.rule == "P9"
+    [required] = town(
+        expenditure("ill-3", 12 * minimum + 1, i.ReliefCategory.SERIOUS_ILLNESS, household=10)
+    )
+    out = town(deliberated("ill-3", T0 + hours(3), approved_fen=1_500_000))
+    assert types(out) == ["ReliefApproved", "Posting"]
+    assert isinstance(out[0], d.ReliefApproved) and out[0].rule == "R6"
+
+
+# ---------------------------------------------------------------- review, P8, P11
+
+
+def test_review_confirms_and_settlement_replenishes_the_reserve() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(2)))
+    out = town(
+        reviewed("case-1", T0 + timedelta(days=3), i.ReviewOutcome.CONFIRMED, approved_fen=80_000)
+    )
+    assert types(out) == ["ReliefApproved", "Posting"]
+    assert town.s.reserve.available_fen == SIZE and town.s.reserve.replenished_fen == 80_000
+
+
+def test_fraud_is_recovered_with_a_fine_p8() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(2)))
+    out = town(
+        reviewed(
+            "case-1",
+            T0 + timedelta(days=3),
+            i.ReviewOutcome.FRAUD,
+            approved_fen=0,
+            fine_multiple=2,
+            reasons="虚报灾情",
+        )
+    )
+    claim = out[0]
+    assert isinstance(claim, d.RecoveryClaimed)
+    assert (claim.amount_fen, claim.fine_fen) == (80_000, 160_000)
+    assert town.balances()["recovery_receivable:370321101"] == 240_000
+
+
+def test_an_unpaid_advance_cannot_be_reviewed_yet() -> None:
+    town = flooded()
+    town(urgent("case-1", 80_000))
+    [dead] = town(reviewed("case-1", T0 + hours(1), i.ReviewOutcome.CONFIRMED, approved_fen=80_000))
+    assert isinstance(dead, RejectedRecord)
+
+
+# ---------------------------------------------------------------- P5, R7
+
+
+def test_transitional_relief_pays_monthly_for_three_months_and_can_be_extended() -> None:
+    town = flooded()
+    out = town(urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING, persons=3))
+    assert types(out) == ["ReliefApproved", "TransitionalInstalmentPaid", "Posting"]
+    assert isinstance(out[1], d.TransitionalInstalmentPaid)
+    per_month = out[1].amount_fen
+    assert per_month == town.s.cases["tr-1"].instalment_fen
+    assert len(town.of(d.TransitionalInstalmentPaid)) == 1
+    town(tick(T0 + timedelta(days=61)))
+    assert len(town.of(d.TransitionalInstalmentPaid)) == 3
+    town(tick(T0 + timedelta(days=200)))
+    assert len(town.of(d.TransitionalInstalmentPaid)) == 3  # 3 months, then it stops
+    ext = i.TransitionalReliefExtended(
+        **env(QIFENG, "tr-1", T0 + timedelta(days=201), CIVIL),
+        extended_to_months=6,
+        reason="住房尚未修复",
+    )
+    town(ext)
+    town(tick(T0 + timedelta(days=400)))
+    assert len(town.of(d.TransitionalInstalmentPaid)) == 6
+
+
+def test_a_vagrant_is_referred_to_the_county_of_origin_r7() -> None:
+    town = flooded()
+    [referral] = town(urgent("v-1", 50_000, inc=None, vagrant=True, origin_county="河北省某县"))
+    assert isinstance(referral, d.ReferredToOriginCounty) and referral.rule == "R7"
+    assert town.s.reserve.available_fen == SIZE
