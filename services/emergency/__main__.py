@@ -17,7 +17,12 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--loglevel", default="info", show_default=True)
+@click.option(
+    "--loglevel",
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
 def worker(loglevel: str) -> None:
     """Run a processor worker (Faust). Start as many as there are intake partitions."""
     from services.emergency.app import create_app
@@ -35,7 +40,11 @@ def clock(interval: float | None) -> None:
 
     settings = EmergencySettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(run_clock(settings.kafka_bootstrap, interval or settings.clock_interval_s))
+    asyncio.run(
+        run_clock(
+            settings.kafka_bootstrap, interval or settings.clock_interval_s, settings.intake_topic
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from schemas import topics
 from schemas.policy import load_policy
 from schemas.towns import load_county
 from services.emergency.adapters.faust_app import build_app
@@ -16,4 +15,4 @@ def rules_from(settings: EmergencySettings) -> Rules:
 
 def create_app(settings: EmergencySettings | None = None):  # type: ignore[no-untyped-def]
     settings = settings or EmergencySettings()
-    return build_app(settings, rules_from(settings), partitions=topics.DEFAULT_PARTITIONS)
+    return build_app(settings, rules_from(settings), partitions=settings.partitions)

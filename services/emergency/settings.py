@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import topics
+
 
 class EmergencySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
@@ -17,6 +19,12 @@ class EmergencySettings(BaseSettings):
     emergency_data_dir: Path = Path(".local/emergency")
     emergency_web_port: int = Field(default=6066, ge=1, le=65535)
     policy_file: Path | None = None
+    # Topic names (the defaults are the service's; tests and staging may prefix their own)
+    intake_topic: str = topics.INTAKE
+    decisions_topic: str = topics.DECISIONS
+    postings_topic: str = topics.POSTINGS
+    rejected_topic: str = topics.REJECTED
+    partitions: int = Field(default=topics.DEFAULT_PARTITIONS, ge=1, le=1_000)
 
     # How many intake records are decided together: their outputs are acknowledged by
     # Kafka before the new state is stored, so a batch trades latency for throughput.

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaProducer
 
 from schemas import topics
-from schemas.envelope import Actor
+from schemas.envelope import CLOCK_TOWN, Actor, Role
 from schemas.intake import ClockTick
 from schemas.registry import encode
 
@@ -30,30 +30,37 @@ def tick(partition: int, now: datetime) -> ClockTick:
     return ClockTick(
         event_id=uuid.uuid4(),
         occurred_at=now,
-        town="__clock__",
-        actor=Actor(role="system", org="relief-clock"),
+        town=CLOCK_TOWN,
+        actor=Actor(role=Role.SYSTEM, org="relief-clock"),
         correlation_id=f"clock-p{partition}",
         partition=partition,
     )
 
 
-async def send_ticks(producer: AIOKafkaProducer, partitions: int) -> None:
+async def send_ticks(
+    producer: AIOKafkaProducer, partitions: int, topic: str = topics.INTAKE
+) -> None:
     now = datetime.now(UTC)  # only informative: the broker's stamp is the tick's time
     sends = [
-        await producer.send(topics.INTAKE, key=CLOCK_KEY, value=encode(tick(p, now)), partition=p)
+        await producer.send(topic, key=CLOCK_KEY, value=encode(tick(p, now)), partition=p)
         for p in range(partitions)
     ]
     await asyncio.gather(*sends)
 
 
-async def run_clock(bootstrap: str, interval_s: float, stop: asyncio.Event | None = None) -> None:
+async def run_clock(
+    bootstrap: str,
+    interval_s: float,
+    topic: str = topics.INTAKE,
+    stop: asyncio.Event | None = None,
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        partitions = len(await producer.partitions_for(topics.INTAKE))
+        partitions = len(await producer.partitions_for(topic))
         log.info("clock: a tick into each of %d partitions every %.1f s", partitions, interval_s)
         while stop is None or not stop.is_set():
-            await send_ticks(producer, partitions)
+            await send_ticks(producer, partitions, topic)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for((stop or asyncio.Event()).wait(), interval_s)
     finally:

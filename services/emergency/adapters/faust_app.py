@@ -47,8 +47,9 @@ EXIT_BUG = 70  # EX_SOFTWARE: an invariant broke; the supervisor restarts the wo
 class OutputSink:
     """An idempotent producer (acks=all) for everything the processor emits."""
 
-    def __init__(self, bootstrap: str, timeout_s: float) -> None:
+    def __init__(self, bootstrap: str, timeout_s: float, topic_names: dict[str, str]) -> None:
         self._bootstrap = bootstrap
+        self._topic_names = topic_names  # the service's topic -> the name on this cluster
         self._timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
 
@@ -76,7 +77,9 @@ class OutputSink:
         if self._producer is None:
             raise RuntimeError("output sink used before it started")
         futures = [
-            await self._producer.send(out.topic, key=out.key.encode(), value=out.value)
+            await self._producer.send(
+                self._topic_names.get(out.topic, out.topic), key=out.key.encode(), value=out.value
+            )
             for out in outputs
         ]
         await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
@@ -97,22 +100,27 @@ class Engine:
         self.partitions = partitions
 
     def load(self, town: str) -> TownState | None:
-        raw = self.table.get(town.encode())
-        return None if raw is None else TownState.model_validate_json(raw)
+        raw = self.table.get(town)
+        return None if raw is None else TownState.model_validate(raw)
 
     def decide_batch(
-        self, events: Sequence[Any]
+        self, events: Sequence[Any], stream: Any = None
     ) -> tuple[dict[str, TownState], dict[str, Any], list[Output]]:
         working: dict[str, TownState | None] = {}
         source: dict[str, Any] = {}
         outputs: list[Output] = []
         for event in events:
             msg = event.message
+            if stream is not None:
+                # The RocksDB store reads a key from the partition of the *current* event
+                # only; in a batch that spans partitions, make it this record's partition
+                # (where its town lives) before reading the town's state.
+                stream._set_current_event(event)
             try:
                 record = decode(msg.value, recorded_at=_stamp(msg))
             except RecordError as exc:
                 outputs.append(
-                    rejected_record(topics.INTAKE, msg.partition, msg.offset, str(exc), msg.value)
+                    rejected_record(msg.topic, msg.partition, msg.offset, str(exc), msg.value)
                 )
                 continue
             if isinstance(record, ClockTick):
@@ -122,7 +130,7 @@ class Engine:
                 if key != record.town:
                     reason = f"key {key!r} is not the record's town {record.town!r}"
                     outputs.append(
-                        rejected_record(topics.INTAKE, msg.partition, msg.offset, reason, msg.value)
+                        rejected_record(msg.topic, msg.partition, msg.offset, reason, msg.value)
                     )
                     continue
                 concerned = [record.town]
@@ -146,7 +154,7 @@ class Engine:
 
     async def run_batch(self, stream: Any, events: Sequence[Any]) -> None:
         try:
-            states, source, outputs = self.decide_batch(events)
+            states, source, outputs = self.decide_batch(events, stream)
         except Exception:
             log.exception("invariant broken while deciding; exiting without acknowledging")
             os._exit(EXIT_BUG)
@@ -155,7 +163,7 @@ class Engine:
             # A table write goes to the changelog partition of the *current* event; in a
             # batch that spans partitions, point it at an event of the town's own partition.
             stream._set_current_event(source[town])
-            self.table[town.encode()] = state.model_dump_json().encode()
+            self.table[town] = state.model_dump(mode="json")
 
 
 def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> faust.App:
@@ -177,22 +185,26 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         web_host="127.0.0.1",
     )
     intake = app.topic(
-        topics.INTAKE,
+        settings.intake_topic,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
         partitions=partitions,
     )
-    table = app.Table(
-        "towns",
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
+    # Keys are town codes, values the town states as JSON objects (Faust's json codec);
+    # the domain's own models validate them on the way back in.
+    table = app.Table("towns", partitions=partitions)
+    sink = OutputSink(
+        settings.kafka_bootstrap,
+        settings.emergency_output_timeout_s,
+        {
+            topics.INTAKE: settings.intake_topic,
+            topics.DECISIONS: settings.decisions_topic,
+            topics.POSTINGS: settings.postings_topic,
+            topics.REJECTED: settings.rejected_topic,
+        },
     )
-    sink = OutputSink(settings.kafka_bootstrap, settings.emergency_output_timeout_s)
     engine = Engine(rules, sink, table, partitions)
     app.conf.relief_engine = engine  # reachable for the web views and tests
 

@@ -132,7 +132,7 @@ async def test_postgres_round_trip_and_rollback_leaves_nothing(fresh_database: s
             async with conn.transaction():
                 await conn.execute("INSERT INTO t VALUES (2, 100)")
                 await conn.execute("INSERT INTO t VALUES (1, 100)")  # breaks the key: all undone
-        assert await conn.fetch("SELECT id FROM t ORDER BY id") == [(1,)]
+        assert [r["id"] for r in await conn.fetch("SELECT id FROM t ORDER BY id")] == [1]
 
         async with conn.transaction():
             await conn.execute("INSERT INTO t VALUES (3, 100)")

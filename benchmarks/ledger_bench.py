@@ -1,0 +1,171 @@
+"""How fast postings go into PostgreSQL: the ledger's own writer against a bare COPY.
+
+    python benchmarks/ledger_bench.py [--postings 100000] [--batch 2000]
+
+Creates a scratch database on the server of RELIEF_DATABASE_ADMIN_URL (default: the local
+stack), migrates it, then writes the same postings twice, in transactions of --batch:
+
+1. `LedgerStore.store_batch` — locks, dedup, hash chain, reserve guard, COPY, positions,
+   and the database's own checks at commit (balanced, reserves, foreign keys);
+2. a bare `copy_records_to_table` of the same entry and line rows into tables without
+   constraints, indexes or triggers: the floor of what the server can take.
+
+Not a test: it prints figures (DESIGN "batched" quotes ~396k rows/s for bare COPY on a
+2-core machine with PostgreSQL 15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from deploy.local import stack as local_stack
+from services.ledger.adapters import postgres
+from services.ledger.domain.entries import (
+    IncomingPosting,
+    Line,
+    SourcePosition,
+)
+from services.ledger.domain.plan import plan_batch
+
+TOWNS = [f"3703211{n:02d}" for n in range(9)]
+TOPIC = "bench.postings"
+START = datetime(2024, 7, 1, tzinfo=UTC)
+
+
+def postings(count: int) -> list[IncomingPosting]:
+    out: list[IncomingPosting] = []
+    for i in range(count):
+        town = TOWNS[i % len(TOWNS)]
+        if i < len(TOWNS):  # fund each reserve first, far above what the grants take
+            lines = (
+                Line(f"town_reserve:{town}", "debit", 1_000_000_000),
+                Line("county_fund:county", "credit", 1_000_000_000),
+            )
+            kind = "reserve_funded"
+        else:
+            amount = 1 + (i * 7919) % 100_000
+            lines = (
+                Line(f"town_reserve_held:{town}", "debit", amount),
+                Line(f"town_reserve:{town}", "credit", amount),
+            )
+            kind = "advance_granted"
+        out.append(
+            IncomingPosting(
+                posting_id=uuid.uuid5(uuid.NAMESPACE_URL, f"bench:{i}"),
+                kind=kind,
+                town=town,
+                correlation_id=f"case-{i}",
+                causation_id=None,
+                occurred_at=START + timedelta(seconds=i),
+                recorded_at=START + timedelta(seconds=i),
+                memo=f"{kind} {i}",
+                lines=lines,
+                source=SourcePosition(TOPIC, 0, i),
+                raw="{}",
+            )
+        )
+    return out
+
+
+async def bench_store(pool: asyncpg.Pool, items: list[IncomingPosting], batch: int) -> float:
+    store = postgres.LedgerStore(pool)
+    started = time.perf_counter()
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        result = await store.store_batch(chunk, {(TOPIC, 0): chunk[-1].source.offset + 1})
+        if result.stored != len(chunk):
+            raise SystemExit(f"expected {len(chunk)} stored, got {result}")
+    return time.perf_counter() - started
+
+
+async def bench_bare_copy(
+    conn: asyncpg.Connection, items: list[IncomingPosting], batch: int
+) -> float:
+    await conn.execute("CREATE TABLE bare_entries (LIKE ledger_entries INCLUDING IDENTITY)")
+    await conn.execute("CREATE TABLE bare_lines (LIKE ledger_lines)")
+    # the same rows the ledger writes, hashes included, computed before the clock starts
+    plan = plan_batch(items, {}, {}, [])
+    entry_rows = [postgres._entry_row(e, p) for e, p in plan.entries]
+    line_rows = [
+        (e.posting_id, n, ln.account, ln.side, ln.amount_fen)
+        for e, _ in plan.entries
+        for n, ln in enumerate(e.lines, start=1)
+    ]
+    per_entry = 2
+    started = time.perf_counter()
+    for start in range(0, len(entry_rows), batch):
+        async with conn.transaction():
+            await conn.copy_records_to_table(
+                "bare_entries",
+                columns=postgres.ENTRY_COLUMNS,
+                records=entry_rows[start : start + batch],
+            )
+            await conn.copy_records_to_table(
+                "bare_lines",
+                columns=postgres.LINE_COLUMNS,
+                records=line_rows[start * per_entry : (start + batch) * per_entry],
+            )
+    return time.perf_counter() - started
+
+
+def as_role(url: str, role: str, database: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}",
+                                     path=f"/{database}"))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--postings", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=2_000)
+    args = parser.parse_args()
+    info = local_stack.local_info()
+    admin_url = os.environ.get("RELIEF_DATABASE_ADMIN_URL", info.admin_url)
+    server = admin_url.rsplit("/", 1)[0]
+    name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"')
+    try:
+        owner_url = as_role(admin_url, local_stack.OWNER_ROLE, name)
+        app_url = as_role(admin_url, local_stack.APP_ROLE, name)
+        await postgres.migrate(owner_url, local_stack.APP_ROLE)
+        items = postings(args.postings)
+        pool = await postgres.connect_pool(app_url, 2)
+        try:
+            ledger_s = await bench_store(pool, items, args.batch)
+        finally:
+            await pool.close()
+        report = await postgres.verify(app_url)
+        owner = await asyncpg.connect(owner_url)
+        try:
+            bare_s = await bench_bare_copy(owner, items, args.batch)
+        finally:
+            await owner.close()
+        n = len(items)
+        print(f"{n} postings (2 lines each), {args.batch} per transaction")
+        print(f"{'':<34}{'seconds':>10}{'postings/s':>14}{'rows/s':>12}")
+        print(f"{'ledger store_batch':<34}{ledger_s:>10.2f}{n / ledger_s:>14,.0f}"
+              f"{3 * n / ledger_s:>12,.0f}")
+        print(f"{'bare copy_records_to_table':<34}{bare_s:>10.2f}{n / bare_s:>14,.0f}"
+              f"{3 * n / bare_s:>12,.0f}")
+        print(f"ledger / bare: {bare_s / ledger_s:.0%}; verify ok={report.ok} "
+              f"({report.entries_checked} entries), head {report.head_hash.hex()[:16]}…")
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

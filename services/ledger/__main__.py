@@ -1,0 +1,167 @@
+"""`python -m services.ledger migrate|run|verify|balances|movements|alerts|statement`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from datetime import date, datetime
+
+import click
+
+from schemas.money import yuan
+from services.ledger.app import LedgerSettings
+
+# verify's exit codes: 0 the journal holds, 1 it does not (a finding for finance and audit)
+EXIT_TAMPERED = 1
+
+
+@click.group()
+def cli() -> None:
+    """Finance's fund ledger: append-only, double-entry, hash-chained (P10)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+
+@cli.command()
+def migrate() -> None:
+    """Apply the SQL migrations as the owner role and grant the service role its rights."""
+    from services.ledger.adapters.postgres import migrate as run_migrations
+
+    settings = LedgerSettings()
+    applied = asyncio.run(run_migrations(settings.database_owner_url, settings.ledger_app_role))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
+
+
+@cli.command()
+def run() -> None:
+    """Consume ledger.postings.v1 into PostgreSQL until SIGTERM."""
+    from services.ledger.app import run_consumer
+
+    asyncio.run(run_consumer(LedgerSettings()))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="machine-readable report")
+def verify(as_json: bool) -> None:
+    """Recompute the hash chains and the balances; exit 1 at the first disagreement."""
+    from services.ledger.adapters.postgres import verify as run_verify
+
+    report = asyncio.run(run_verify(LedgerSettings().database_url))
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries_checked": report.entries_checked,
+                    "head_hash": report.head_hash.hex(),
+                    "chain_heads": {c: h.hex() for c, h in report.chain_heads.items()},
+                    "problems": [
+                        {
+                            "chain": p.chain,
+                            "chain_seq": p.chain_seq,
+                            "posting_id": None if p.posting_id is None else str(p.posting_id),
+                            "reason": p.reason,
+                        }
+                        for p in report.problems
+                    ],
+                },
+                indent=2,
+            )
+        )
+    else:
+        click.echo(f"entries checked: {report.entries_checked}")
+        for chain, head in report.chain_heads.items():
+            click.echo(f"chain {chain}: head {head.hex()}")
+        for problem in report.problems:
+            click.echo(f"DISAGREES: {problem.describe()}")
+        click.echo(f"head hash: {report.head_hash.hex()}")
+        click.echo("ok" if report.ok else "NOT OK")
+    if not report.ok:
+        sys.exit(EXIT_TAMPERED)
+
+
+@cli.command()
+@click.option("--town", default=None, help="a town code, or 'county'")
+def balances(town: str | None) -> None:
+    """Balances by account (normal side), in fen and yuan."""
+    from services.ledger.adapters import postgres
+
+    async def go() -> list[postgres.AccountBalance]:
+        pool = await postgres.connect_pool(LedgerSettings().database_url, 1)
+        try:
+            return await postgres.balances(pool, town)
+        finally:
+            await pool.close()
+
+    for b in asyncio.run(go()):
+        click.echo(f"{b.account:<34} {b.balance_fen:>16} fen {yuan(b.balance_fen):>18} yuan")
+
+
+@cli.command()
+@click.option("--town", required=True)
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+def movements(town: str, limit: int) -> None:
+    """A town reserve's movements with the running balance."""
+    from services.ledger.adapters import postgres
+
+    async def go() -> list[postgres.Movement]:
+        pool = await postgres.connect_pool(LedgerSettings().database_url, 1)
+        try:
+            return await postgres.reserve_movements(pool, town, limit=limit)
+        finally:
+            await pool.close()
+
+    for m in asyncio.run(go()):
+        click.echo(
+            f"{m.occurred_at.isoformat()} #{m.chain_seq:<6} {m.kind:<24} "
+            f"{m.change_fen:>+14} {m.balance_fen:>14} {m.posting_id}"
+        )
+
+
+@cli.command()
+@click.option("--town", default=None)
+def alerts(town: str | None) -> None:
+    """Postings the reserve guard refused (R2), with the figures used."""
+    from services.ledger.adapters import postgres
+
+    async def go() -> list[postgres.Alert]:
+        pool = await postgres.connect_pool(LedgerSettings().database_url, 1)
+        try:
+            return await postgres.alerts(pool, town)
+        finally:
+            await pool.close()
+
+    for a in asyncio.run(go()):
+        click.echo(
+            f"{a.occurred_at.isoformat()} {a.posting_id} {a.account} "
+            f"balance {a.balance_fen} change {a.change_fen}: {a.reason}"
+        )
+
+
+@cli.command()
+@click.option("--town", required=True, help="a town code, or 'county'")
+@click.option("--from", "first_day", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--to", "last_day", required=True, type=click.DateTime(["%Y-%m-%d"]))
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None)
+def statement(town: str, first_day: datetime, last_day: datetime, out: str | None) -> None:
+    """The town's statement for the days [--from, --to] (China Standard Time) as CSV."""
+    from services.ledger.adapters import postgres
+
+    async def go(first: date, last: date) -> str:
+        pool = await postgres.connect_pool(LedgerSettings().database_url, 1)
+        try:
+            return await postgres.statement(pool, town, first, last)
+        finally:
+            await pool.close()
+
+    text = asyncio.run(go(first_day.date(), last_day.date()))
+    if out:
+        with open(out, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    else:
+        click.echo(text, nl=False)
+
+
+if __name__ == "__main__":
+    cli()

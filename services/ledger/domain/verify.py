@@ -1,0 +1,170 @@
+"""Verification of the journal from its rows: the hash chains, each posting's balance and
+every account's balance, recomputed from the lines (DESIGN "tamper-evident").
+
+Fed entry by entry in chain order (chain, chain_seq), it reports the first entry of each
+chain where the stored journal and the recomputation disagree. Everything after a broken
+link of a chain is suspect, so a chain is not checked further once broken.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Mapping
+
+from services.ledger.domain.accounts import (
+    AccountError,
+    Side,
+    normal_balance,
+    parse_account,
+)
+from services.ledger.domain.entries import GENESIS_HASH, Entry, entry_hash, head_hash
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Problem:
+    chain: str
+    chain_seq: int | None
+    posting_id: uuid.UUID | None
+    reason: str
+
+    def describe(self) -> str:
+        where = (
+            f"entry {self.posting_id} (chain {self.chain} #{self.chain_seq})"
+            if self.posting_id is not None
+            else f"chain {self.chain}"
+        )
+        return f"{where}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class VerifyReport:
+    entries_checked: int
+    chain_heads: dict[str, bytes]  # chain -> hash of its last verified entry
+    head_hash: bytes  # the one hash to publish
+    balances_fen: dict[str, int]  # account -> normal-side balance, from the lines
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclasses.dataclass(slots=True)
+class _Chain:
+    seq: int = 0
+    hash: bytes = GENESIS_HASH
+    broken: bool = False
+
+
+class Verifier:
+    """Feed entries in (chain, chain_seq) order, then ask for the report."""
+
+    def __init__(self) -> None:
+        self._chains: dict[str, _Chain] = {}
+        self._debits: dict[str, int] = {}
+        self._credits: dict[str, int] = {}
+        self._problems: list[Problem] = []
+        self._checked = 0
+
+    def _fail(self, state: _Chain, entry: Entry, reason: str) -> None:
+        state.broken = True
+        self._problems.append(Problem(entry.chain, entry.chain_seq, entry.posting_id, reason))
+
+    def feed(self, entry: Entry) -> None:
+        state = self._chains.setdefault(entry.chain, _Chain())
+        if state.broken:
+            return
+        self._checked += 1
+        if entry.chain_seq != state.seq + 1:
+            self._fail(state, entry, f"expected chain position #{state.seq + 1}: entries missing")
+            return
+        if entry.prev_hash != state.hash:
+            self._fail(state, entry, "prev_hash is not the hash of the entry before it")
+            return
+        if entry_hash(entry) != entry.hash:
+            self._fail(state, entry, "hash does not match the entry's content: altered")
+            return
+        problem = _line_problem(entry)
+        if problem is not None:
+            self._fail(state, entry, problem)
+            return
+        for line in entry.lines:
+            book = self._debits if line.side == Side.DEBIT else self._credits
+            book[line.account] = book.get(line.account, 0) + line.amount_fen
+        state.seq = entry.chain_seq
+        state.hash = entry.hash
+
+    def note(self, chain: str, reason: str) -> None:
+        """A problem found outside the chains (e.g. lines without an entry)."""
+        self._problems.append(Problem(chain, None, None, reason))
+
+    def balances_fen(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for account in sorted(set(self._debits) | set(self._credits)):
+            kind = parse_account(account).kind
+            out[account] = normal_balance(
+                kind, self._debits.get(account, 0), self._credits.get(account, 0)
+            )
+        return out
+
+    def report(self, stored_balances_fen: Mapping[str, int] | None = None) -> VerifyReport:
+        """`stored_balances_fen`: the balances the read side serves (normal side), compared
+        with the ones recomputed from the verified entries."""
+        balances = self.balances_fen()
+        problems = list(self._problems)
+        total_debits = sum(self._debits.values())
+        total_credits = sum(self._credits.values())
+        if not any(p.posting_id is not None for p in problems) and total_debits != total_credits:
+            problems.append(
+                Problem("*", None, None, f"debits {total_debits} != credits {total_credits}")
+            )
+        for account, balance in balances.items():
+            if account.startswith("town_reserve:") and balance < 0:
+                problems.append(
+                    Problem(account.split(":", 1)[1], None, None, f"{account} is {balance} fen")
+                )
+        if stored_balances_fen is not None and not problems:
+            for account in sorted(set(balances) | set(stored_balances_fen)):
+                recomputed = balances.get(account, 0)
+                stored = stored_balances_fen.get(account, 0)
+                if recomputed != stored:
+                    problems.append(
+                        Problem(
+                            account.split(":", 1)[-1],
+                            None,
+                            None,
+                            f"balance of {account}: read side {stored} fen, "
+                            f"recomputed from the journal {recomputed} fen",
+                        )
+                    )
+        heads = {chain: state.hash for chain, state in sorted(self._chains.items())}
+        return VerifyReport(
+            entries_checked=self._checked,
+            chain_heads=heads,
+            head_hash=head_hash(heads),
+            balances_fen=balances,
+            problems=tuple(problems),
+        )
+
+
+def _line_problem(entry: Entry) -> str | None:
+    if len(entry.lines) < 2:
+        return f"{len(entry.lines)} line(s): a posting has at least two"
+    debit_fen = credit_fen = 0
+    for line in entry.lines:
+        try:
+            parse_account(line.account)
+        except AccountError as exc:
+            return str(exc)
+        if line.amount_fen <= 0:
+            return f"line amount {line.amount_fen} fen is not positive"
+        if line.side == Side.DEBIT:
+            debit_fen += line.amount_fen
+        elif line.side == Side.CREDIT:
+            credit_fen += line.amount_fen
+        else:
+            return f"line side {line.side!r}"
+    if debit_fen != credit_fen:
+        return f"not balanced: debits {debit_fen} fen, credits {credit_fen} fen"
+    return None

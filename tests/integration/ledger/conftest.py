@@ -1,0 +1,56 @@
+"""Freshly migrated ledger databases on the real PostgreSQL of the `stack`, and topics on its
+real Kafka broker."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from deploy.local import stack as local_stack
+from services.ledger.adapters import postgres
+
+
+@dataclasses.dataclass(frozen=True)
+class LedgerDb:
+    admin_url: str  # superuser: only tests tamper with the book
+    owner_url: str
+    app_url: str
+    pool: asyncpg.Pool  # as the service role (INSERT, SELECT only)
+
+
+def _on(url: str, database: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + database
+
+
+@contextlib.asynccontextmanager
+async def ledger_database(stack: local_stack.StackInfo) -> AsyncIterator[LedgerDb]:
+    """An empty database owned by relief_owner, migrated; dropped afterwards."""
+    name = f"ledger_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(_on(stack.admin_url, "postgres"))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"')
+    finally:
+        await admin.close()
+    db_owner = _on(stack.owner_url, name)
+    await postgres.migrate(db_owner, local_stack.APP_ROLE)
+    pool = await postgres.connect_pool(_on(stack.app_url, name), 4)
+    try:
+        yield LedgerDb(_on(stack.admin_url, name), db_owner, _on(stack.app_url, name), pool)
+    finally:
+        await pool.close()
+        admin = await asyncpg.connect(_on(stack.admin_url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def ledger_db(stack: local_stack.StackInfo) -> AsyncIterator[LedgerDb]:
+    async with ledger_database(stack) as db:
+        yield db

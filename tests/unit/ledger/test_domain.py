@@ -1,0 +1,303 @@
+"""The ledger's pure core: canonical encoding, hash chains, the reserve guard, verification
+and reconciliation — no servers."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.postings import Posting
+from services.ledger.domain.accounts import AccountError, normal_balance, parse_account
+from services.ledger.domain.entries import (
+    GENESIS_HASH,
+    Entry,
+    PostingError,
+    canonical_bytes,
+    check_posting,
+    entry_hash,
+    head_hash,
+    make_entry,
+)
+from services.ledger.domain.plan import ChainHead, plan_batch
+from services.ledger.domain.reconcile import ReserveDifference, reconcile
+from services.ledger.domain.verify import Verifier
+from tests.unit.ledger.stories import (
+    QIFENG,
+    RESERVE_FEN,
+    SUOZHEN,
+    flood,
+    funded,
+    granted,
+    incoming,
+    raw_incoming,
+)
+
+
+def chain_of(postings: list[Posting]) -> list[Entry]:
+    plan = plan_batch([incoming(p, i) for i, p in enumerate(postings)], {}, {}, [])
+    return [e for e, _ in plan.entries]
+
+
+# ---------------------------------------------------------------- accounts
+
+
+def test_account_codes_name_kind_and_scope() -> None:
+    a = parse_account(f"town_reserve:{SUOZHEN}")
+    assert (a.kind, a.town, a.is_reserve) == ("town_reserve", SUOZHEN, True)
+    assert parse_account("county_fund:county").normal_side == "credit"
+    for bad in ("town_reserve", "piggy_bank:county", "town_reserve:Suozhen", "x" * 65):
+        with pytest.raises(AccountError):
+            parse_account(bad)
+
+
+def test_normal_balance_is_on_the_accounts_side() -> None:
+    assert normal_balance("town_reserve", 500, 200) == 300
+    assert normal_balance("county_fund", 200, 500) == 300
+
+
+# ---------------------------------------------------------------- canonical encoding, hashes
+
+
+def test_canonical_encoding_is_fixed_so_replays_give_the_same_hash() -> None:
+    entry = make_entry(incoming(funded(SUOZHEN)), 1, GENESIS_HASH)
+    # the same instant in another zone encodes the same way
+    cst = timezone(timedelta(hours=8))
+    same = dataclasses.replace(entry, occurred_at=entry.occurred_at.astimezone(cst))
+    assert entry_hash(same) == entry.hash
+    body = canonical_bytes(
+        posting_id=entry.posting_id,
+        chain=entry.chain,
+        chain_seq=1,
+        kind=entry.kind,
+        town=entry.town,
+        correlation_id=entry.correlation_id,
+        causation_id=entry.causation_id,
+        occurred_at=entry.occurred_at,
+        memo=entry.memo,
+        lines=entry.lines,
+    )
+    assert body.startswith(b'{"causation_id":')
+    assert b'"occurred_at":"2024-07-01T00:30:00.000000Z"' in body
+    # golden value: changing the encoding silently would break every published head
+    assert entry.hash.hex() == ("182f9b026c7e741bbfc4bf79aaccb6a940b5040813a5518a7373c293d870fd9b")
+    assert len(entry.hash) == 32
+
+
+def test_hash_covers_every_field_and_the_previous_hash() -> None:
+    entry = make_entry(incoming(granted(QIFENG, 1, 1_000)), 2, b"\x01" * 32)
+    changes: dict[str, Any] = {
+        "memo": "edited",
+        "kind": "other",
+        "chain_seq": 3,
+        "prev_hash": b"\x02" * 32,
+        "occurred_at": entry.occurred_at + timedelta(microseconds=1),
+        "causation_id": None,
+        "correlation_id": "case-x",
+        "lines": (entry.lines[0], dataclasses.replace(entry.lines[1], amount_fen=999)),
+    }
+    for field, value in changes.items():
+        assert entry_hash(dataclasses.replace(entry, **{field: value})) != entry.hash, field
+
+
+def test_book_refuses_what_it_cannot_hold() -> None:
+    ok = [(f"town_reserve:{SUOZHEN}", "debit", 5), ("county_fund:county", "credit", 5)]
+    check_posting(raw_incoming(SUOZHEN, ok))
+    bad_cases = {
+        "unbalanced": [
+            (f"town_reserve:{SUOZHEN}", "debit", 5),
+            ("county_fund:county", "credit", 4),
+        ],
+        "zero": [(f"town_reserve:{SUOZHEN}", "debit", 0), ("county_fund:county", "credit", 0)],
+        "negative": [
+            (f"town_reserve:{SUOZHEN}", "debit", -5),
+            ("county_fund:county", "credit", -5),
+        ],
+        "one line": [(f"town_reserve:{SUOZHEN}", "debit", 5)],
+        "another town": [
+            (f"town_reserve:{QIFENG}", "debit", 5),
+            ("county_fund:county", "credit", 5),
+        ],
+        "side": [(f"town_reserve:{SUOZHEN}", "up", 5), ("county_fund:county", "credit", 5)],
+    }
+    for name, lines in bad_cases.items():
+        with pytest.raises(PostingError):
+            check_posting(raw_incoming(SUOZHEN, lines))
+        assert name
+    nul = dataclasses.replace(raw_incoming(SUOZHEN, ok), memo="a\x00b")
+    with pytest.raises(PostingError):
+        check_posting(nul)
+
+
+# ---------------------------------------------------------------- batches
+
+
+def test_a_chain_links_each_entry_to_the_one_before() -> None:
+    entries = chain_of([funded(SUOZHEN), granted(SUOZHEN, 1, 100), granted(SUOZHEN, 2, 200)])
+    assert [e.chain_seq for e in entries] == [1, 2, 3]
+    assert entries[0].prev_hash == GENESIS_HASH
+    assert entries[1].prev_hash == entries[0].hash
+    assert entries[2].prev_hash == entries[1].hash
+
+
+def test_towns_have_their_own_chains_so_interleaving_does_not_change_hashes() -> None:
+    story = flood(20, towns=(SUOZHEN, QIFENG))
+    suozhen_first = [p for p in story if p.town == SUOZHEN] + [p for p in story if p.town == QIFENG]
+    a = {e.posting_id: e.hash for e in chain_of(story)}
+    b = {e.posting_id: e.hash for e in chain_of(suozhen_first)}
+    assert a == b
+
+
+def test_a_batch_continues_the_stored_chain() -> None:
+    first = chain_of([funded(SUOZHEN)])[0]
+    plan = plan_batch(
+        [incoming(granted(SUOZHEN, 1, 100))],
+        {SUOZHEN: ChainHead(1, first.hash)},
+        {f"town_reserve:{SUOZHEN}": RESERVE_FEN},
+        [],
+    )
+    ((entry, _),) = plan.entries
+    assert (entry.chain_seq, entry.prev_hash) == (2, first.hash)
+
+
+def test_postings_seen_before_or_twice_in_a_batch_are_no_ops() -> None:
+    fund = funded(SUOZHEN)
+    grant = granted(SUOZHEN, 1, 100)
+    plan = plan_batch(
+        [incoming(fund), incoming(grant), incoming(grant)],
+        {},
+        {f"town_reserve:{SUOZHEN}": RESERVE_FEN},
+        [fund.posting_id],
+    )
+    assert [p.posting_id for _, p in plan.entries] == [grant.posting_id]
+    assert plan.duplicates == 2
+
+
+def test_reserve_guard_refuses_the_one_posting_that_would_overdraw() -> None:
+    reserve = f"town_reserve:{SUOZHEN}"
+    batch = [
+        incoming(funded(SUOZHEN, amount_fen=1_000)),
+        incoming(granted(SUOZHEN, 1, 600)),
+        incoming(granted(SUOZHEN, 2, 600)),  # 400 left: refused
+        incoming(granted(SUOZHEN, 3, 400)),  # exactly what is left: accepted
+    ]
+    plan = plan_batch(batch, {}, {}, [])
+    assert [e.chain_seq for e, _ in plan.entries] == [1, 2, 3]
+    (alert,) = plan.alerts
+    assert alert.posting.posting_id == batch[2].posting_id
+    assert (alert.account, alert.balance_fen, alert.change_fen) == (reserve, 400, -600)
+    # the refused posting takes no place in the chain
+    assert plan.entries[2][0].prev_hash == plan.entries[1][0].hash
+
+
+def test_reserve_guard_counts_what_the_book_already_holds() -> None:
+    plan = plan_batch(
+        [incoming(granted(SUOZHEN, 1, 101))], {}, {f"town_reserve:{SUOZHEN}": 100}, []
+    )
+    assert not plan.entries
+    assert plan.alerts[0].balance_fen == 100
+
+
+# ---------------------------------------------------------------- verification
+
+
+def verify(entries: list[Entry]) -> list[str]:
+    v = Verifier()
+    for e in sorted(entries, key=lambda e: (e.chain, e.chain_seq)):
+        v.feed(e)
+    return [p.describe() for p in v.report().problems]
+
+
+def test_verify_accepts_the_journal_as_written() -> None:
+    entries = chain_of(flood(30))
+    v = Verifier()
+    for e in sorted(entries, key=lambda e: (e.chain, e.chain_seq)):
+        v.feed(e)
+    report = v.report()
+    assert report.ok and report.entries_checked == len(entries)
+    assert report.head_hash == head_hash(report.chain_heads)
+    assert (
+        sum(b for a, b in report.balances_fen.items() if a.startswith("county_fund"))
+        == 3 * RESERVE_FEN
+    )
+
+
+def test_verify_names_the_altered_entry() -> None:
+    entries = chain_of(flood(30))
+    victim = entries[10]
+    line = dataclasses.replace(victim.lines[0], amount_fen=victim.lines[0].amount_fen + 100)
+    entries[10] = dataclasses.replace(victim, lines=(line, victim.lines[1]))
+    (problem,) = verify(entries)
+    assert str(victim.posting_id) in problem and "altered" in problem
+
+
+def test_verify_names_a_consistent_forgery_by_its_hash() -> None:
+    entries = chain_of(flood(30))
+    victim = entries[7]
+    forged = dataclasses.replace(victim, memo="forged")
+    entries[7] = dataclasses.replace(forged, hash=entry_hash(forged))  # rehashed, but the
+    problems = verify(entries)  # next entry still links to the original hash
+    assert len(problems) == 1 and "prev_hash" in problems[0]
+
+
+def test_verify_names_the_entry_after_a_deleted_one() -> None:
+    entries = chain_of(flood(30))
+    gone = entries.pop(4)
+    after = next(e for e in entries if e.chain == gone.chain and e.chain_seq == gone.chain_seq + 1)
+    (problem,) = verify(entries)
+    assert str(after.posting_id) in problem and "missing" in problem
+
+
+def test_verify_reports_a_read_side_balance_that_disagrees() -> None:
+    entries = chain_of([funded(SUOZHEN)])
+    v = Verifier()
+    v.feed(entries[0])
+    report = v.report(
+        {f"town_reserve:{SUOZHEN}": RESERVE_FEN + 1, "county_fund:county": RESERVE_FEN}
+    )
+    assert not report.ok and "read side" in report.problems[0].reason
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([SUOZHEN, QIFENG]), st.integers(1, 3_000_000)), max_size=40)
+)
+def test_any_stream_keeps_reserves_non_negative_and_the_book_balanced(
+    grants: list[tuple[str, int]],
+) -> None:
+    stream = [incoming(funded(SUOZHEN)), incoming(funded(QIFENG))]
+    stream += [incoming(granted(t, n + 1, amount)) for n, (t, amount) in enumerate(grants)]
+    plan = plan_batch(stream, {}, {}, [])
+    assert len(plan.entries) + len(plan.alerts) == len(stream)
+    v = Verifier()
+    for e, _ in sorted(plan.entries, key=lambda x: (x[0].chain, x[0].chain_seq)):
+        v.feed(e)
+    report = v.report()
+    assert report.ok
+    for town in (SUOZHEN, QIFENG):
+        left = report.balances_fen.get(f"town_reserve:{town}", 0)
+        held = report.balances_fen.get(f"town_reserve_held:{town}", 0)
+        assert left >= 0 and left + held == RESERVE_FEN
+
+
+# ---------------------------------------------------------------- reconciliation
+
+
+def test_reconciliation_reports_each_town_that_differs() -> None:
+    view = {SUOZHEN: 4_900_000, QIFENG: 5_000_000}
+    ledger = {SUOZHEN: 4_900_000, QIFENG: 4_990_000, "370321106": 0}
+    assert reconcile(view, ledger) == [ReserveDifference(QIFENG, 5_000_000, 4_990_000, 10_000)]
+    assert reconcile({"370321107": 1}, {}) == [ReserveDifference("370321107", 1, None, 1)]
+    assert reconcile(ledger, ledger) == []
+
+
+def test_ids_and_times_used_by_the_stories_are_deterministic() -> None:
+    assert flood(10) == flood(10)
+    assert isinstance(flood(10)[0].posting_id, uuid.UUID)
+    assert flood(10)[0].occurred_at.tzinfo is not None
+    assert datetime(2024, 7, 1, tzinfo=UTC) < flood(10)[0].occurred_at
