@@ -18,6 +18,8 @@ class EmergencySettings(BaseSettings):
     emergency_app_id: str = "relief-emergency"
     emergency_data_dir: Path = Path(".local/emergency")
     emergency_web_port: int = Field(default=6066, ge=1, le=65535)
+    # Prometheus /metrics of the worker (0: off); scraped by deploy/prometheus/
+    emergency_metrics_port: int = Field(default=9101, ge=0, le=65535)
     policy_file: Path | None = None
     # Topic names (the defaults are the service's; tests and staging may prefix their own)
     intake_topic: str = topics.INTAKE

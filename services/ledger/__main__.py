@@ -1,4 +1,4 @@
-"""`python -m services.ledger migrate|run|verify|balances|movements|alerts|statement`."""
+"""`python -m services.ledger migrate|run|verify|balances|movements|alerts|statement|serve`."""
 
 from __future__ import annotations
 
@@ -161,6 +161,19 @@ def statement(town: str, first_day: datetime, last_day: datetime, out: str | Non
             f.write(text)
     else:
         click.echo(text, nl=False)
+
+
+@cli.command()
+@click.option("--host", default=None, help="address to listen on [RELIEF_DASHBOARD_HOST]")
+@click.option("--port", type=click.IntRange(1, 65535), default=None, help="[8090]")
+def serve(host: str | None, port: int | None) -> None:
+    """The live finance dashboard (SSE) and the ledger's /metrics."""
+    from services.ledger.web.app import serve as run_dashboard
+    from services.ledger.web.settings import DashboardSettings
+
+    settings = DashboardSettings()
+    updates = {k: v for k, v in (("dashboard_host", host), ("dashboard_port", port)) if v}
+    run_dashboard(settings.model_copy(update=updates))
 
 
 if __name__ == "__main__":

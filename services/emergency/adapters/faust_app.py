@@ -22,18 +22,22 @@ so the source offsets are not committed and the records are decided again after 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+import faust.streams as faust_streams
 from aiokafka import AIOKafkaProducer
 
 from schemas import topics
 from schemas.intake import ClockTick
 from schemas.registry import RecordError, decode
+from services.emergency.adapters import metrics
 from services.emergency.adapters.partitions import towns_on
 from services.emergency.domain.decide import Output, Rules, handle, rejected_record
 from services.emergency.domain.state import TownState
@@ -104,18 +108,13 @@ class Engine:
         return None if raw is None else TownState.model_validate(raw)
 
     def decide_batch(
-        self, events: Sequence[Any], stream: Any = None
+        self, events: Sequence[Any]
     ) -> tuple[dict[str, TownState], dict[str, Any], list[Output]]:
         working: dict[str, TownState | None] = {}
         source: dict[str, Any] = {}
         outputs: list[Output] = []
         for event in events:
             msg = event.message
-            if stream is not None:
-                # The RocksDB store reads a key from the partition of the *current* event
-                # only; in a batch that spans partitions, make it this record's partition
-                # (where its town lives) before reading the town's state.
-                stream._set_current_event(event)
             try:
                 record = decode(msg.value, recorded_at=_stamp(msg))
             except RecordError as exc:
@@ -135,7 +134,13 @@ class Engine:
                     continue
                 concerned = [record.town]
             for town in concerned:
-                state = working[town] if town in working else self.load(town)
+                if town in working:
+                    state = working[town]
+                else:
+                    # The RocksDB store reads a key in the current event's partition only;
+                    # this record's partition is where its town lives.
+                    with _current(event):
+                        state = self.load(town)
                 if state is not None and state.last_offset >= msg.offset:
                     continue  # applied before a restart; its outputs were acknowledged first
                 new_state, outs = handle(
@@ -152,18 +157,34 @@ class Engine:
                     source[town] = event
         return {t: s for t, s in working.items() if s is not None}, source, outputs
 
-    async def run_batch(self, stream: Any, events: Sequence[Any]) -> None:
+    async def run_batch(self, events: Sequence[Any]) -> None:
         try:
-            states, source, outputs = self.decide_batch(events, stream)
+            states, source, outputs = self.decide_batch(events)
         except Exception:
             log.exception("invariant broken while deciding; exiting without acknowledging")
             os._exit(EXIT_BUG)
         await self.sink.send_all(outputs)
+        metrics.observe(outputs, states, consumed=len(events))
         for town, state in states.items():
-            # A table write goes to the changelog partition of the *current* event; in a
-            # batch that spans partitions, point it at an event of the town's own partition.
-            stream._set_current_event(source[town])
-            self.table[town] = state.model_dump(mode="json")
+            # A table write goes to the changelog partition of the current event; in a
+            # batch spanning partitions, make it an event of the town's own partition.
+            with _current(source[town]):
+                self.table[town] = state.model_dump(mode="json")
+
+
+@contextlib.contextmanager
+def _current(event: Any) -> Iterator[None]:
+    """Make `event` Faust's current event *in this task only* (its context variable).
+
+    Faust's tables and RocksDB store find the partition of a key through the current
+    event; the stream's own attribute is left alone, since the stream's buffer reads it
+    while it waits to add the next record.
+    """
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
 
 
 def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> faust.App:
@@ -210,12 +231,13 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
 
     @app.agent(intake)
     async def decide(stream: Any) -> None:
+        metrics.serve(settings.emergency_metrics_port, rules.county.codes())
         await sink.start()
         try:
             async for events in stream.take_events(
                 settings.emergency_batch_max, within=settings.emergency_batch_within_s
             ):
-                await engine.run_batch(stream, events)
+                await engine.run_batch(events)
         finally:
             await sink.stop()
 

@@ -260,3 +260,28 @@ async def test_a_worker_killed_mid_stream_recovers_and_decides_nothing_twice(
     assert sum(p.amount_fen for p in holds.values()) == 1_000 + sum(
         1_000 + n for n in range(n_cases)
     )
+
+
+async def test_a_burst_over_every_town_is_decided_completely(
+    env: Env, worker: list[subprocess.Popen[bytes]]
+) -> None:
+    """Batches span partitions and arrive while the previous batch is being sent: every
+    request still gets its decision (none dropped between batches)."""
+    from schemas.towns import load_county
+
+    towns = load_county().codes()
+    n_cases = 2_000
+    worker.append(env.start_worker())
+    cases = [request(towns[n % len(towns)], f"b-{n}", n, 1_000) for n in range(n_cases)]
+    await produce(env.bootstrap, env.intake, [flood(t) for t in towns] + cases[:500])
+    await consume_until(env.bootstrap, env.decisions, lambda got: len(got) >= 1, workers=worker)
+    await produce(env.bootstrap, env.intake, cases[500:])
+
+    def all_decided(got: list[Any]) -> bool:
+        return len({r.correlation_id for r in got if isinstance(r, d.AdvanceGranted)}) >= n_cases
+
+    decisions = await consume_until(
+        env.bootstrap, env.decisions, all_decided, timeout_s=180, workers=worker
+    )
+    granted = {r.correlation_id for r in decisions if isinstance(r, d.AdvanceGranted)}
+    assert granted == {f"b-{n}" for n in range(n_cases)}

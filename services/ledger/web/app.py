@@ -1,0 +1,318 @@
+"""The finance dashboard: an aiohttp app over the ledger's read side.
+
+    GET /              the page (no data in it; it asks for a token)
+    GET /api/snapshot  the current snapshot as JSON              (finance or county token)
+    GET /events        server-sent events: a snapshot whenever it changes  (token)
+    GET /metrics       Prometheus metrics of the ledger
+    GET /healthz       200 once a snapshot was read
+
+One background task reads a snapshot every `dashboard_interval_s` (cheaply: only when the
+journal's last seq moved, or every few seconds for the clock-driven parts) and hands the
+same bytes to every connected page, so a wall screen and twenty laptops cost one query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from schemas.policy import load_config
+from services.ledger.adapters import postgres
+from services.ledger.adapters.metrics import LedgerMetrics
+from services.ledger.web import snapshot as snap
+from services.ledger.web.auth import TokenCheck, bearer, parse_hashes
+from services.ledger.web.lag import LagReader
+from services.ledger.web.settings import DashboardSettings
+
+log = logging.getLogger("relief.ledger.web")
+
+STATIC_PACKAGE = "services.ledger.web.static"
+STATIC_FILES = {
+    "index.html": "text/html",
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+}
+# Re-read even when the journal did not move: "today" and breaches depend on the clock.
+FULL_REFRESH_S = 10.0
+SHUTDOWN_S = 5.0  # then open streams are cut
+KEEPALIVE_S = 15.0  # an SSE comment, so proxies keep the stream open
+
+SETTINGS_KEY = web.AppKey("settings", DashboardSettings)
+TOKENS_KEY = web.AppKey("tokens", TokenCheck)
+METRICS_KEY = web.AppKey("metrics", LedgerMetrics)
+
+
+class Hub:
+    """Reads snapshots and fans them out to the connected pages."""
+
+    def __init__(self, settings: DashboardSettings, metrics: LedgerMetrics) -> None:
+        config = load_config(settings.policy_file)
+        self.settings = settings
+        self.county = config.county
+        self.relief_deadline = config.policy.relief_deadline
+        self.metrics = metrics
+        self.pool: postgres.Pool | None = None
+        self.current: bytes | None = None  # the last snapshot, as SSE-ready JSON
+        self.changed = asyncio.Condition()
+        self.generation = 0
+        self.clients = 0
+        self.verified: snap.VerifyStatus | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._version: tuple[int, int] | None = None
+        self._data: str | None = None
+        self._read_at = 0.0
+        self._closing = False
+
+    async def start(self) -> None:
+        self.pool = await postgres.connect_pool(
+            self.settings.database_url, self.settings.dashboard_pool_max
+        )
+        self._tasks = [
+            asyncio.create_task(self._loop(self.settings.dashboard_interval_s, self.refresh)),
+            asyncio.create_task(self._loop(self.settings.dashboard_verify_interval_s, self.verify)),
+        ]
+        if self.settings.kafka_bootstrap:
+            self._tasks.append(asyncio.create_task(self._lag_loop()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def _loop(self, interval_s: float, step: Any) -> None:
+        while True:
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # PostgreSQL away: the page keeps its last picture and says how old it is
+                log.warning("dashboard %s failed", step.__name__, exc_info=True)
+            await asyncio.sleep(interval_s)
+
+    async def refresh(self, force: bool = False) -> None:
+        if self.pool is None:
+            raise RuntimeError("hub used before start")
+        version = await snap.version(self.pool)
+        stale = time.monotonic() - self._read_at >= FULL_REFRESH_S
+        if not force and version == self._version and not stale and self.current is not None:
+            return
+        started = time.perf_counter()
+        async with (
+            self.pool.acquire() as conn,
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            data = await snap.read(
+                conn,
+                self.county,
+                self.relief_deadline,
+                datetime.now(UTC),
+                max_open_cases=self.settings.dashboard_max_open_cases,
+                max_postings=self.settings.dashboard_max_postings,
+            )
+        self.metrics.observe_snapshot(data, time.perf_counter() - started)
+        self._version, self._read_at = version, time.monotonic()
+        data["verification"] = snap.verification(self.verified)
+        body = json.dumps(data, ensure_ascii=False, sort_keys=True)
+        if body == self._data:
+            return
+        self._data = body
+        await self._publish(body)
+
+    async def _publish(self, body: str) -> None:
+        envelope = {"generated_at": datetime.now(UTC).isoformat(), "data": json.loads(body)}
+        self.current = json.dumps(envelope, ensure_ascii=False).encode()
+        async with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
+
+    async def verify(self) -> None:
+        started = time.perf_counter()
+        report = await postgres.verify(self.settings.database_url)
+        self.metrics.observe_verify(
+            report.ok, report.entries_checked, len(report.problems), time.perf_counter() - started
+        )
+        self.verified = snap.VerifyStatus(
+            ok=report.ok,
+            head_hash=report.head_hash.hex(),
+            entries_checked=report.entries_checked,
+            problems=tuple(p.describe() for p in report.problems),
+            verified_at=datetime.now(UTC),
+        )
+        if self.pool is not None:
+            await self.refresh(force=True)
+
+    async def _lag_loop(self) -> None:
+        reader = LagReader(
+            self.settings.kafka_bootstrap, self.settings.streams(), self.settings.emergency_app_id
+        )
+        try:
+            while True:
+                try:
+                    if self.pool is not None:
+                        lags, ends = await reader.read(self.pool)
+                        self.metrics.observe_lag(lags, ends)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    self.metrics.lag_failed()
+                    log.info("consumer lag not read: %s", exc)
+                await asyncio.sleep(self.settings.dashboard_lag_interval_s)
+        finally:
+            await reader.close()
+
+    async def close_streams(self, _app: web.Application | None = None) -> None:
+        """On shutdown: end every event stream now rather than at its next keep-alive."""
+        self._closing = True
+        async with self.changed:
+            self.changed.notify_all()
+
+    async def updates(self) -> AsyncIterator[bytes | None]:
+        """The current snapshot, then each new one; None at keep-alive time."""
+        seen = 0  # generation 0: nothing published yet
+        while not self._closing:
+            async with self.changed:
+                if self.generation == seen and not self._closing:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.changed.wait(), KEEPALIVE_S)
+                generation, current = self.generation, self.current
+            if generation == seen or current is None:
+                yield None
+                continue
+            seen = generation
+            yield current
+
+
+HUB_KEY = web.AppKey("hub", Hub)
+
+# ---------------------------------------------------------------- handlers
+
+
+def _token(request: web.Request) -> str | None:
+    return bearer(request.headers.get("Authorization")) or request.query.get("token")
+
+
+def _authorized(request: web.Request) -> None:
+    viewer = request.app[TOKENS_KEY].viewer(_token(request))
+    if viewer is None:
+        raise web.HTTPUnauthorized(
+            text=json.dumps({"error": "a finance or county token is required"}),
+            content_type="application/json",
+            headers={"WWW-Authenticate": 'Bearer realm="relief-dashboard"'},
+        )
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info.get("name", "index.html")
+    if name not in STATIC_FILES:
+        raise web.HTTPNotFound()
+    body = resources.files(STATIC_PACKAGE).joinpath(name).read_bytes()
+    return web.Response(
+        body=body,
+        content_type=STATIC_FILES[name],
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def api_snapshot(request: web.Request) -> web.Response:
+    _authorized(request)
+    hub = request.app[HUB_KEY]
+    if hub.current is None:
+        raise web.HTTPServiceUnavailable(text="no snapshot read yet")
+    return web.Response(body=hub.current, content_type="application/json", charset="utf-8")
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    _authorized(request)
+    hub = request.app[HUB_KEY]
+    settings = request.app[SETTINGS_KEY]
+    if hub.clients >= settings.dashboard_max_clients:
+        raise web.HTTPServiceUnavailable(text="too many dashboards connected")
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await response.prepare(request)
+    hub.clients += 1
+    hub.metrics.clients.set(hub.clients)
+    try:
+        await response.write(b"retry: 2000\n\n")
+        async for body in hub.updates():
+            if body is None:
+                await response.write(b": keep-alive\n\n")
+            else:
+                await response.write(b"event: snapshot\ndata: " + body + b"\n\n")
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass  # the page went away
+    finally:
+        hub.clients -= 1
+        hub.metrics.clients.set(hub.clients)
+    return response
+
+
+async def metrics_view(request: web.Request) -> web.Response:
+    registry = request.app[METRICS_KEY].registry
+    return web.Response(
+        body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    ok = request.app[HUB_KEY].current is not None
+    return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+
+def build_app(settings: DashboardSettings, metrics: LedgerMetrics | None = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)  # it takes no uploads
+    metrics = metrics or LedgerMetrics()
+    hub = Hub(settings, metrics)
+    app[HUB_KEY] = hub
+    app[SETTINGS_KEY] = settings
+    app[METRICS_KEY] = metrics
+    app[TOKENS_KEY] = TokenCheck(parse_hashes(settings.dashboard_token_hashes))
+    app.router.add_get("/", static)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/api/snapshot", api_snapshot)
+    app.router.add_get("/events", events)
+    app.router.add_get("/metrics", metrics_view)
+    app.router.add_get("/healthz", healthz)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await hub.start()
+        yield
+        await hub.stop()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(hub.close_streams)
+    return app
+
+
+def serve(settings: DashboardSettings) -> None:
+    if not settings.dashboard_token_hashes:
+        log.warning("RELIEF_DASHBOARD_TOKEN_HASHES is empty: nobody can open the dashboard")
+    web.run_app(
+        build_app(settings),
+        host=settings.dashboard_host,
+        port=settings.dashboard_port,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_S,
+        print=lambda text: log.info("%s", text),
+    )

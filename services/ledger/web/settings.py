@@ -1,0 +1,51 @@
+"""Settings of the finance dashboard (`python -m services.ledger serve`), prefix RELIEF_."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import topics
+
+
+class DashboardSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
+
+    # the service role: the dashboard only reads (P10)
+    database_url: str = "postgresql://relief_app@127.0.0.1:15432/relief"
+    policy_file: Path | None = None  # the county's towns and their reserve sizes
+    # "<hex sha-256>" or "<role>:<hex sha-256>" (role finance or county), comma-separated.
+    # Only hashes are configured: a leaked configuration does not leak a token.
+    dashboard_token_hashes: str = ""
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8090, ge=1, le=65535)
+    # A fresh snapshot is read this often; it is pushed only when it changed.
+    dashboard_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # The hash chain and balances are re-verified this often (a full read of the journal).
+    dashboard_verify_interval_s: float = Field(default=60.0, gt=0, le=86_400)
+    # Limits on everything (STYLE): SSE clients at once, rows per list on the page.
+    dashboard_max_clients: int = Field(default=100, ge=1, le=10_000)
+    dashboard_max_open_cases: int = Field(default=200, ge=1, le=10_000)
+    dashboard_max_postings: int = Field(default=20, ge=1, le=500)
+    dashboard_pool_max: int = Field(default=4, ge=1, le=50)
+
+    # Consumer lag for /metrics: Kafka end offsets against the ledger's stored positions
+    # and the processor's committed group offsets. Empty bootstrap: no lag metrics.
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    dashboard_lag_interval_s: float = Field(default=5.0, gt=0, le=600)
+    emergency_app_id: str = "relief-emergency"
+    intake_topic: str = topics.INTAKE
+    decisions_topic: str = topics.DECISIONS
+    ledger_topic: str = topics.POSTINGS
+    rejected_topic: str = topics.REJECTED
+
+    def streams(self) -> dict[str, str]:
+        """logical stream name (a bounded label) -> this cluster's topic name"""
+        return {
+            "intake": self.intake_topic,
+            "decisions": self.decisions_topic,
+            "postings": self.ledger_topic,
+            "rejected": self.rejected_topic,
+        }

@@ -1,0 +1,165 @@
+"""The dashboard's read side against the real PostgreSQL: tokens, the snapshot, the
+server-sent events and the ledger's /metrics, after postings the real rules produced."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import ClientResponse
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.ledger.adapters.metrics import LedgerMetrics
+from services.ledger.web.app import build_app
+from services.ledger.web.settings import DashboardSettings
+from tests.integration.metrics.conftest import Story
+from tests.unit.emergency.builders import QIFENG
+
+pytestmark = pytest.mark.integration
+
+FINANCE_TOKEN = "finance-token-for-tests"
+COUNTY_TOKEN = "county-token-for-tests"
+
+
+def settings_for(app_url: str) -> DashboardSettings:
+    return DashboardSettings(
+        database_url=app_url,
+        dashboard_token_hashes=",".join(
+            [
+                hashlib.sha256(FINANCE_TOKEN.encode()).hexdigest(),
+                "county:" + hashlib.sha256(COUNTY_TOKEN.encode()).hexdigest(),
+            ]
+        ),
+        dashboard_interval_s=0.1,
+        dashboard_verify_interval_s=0.5,
+        kafka_bootstrap="",  # lag is tested on its own
+    )
+
+
+@pytest.fixture
+async def client(story: Story) -> AsyncIterator[TestClient[Any, Any]]:
+    app = build_app(settings_for(story.db.app_url), LedgerMetrics(CollectorRegistry()))
+    async with TestClient(TestServer(app)) as c:
+        for _ in range(100):
+            if (await c.get("/healthz")).status == 200:
+                break
+            await asyncio.sleep(0.05)
+        yield c
+
+
+def auth(token: str = FINANCE_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def snapshot(c: TestClient[Any, Any]) -> dict[str, Any]:
+    r = await c.get("/api/snapshot", headers=auth())
+    assert r.status == 200
+    body: dict[str, Any] = await r.json()
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def town(data: dict[str, Any], code: str = QIFENG) -> dict[str, Any]:
+    return next(t for t in data["towns"] if t["code"] == code)
+
+
+async def test_without_a_finance_or_county_token_nothing_is_shown(
+    client: TestClient[Any, Any],
+) -> None:
+    assert (await client.get("/api/snapshot")).status == 401
+    assert (await client.get("/api/snapshot", headers=auth("guess"))).status == 401
+    assert (await client.get("/events")).status == 401
+    assert (await client.get("/events?token=guess")).status == 401
+    assert (await client.get("/api/snapshot", headers=auth(COUNTY_TOKEN))).status == 200
+    page = await client.get("/")
+    assert page.status == 200
+    assert "储备金" in await page.text() and "Town reserves" in await page.text()
+
+
+async def test_the_snapshot_shows_reserves_open_cases_today_and_the_chain(
+    story: Story, client: TestClient[Any, Any]
+) -> None:
+    await story.apply(
+        story.advance("case-a", 100_000, hours_ago=26),  # unpaid past 24 h: breached
+        story.advance("case-b", 100_000, hours_ago=2),
+        story.advance("case-c", 100_000, hours_ago=1),
+        story.payment("case-c", 100_000, hours_ago=0.5),
+    )
+    await asyncio.sleep(0.8)  # a refresh and a verification
+    data = await snapshot(client)
+    q = town(data)
+    assert q["size"]["yuan"] == "50,000.00"
+    assert q["available"]["fen"] == 4_700_000  # three advances of 1,000 yuan held
+    assert q["held"]["fen"] == 200_000 and q["paid"]["fen"] == 100_000
+    assert [c["case"] for c in data["open_cases"]] == ["case-a", "case-b"]
+    assert [c["breached"] for c in data["open_cases"]] == [True, False]
+    assert data["open_cases"][0]["amount"]["yuan"] == "1,000.00"
+    assert data["today"]["grants"]["count"] >= 2  # by CST day: case-a may be yesterday's
+    assert data["today"]["payments"] == {"count": 1, "fen": 100_000, "yuan": "1,000.00"}
+    assert data["postings"][0]["kind"] == "payment_confirmed"
+    assert data["head"]["hash"] == data["postings"][0]["hash"]
+    assert data["entries"] == 5
+    assert data["verification"]["ok"] is True
+    # untouched towns show their full size and no figures of their own
+    assert town(data, "370321001")["opened"] is False
+
+
+async def _next_snapshot(events: ClientResponse) -> dict[str, Any]:
+    event: list[str] = []
+    while True:
+        line = (await asyncio.wait_for(events.content.readline(), 10)).decode().rstrip("\n")
+        if line:
+            event.append(line)
+            continue
+        if any(x.startswith("event: snapshot") for x in event):
+            data = next(x for x in event if x.startswith("data: "))[len("data: ") :]
+            return json.loads(data)["data"]  # type: ignore[no-any-return]
+        event = []
+
+
+async def test_server_sent_events_push_a_new_snapshot_when_a_posting_lands(
+    story: Story, client: TestClient[Any, Any]
+) -> None:
+    events = await client.get(f"/events?token={FINANCE_TOKEN}")
+    assert events.status == 200
+    assert events.headers["Content-Type"].startswith("text/event-stream")
+    first = await _next_snapshot(events)
+    assert town(first)["available"]["fen"] == 5_000_000
+    await story.apply(story.advance("case-sse", 100_000, hours_ago=0.1))
+    while True:  # a verification may push an unchanged picture first
+        later = await _next_snapshot(events)
+        if town(later)["available"]["fen"] != 5_000_000:
+            break
+    assert town(later)["available"]["fen"] == 4_900_000
+    assert later["open_cases"][-1]["case"] == "case-sse"
+    events.close()
+
+
+async def test_metrics_reflect_the_book(story: Story, client: TestClient[Any, Any]) -> None:
+    await story.apply(
+        story.advance("m-1", 100_000, hours_ago=3),
+        story.advance("m-2", 100_000, hours_ago=3),
+        story.advance("m-3", 100_000, hours_ago=3),
+    )
+    await asyncio.sleep(0.8)
+    text = await (await client.get("/metrics")).text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
+    assert samples[("relief_ledger_reserve_available_yuan", (("town", QIFENG),))] == 47_000.0
+    assert samples[("relief_ledger_reserve_held_yuan", (("town", QIFENG),))] == 3_000.0
+    assert samples[("relief_ledger_open_advances", (("town", QIFENG),))] == 3
+    assert samples[("relief_ledger_postings_total", (("kind", "advance_granted"),))] == 3
+    assert samples[("relief_ledger_postings_total", (("kind", "reserve_funded"),))] == 1
+    assert samples[("relief_ledger_verify_ok", ())] == 1
+    assert samples[("relief_ledger_entries", ())] == 4
+    count = samples[("relief_ledger_pg_transaction_seconds_count", (("operation", "snapshot"),))]
+    assert count >= 1
