@@ -79,6 +79,17 @@ def bench_core(n: int) -> None:
     print(f"  latency_ms p50   {pct(lat, 50):.3f}   p99 {pct(lat, 99):.3f}   max {max(lat):.3f}")
 
 
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.emergency", "worker", "--loglevel", "warn"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 async def bench_worker(n: int, bootstrap: str) -> None:
     tag = uuid.uuid4().hex[:8]
     names = {f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")}
@@ -96,13 +107,12 @@ async def bench_worker(n: int, bootstrap: str) -> None:
         "RELIEF_POSTINGS_TOPIC": f"bench.postings.{tag}",
         "RELIEF_REJECTED_TOPIC": f"bench.rejected.{tag}",
     }
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "services.emergency", "worker", "--loglevel", "warn"],
-        cwd=ROOT, env=env, stdout=open(Path(tmp) / "worker.log", "wb"), stderr=subprocess.STDOUT,
-    )
+    worker = start_worker(env, Path(tmp) / "worker.log")
     try:
         towns = load_config().county.codes()
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
         await producer.start()
         try:
             # one warm-up record so the worker's start-up is not measured
@@ -118,7 +128,9 @@ async def bench_worker(n: int, bootstrap: str) -> None:
             futures = []
             for k in range(n):
                 rec = request(towns[k % len(towns)], k, datetime.now(UTC))
-                futures.append(await producer.send(intake, key=rec.town.encode(), value=encode(rec)))
+                futures.append(
+                    await producer.send(intake, key=rec.town.encode(), value=encode(rec))
+                )
             await asyncio.gather(*futures)
             produced = time.perf_counter() - start
         finally:
@@ -142,11 +154,16 @@ async def bench_worker(n: int, bootstrap: str) -> None:
                         lat.append(m.timestamp - rec.occurred_at.timestamp() * 1000)
         elapsed = time.perf_counter() - start
         await consumer.stop()
-        print(f"worker: {len(seen)}/{n} requests decided in {elapsed:.2f} s (produced in {produced:.2f} s)")
+        print(
+            f"worker: {len(seen)}/{n} requests decided in {elapsed:.2f} s "
+            f"(produced in {produced:.2f} s)"
+        )
         print(f"  decisions/s      {len(seen) / elapsed:,.0f}")
         if lat:
-            print(f"  latency_ms p50   {pct(lat, 50):.0f}   p90 {pct(lat, 90):.0f}   "
-                  f"p99 {pct(lat, 99):.0f}   max {max(lat):.0f}  (request stamp -> decision acked)")
+            print(
+                f"  latency_ms p50   {pct(lat, 50):.0f}   p90 {pct(lat, 90):.0f}   "
+                f"p99 {pct(lat, 99):.0f}   max {max(lat):.0f}  (request stamp -> decision acked)"
+            )
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(30)
@@ -156,7 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=["core", "worker"])
     parser.add_argument("--requests", type=int, default=5_000)
-    parser.add_argument("--bootstrap", default=os.environ.get("RELIEF_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    parser.add_argument(
+        "--bootstrap", default=os.environ.get("RELIEF_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+    )
     args = parser.parse_args()
     if args.mode == "core":
         bench_core(args.requests)

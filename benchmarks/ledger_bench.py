@@ -122,8 +122,9 @@ async def bench_bare_copy(
 
 def as_role(url: str, role: str, database: str) -> str:
     parts = urlsplit(url)
-    return urlunsplit(parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}",
-                                     path=f"/{database}"))
+    return urlunsplit(
+        parts._replace(netloc=f"{role}@{parts.hostname}:{parts.port or 5432}", path=f"/{database}")
+    )
 
 
 async def main() -> None:
@@ -156,12 +157,18 @@ async def main() -> None:
         n = len(items)
         print(f"{n} postings (2 lines each), {args.batch} per transaction")
         print(f"{'':<34}{'seconds':>10}{'postings/s':>14}{'rows/s':>12}")
-        print(f"{'ledger store_batch':<34}{ledger_s:>10.2f}{n / ledger_s:>14,.0f}"
-              f"{3 * n / ledger_s:>12,.0f}")
-        print(f"{'bare copy_records_to_table':<34}{bare_s:>10.2f}{n / bare_s:>14,.0f}"
-              f"{3 * n / bare_s:>12,.0f}")
-        print(f"ledger / bare: {bare_s / ledger_s:.0%}; verify ok={report.ok} "
-              f"({report.entries_checked} entries), head {report.head_hash.hex()[:16]}…")
+        print(
+            f"{'ledger store_batch':<34}{ledger_s:>10.2f}{n / ledger_s:>14,.0f}"
+            f"{3 * n / ledger_s:>12,.0f}"
+        )
+        print(
+            f"{'bare copy_records_to_table':<34}{bare_s:>10.2f}{n / bare_s:>14,.0f}"
+            f"{3 * n / bare_s:>12,.0f}"
+        )
+        print(
+            f"ledger / bare: {bare_s / ledger_s:.0%}; verify ok={report.ok} "
+            f"({report.entries_checked} entries), head {report.head_hash.hex()[:16]}…"
+        )
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -32,6 +32,11 @@ SERVICES: list[Service] = [
     Service("emergency", ["services.emergency", "worker", "--loglevel", "warn"]),
     Service("clock", ["services.emergency", "clock"]),
     Service(
+        "dashboard",
+        ["services.ledger", "serve", "--port", str(DASHBOARD_PORT)],
+        port=DASHBOARD_PORT,
+    ),
+    Service(
         "intake",
         ["services.intake", "serve", "--host", "127.0.0.1", "--port", str(INTAKE_PORT)],
         port=INTAKE_PORT,
@@ -76,7 +81,11 @@ def start_all(info: stack.StackInfo) -> None:
             continue
         for step in svc.before:
             result = subprocess.run(
-                [sys.executable, "-m", *step], env=env, cwd=stack.ROOT, capture_output=True, text=True
+                [sys.executable, "-m", *step],
+                env=env,
+                cwd=stack.ROOT,
+                capture_output=True,
+                text=True,
             )
             if result.returncode != 0:
                 raise stack.StackError(
@@ -89,7 +98,9 @@ def start_all(info: stack.StackInfo) -> None:
                 f"set RELIEF_LOCAL_{svc.name.upper()}_PORT"
             )
         stack.log(f"starting {svc.name}")
-        stack.spawn([sys.executable, "-m", *svc.args], logfile(svc.name), pidfile(svc.name), env=env)
+        stack.spawn(
+            [sys.executable, "-m", *svc.args], logfile(svc.name), pidfile(svc.name), env=env
+        )
 
 
 def stop_all() -> None:
@@ -103,5 +114,7 @@ def print_status() -> bool:
         running = stack.read_pid(pidfile(svc.name)) is not None
         ok = ok and running
         where = f"http://127.0.0.1:{svc.port}" if svc.port else ""
-        print(f"{svc.name:<9} {'up  ' if running else 'down'}  {where:<24} log: {logfile(svc.name)}")
+        print(
+            f"{svc.name:<9} {'up  ' if running else 'down'}  {where:<24} log: {logfile(svc.name)}"
+        )
     return ok

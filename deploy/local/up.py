@@ -1,19 +1,77 @@
-"""Start the application services on the running local stack, then play the demo."""
+"""Start the application services on the running local stack, then play the demo.
+
+First run: makes demo API tokens for the bureau, two towns, civil affairs and finance
+(only their SHA-256 hashes go into `.local/tokens.toml`; the tokens themselves are
+printed and kept in `.local/demo-tokens.toml`, readable by the owner only).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import secrets
 import sys
+import tomllib
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from deploy.local import services, stack
+from deploy.local import services, stack  # noqa: E402
+
+# who the demo acts as: name -> (role, organisation, town code or None)
+DEMO_PRINCIPALS: dict[str, tuple[str, str, str | None]] = {
+    "bureau": ("emergency_bureau", "桓台县应急管理局", None),
+    "qifeng": ("town", "起凤镇人民政府", "370321101"),
+    "tianzhuang": ("town", "田庄镇人民政府", "370321102"),
+    "civil_affairs": ("civil_affairs", "桓台县民政局", None),
+    "finance": ("finance", "桓台县财政局", None),
+}
+
+
+def demo_tokens() -> dict[str, str]:
+    """The demo's tokens by name, made once per state folder."""
+    state = stack.state_dir()
+    clear = state / "demo-tokens.toml"
+    if clear.exists():
+        with clear.open("rb") as fh:
+            return {k: str(v) for k, v in tomllib.load(fh).items()}
+    tokens = {name: secrets.token_urlsafe(32) for name in DEMO_PRINCIPALS}
+    lines = []
+    for name, (role, org, town) in DEMO_PRINCIPALS.items():
+        lines += [
+            "[[tokens]]",
+            f'sha256 = "{hashlib.sha256(tokens[name].encode()).hexdigest()}"',
+            f'role = "{role}"',
+            f'org = "{org}"',
+            *([f'town = "{town}"'] if town else []),
+            "",
+        ]
+    (state / "tokens.toml").write_text("\n".join(lines), encoding="utf-8")
+    clear.touch(mode=0o600)
+    clear.write_text("".join(f'{k} = "{v}"\n' for k, v in tokens.items()), encoding="utf-8")
+    return tokens
 
 
 def main() -> int:
     info = stack.local_info()
-    services.start_all(info)
-    return stack.status()
+    tokens = demo_tokens()
+    finance_hash = hashlib.sha256(tokens["finance"].encode()).hexdigest()
+    os.environ["RELIEF_DASHBOARD_TOKEN_HASHES"] = f"finance:{finance_hash}"
+    try:
+        services.start_all(info)
+        if "--no-demo" not in sys.argv:
+            from deploy.local import demo
+
+            demo.play(f"http://127.0.0.1:{services.INTAKE_PORT}", tokens)
+    except stack.StackError as exc:
+        print(f"up: {exc}", file=sys.stderr)
+        return 2
+    code = stack.status()
+    print()
+    print(f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/?token={tokens['finance']}")
+    print(f"intake API:        http://127.0.0.1:{services.INTAKE_PORT}/docs")
+    print(f"demo tokens:       {stack.state_dir() / 'demo-tokens.toml'}")
+    return code
 
 
 if __name__ == "__main__":

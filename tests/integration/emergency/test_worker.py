@@ -273,7 +273,7 @@ async def test_a_burst_over_every_town_is_decided_completely(
     n_cases = 2_000
     worker.append(env.start_worker())
     cases = [request(towns[n % len(towns)], f"b-{n}", n, 1_000) for n in range(n_cases)]
-    await produce(env.bootstrap, env.intake, [flood(t) for t in towns] + cases[:500])
+    await produce(env.bootstrap, env.intake, [*map(flood, towns), *cases[:500]])
     await consume_until(env.bootstrap, env.decisions, lambda got: len(got) >= 1, workers=worker)
     await produce(env.bootstrap, env.intake, cases[500:])
 

@@ -160,20 +160,34 @@ async def test_service_roles_exist_and_the_app_role_is_not_a_superuser(
         await conn.close()
 
 
-async def test_intake_topic_is_stamped_by_the_broker(stack: local_stack.StackInfo) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
-
+async def test_intake_topic_is_stamped_by_the_broker(
+    stack: local_stack.StackInfo, unique: str
+) -> None:
+    """DESIGN "one clock": a record's time on the intake topic is the broker's append time,
+    whatever time the producer claims."""
+    from deploy.local.topics import TOPIC_CONFIGS
     from schemas import topics
 
-    await ensure_topics(stack.kafka_bootstrap)
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka_bootstrap)
-    await admin.start()
+    topic = f"test.platform.stamp.{unique}"
+    await ensure_topics(
+        stack.kafka_bootstrap, partitions=1, names={topic: TOPIC_CONFIGS[topics.INTAKE]}
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=stack.kafka_bootstrap, acks="all", enable_idempotence=True
+    )
+    await producer.start()
     try:
-        [response] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topics.INTAKE)]
-        )
+        claimed_ms = 1_000_000_000_000  # a producer whose clock says 2001
+        meta = await producer.send_and_wait(topic, b"tick", timestamp_ms=claimed_ms)
     finally:
-        await admin.close()
-    [(_, _, _, _, configs)] = response.resources
-    values = {c[0]: c[1] for c in configs}
-    assert values["message.timestamp.type"] == "LogAppendTime"
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=stack.kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        record = await asyncio.wait_for(consumer.getone(), 30)
+    finally:
+        await consumer.stop()
+    assert record.timestamp_type == 1  # LogAppendTime
+    assert record.timestamp != claimed_ms and record.timestamp == meta.timestamp
