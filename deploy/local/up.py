@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from deploy.local import services, stack  # noqa: E402
+from deploy.local import demo, services, stack
 
 # who the demo acts as: name -> (role, organisation, town code or None)
 DEMO_PRINCIPALS: dict[str, tuple[str, str, str | None]] = {
@@ -60,15 +60,15 @@ def main() -> int:
     try:
         services.start_all(info)
         if "--no-demo" not in sys.argv:
-            from deploy.local import demo
-
             demo.play(f"http://127.0.0.1:{services.INTAKE_PORT}", tokens)
     except stack.StackError as exc:
         print(f"up: {exc}", file=sys.stderr)
         return 2
     code = stack.status()
     print()
-    print(f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/?token={tokens['finance']}")
+    print(
+        f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/?token={tokens['finance']}"
+    )
     print(f"intake API:        http://127.0.0.1:{services.INTAKE_PORT}/docs")
     print(f"demo tokens:       {stack.state_dir() / 'demo-tokens.toml'}")
     return code
