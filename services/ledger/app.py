@@ -7,11 +7,13 @@ import contextlib
 import logging
 import signal
 
+from prometheus_client import start_http_server
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import topics
 from services.ledger.adapters.kafka import LedgerConsumer
+from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.adapters.postgres import LedgerStore, RetryPolicy, connect_pool
 
 log = logging.getLogger("relief.ledger")
@@ -41,6 +43,8 @@ class LedgerSettings(BaseSettings):
     ledger_pg_retry_max_s: float = Field(default=5.0, gt=0, le=60)
     # Tests only: SIGKILL the process right after this many batch commits.
     ledger_crash_after_commits: int | None = Field(default=None, ge=1)
+    # /metrics of the consumer (batches, PostgreSQL transaction latency); 0: none
+    ledger_metrics_port: int = Field(default=9102, ge=0, le=65535)
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -58,6 +62,12 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     pool = await connect_pool(settings.database_url, settings.ledger_pool_max)
+    metrics = LedgerMetrics()
+    if settings.ledger_metrics_port:
+        try:
+            start_http_server(settings.ledger_metrics_port, registry=metrics.registry)
+        except OSError as exc:  # a second consumer on the same host: no metrics, no crash
+            log.warning("no /metrics on port %d: %s", settings.ledger_metrics_port, exc)
     try:
         consumer = LedgerConsumer(
             LedgerStore(pool, settings.retry_policy()),
@@ -67,6 +77,7 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
             batch_max_postings=settings.ledger_batch_max_postings,
             poll_timeout_ms=settings.ledger_poll_timeout_ms,
             crash_after_commits=settings.ledger_crash_after_commits,
+            on_batch_stored=metrics.observe_store_batch,
         )
         await consumer.run(stop)
         log.info(

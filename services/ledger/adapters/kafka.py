@@ -13,7 +13,8 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -78,8 +79,10 @@ class LedgerConsumer:
         batch_max_postings: int,
         poll_timeout_ms: int,
         crash_after_commits: int | None = None,
+        on_batch_stored: Callable[[float], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_batch_stored = on_batch_stored  # seconds per committed batch, for /metrics
         self.bootstrap = bootstrap
         self.topic = topic
         self.rejected_topic = rejected_topic
@@ -183,7 +186,10 @@ class LedgerConsumer:
             # acknowledged before the position passes them: a crash re-sends, never loses
             await asyncio.gather(*dead_letters)
             self.rejected += len(dead_letters)
+        started = time.perf_counter()
         result = await self.store.store_batch(postings, positions)
+        if self.on_batch_stored is not None:
+            self.on_batch_stored(time.perf_counter() - started)
         self.commits += 1
         self.stored += result.stored
         self.alerts += result.alerts
