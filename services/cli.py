@@ -1,0 +1,611 @@
+"""`relief`: the intake operations from a terminal, over the HTTP API.
+
+The API is RELIEF_API_URL (default http://127.0.0.1:8080), the token RELIEF_TOKEN. Amounts
+are typed and shown in yuan ("1,234.56"); the API itself speaks integer fen. Every write
+sends an Idempotency-Key (given with --key, or a fresh one), so re-running a command with
+the same --key is safe: the API returns the first answer and records nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from schemas.money import MoneyError, fen_from_yuan_text, yuan
+
+DEFAULT_API = "http://127.0.0.1:8080"
+TIMEOUT_S = 60.0
+# Bulk files are sent in pieces of this many rows (each piece is one request, with its
+# own Idempotency-Key derived from --key), so the progress bar moves and no request is huge.
+CSV_ROWS_PER_REQUEST = 500
+
+
+class Api:
+    def __init__(self, url: str, token: str | None) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def _headers(self, key: str | None = None, content_type: str | None = None) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        if key:
+            headers["Idempotency-Key"] = key
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        key: str | None = None,
+        content: bytes | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        try:
+            response = httpx.request(
+                method,
+                self.url + path,
+                json=body,
+                content=content,
+                headers=self._headers(key, content_type),
+                timeout=TIMEOUT_S,
+            )
+        except httpx.HTTPError as exc:
+            raise click.ClickException(f"cannot reach the intake API at {self.url}: {exc}") from exc
+        try:
+            data = response.json()
+        except ValueError:
+            data = {"detail": response.text[:500]}
+        if response.status_code >= 400 and not (
+            response.status_code == 422 and isinstance(data, dict) and "rows" in data
+        ):
+            raise click.ClickException(_refusal(response.status_code, data, response.headers))
+        return data
+
+
+def _refusal(status: int, data: Any, headers: httpx.Headers) -> str:
+    detail = data.get("detail") if isinstance(data, dict) else data
+    if isinstance(detail, list):  # 422: one line per error, with its JSON path
+        lines = [f"  {'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg')}" for e in detail]
+        return f"refused ({status}):\n" + "\n".join(lines)
+    text = f"refused ({status}): {detail}"
+    if status == 503 and "Retry-After" in headers:
+        text += f" (retry after {headers['Retry-After']} s)"
+    return text
+
+
+def _api(ctx: click.Context) -> Api:
+    obj = ctx.find_object(Api)
+    assert obj is not None  # set by main()
+    return obj
+
+
+def _fen(text: str, name: str) -> int:
+    try:
+        return fen_from_yuan_text(text)
+    except MoneyError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _accepted(data: dict[str, Any]) -> None:
+    click.echo(
+        f"recorded {data['type']} {data['correlation_id']} (town {data['town']}) "
+        f"at {data['recorded_at']} — event {data['event_id']}, "
+        f"partition {data['partition']} offset {data['offset']}"
+    )
+
+
+key_option = click.option(
+    "--key", default=None, help="Idempotency-Key (default: a fresh one); reuse it to retry safely"
+)
+town_option = click.option(
+    "--town", envvar="RELIEF_TOWN", required=True, help="town code (default: RELIEF_TOWN)"
+)
+
+
+@click.group()
+@click.option(
+    "--api",
+    envvar="RELIEF_API_URL",
+    default=DEFAULT_API,
+    show_default=True,
+    help="intake API (RELIEF_API_URL)",
+)
+@click.option("--token", envvar="RELIEF_TOKEN", default=None, help="bearer token (RELIEF_TOKEN)")
+@click.pass_context
+def main(ctx: click.Context, api: str, token: str | None) -> None:
+    """Huantai relief: report incidents, register and settle cases, move reserves."""
+    ctx.obj = Api(api, token)
+
+
+def _key(key: str | None) -> str:
+    return key or f"cli-{uuid.uuid4()}"
+
+
+# ---------------------------------------------------------------- incidents
+
+
+@main.group()
+def incident() -> None:
+    """Incidents (emergency bureau; R1)."""
+
+
+@incident.command("report")
+@town_option
+@click.option("--id", "incident_id", required=True)
+@click.option(
+    "--kind",
+    required=True,
+    type=click.Choice(
+        ["traffic", "fire", "drowning", "workplace", "natural_disaster", "other_accident"]
+    ),
+)
+@click.option("--subtype", default=None, help="for natural_disaster: flood, storm, ...")
+@click.option("--description", default="")
+@click.option("--dead", type=int, default=0)
+@click.option("--injured", type=int, default=0)
+@click.option("--household-head-id", "ids", multiple=True, help="repeat for each household")
+@key_option
+@click.pass_context
+def incident_report(
+    ctx: click.Context,
+    town: str,
+    incident_id: str,
+    kind: str,
+    subtype: str | None,
+    description: str,
+    dead: int,
+    injured: int,
+    ids: tuple[str, ...],
+    key: str | None,
+) -> None:
+    body = {
+        "town": town,
+        "incident_id": incident_id,
+        "kind": kind,
+        "disaster_subtype": subtype,
+        "description": description,
+        "casualties": {"dead": dead, "injured": injured},
+        "household_head_ids": list(ids),
+    }
+    _accepted(_api(ctx).request("POST", "/v1/incidents", body=body, key=_key(key)))
+
+
+@incident.command("update")
+@town_option
+@click.argument("incident_id")
+@click.option("--dead", type=int, default=None)
+@click.option("--injured", type=int, default=None)
+@click.option("--household-head-id", "ids", multiple=True)
+@click.option("--note", default="")
+@key_option
+@click.pass_context
+def incident_update(
+    ctx: click.Context,
+    town: str,
+    incident_id: str,
+    dead: int | None,
+    injured: int | None,
+    ids: tuple[str, ...],
+    note: str,
+    key: str | None,
+) -> None:
+    body: dict[str, Any] = {"town": town, "household_head_ids_added": list(ids), "note": note}
+    if dead is not None or injured is not None:
+        body["casualties"] = {"dead": dead or 0, "injured": injured or 0}
+    _accepted(
+        _api(ctx).request("POST", f"/v1/incidents/{incident_id}/updates", body=body, key=_key(key))
+    )
+
+
+@incident.command("close")
+@town_option
+@click.argument("incident_id")
+@click.option("--note", default="")
+@key_option
+@click.pass_context
+def incident_close(
+    ctx: click.Context, town: str, incident_id: str, note: str, key: str | None
+) -> None:
+    _accepted(
+        _api(ctx).request(
+            "POST",
+            f"/v1/incidents/{incident_id}/close",
+            body={"town": town, "note": note},
+            key=_key(key),
+        )
+    )
+
+
+# ---------------------------------------------------------------- cases
+
+
+@main.group()
+def case() -> None:
+    """Relief cases (towns: urgent, R5; civil affairs: expenditure-type, R3)."""
+
+
+@case.command("register")
+@town_option
+@click.option("--case-id", default=None)
+@click.option(
+    "--urgency", type=click.Choice(["urgent", "expenditure"]), default="urgent", show_default=True
+)
+@click.option(
+    "--category",
+    required=True,
+    type=click.Choice(
+        ["emergency", "transitional_living", "temporary_hardship", "serious_illness", "education"]
+    ),
+)
+@click.option("--household-head-id", required=True, help="resident ID (hashed at the door)")
+@click.option("--yuan", "amount", required=True, help="amount requested, e.g. 800 or 1,234.50")
+@click.option("--reason", required=True)
+@click.option("--persons", type=int, default=1, show_default=True)
+@click.option("--incident-id", default=None)
+@key_option
+@click.pass_context
+def case_register(
+    ctx: click.Context,
+    town: str,
+    case_id: str | None,
+    urgency: str,
+    category: str,
+    household_head_id: str,
+    amount: str,
+    reason: str,
+    persons: int,
+    incident_id: str | None,
+    key: str | None,
+) -> None:
+    body = {
+        "town": town,
+        "case_id": case_id,
+        "urgency": urgency,
+        "category": category,
+        "household_head_id": household_head_id,
+        "requested_fen": _fen(amount, "--yuan"),
+        "reason": reason,
+        "persons": persons,
+        "incident_id": incident_id,
+    }
+    _accepted(_api(ctx).request("POST", "/v1/cases", body=body, key=_key(key)))
+
+
+@case.command("pay")
+@town_option
+@click.argument("case_id")
+@click.option("--yuan", "amount", required=True)
+@click.option("--bank-reference", default=None)
+@click.option("--cash", is_flag=True, help="paid in cash (P9: only where needed)")
+@key_option
+@click.pass_context
+def case_pay(
+    ctx: click.Context,
+    town: str,
+    case_id: str,
+    amount: str,
+    bank_reference: str | None,
+    cash: bool,
+    key: str | None,
+) -> None:
+    """Confirm a payment (R5: before the 24-hour deadline)."""
+    body = {
+        "town": town,
+        "amount_fen": _fen(amount, "--yuan"),
+        "method": "cash" if cash else "bank",
+        "bank_reference": bank_reference,
+    }
+    _accepted(_api(ctx).request("POST", f"/v1/cases/{case_id}/payments", body=body, key=_key(key)))
+
+
+@case.command("paperwork")
+@town_option
+@click.argument("case_id")
+@click.option("--note", default="")
+@key_option
+@click.pass_context
+def case_paperwork(ctx: click.Context, town: str, case_id: str, note: str, key: str | None) -> None:
+    """Paperwork completed (P1: within 5 days)."""
+    _accepted(
+        _api(ctx).request(
+            "POST",
+            f"/v1/cases/{case_id}/paperwork",
+            body={"town": town, "note": note},
+            key=_key(key),
+        )
+    )
+
+
+@case.command("cancel")
+@town_option
+@click.argument("case_id")
+@click.option("--reason", required=True)
+@key_option
+@click.pass_context
+def case_cancel(ctx: click.Context, town: str, case_id: str, reason: str, key: str | None) -> None:
+    _accepted(
+        _api(ctx).request(
+            "POST",
+            f"/v1/cases/{case_id}/cancellation",
+            body={"town": town, "reason": reason},
+            key=_key(key),
+        )
+    )
+
+
+@case.command("review")
+@town_option
+@click.argument("case_id")
+@click.option(
+    "--outcome", required=True, type=click.Choice(["confirmed", "top_up", "ineligible", "fraud"])
+)
+@click.option("--approved-yuan", default=None, help="the case's final worth (0 if recovered)")
+@click.option("--top-up-yuan", default=None)
+@click.option("--fine-multiple", type=click.IntRange(1, 3), default=None)
+@click.option("--reasons", default="")
+@key_option
+@click.pass_context
+def case_review(
+    ctx: click.Context,
+    town: str,
+    case_id: str,
+    outcome: str,
+    approved_yuan: str | None,
+    top_up_yuan: str | None,
+    fine_multiple: int | None,
+    reasons: str,
+    key: str | None,
+) -> None:
+    approved = _fen(approved_yuan, "--approved-yuan") if approved_yuan not in (None, "0") else 0
+    body = {
+        "town": town,
+        "outcome": outcome,
+        "approved_fen": approved,
+        "top_up_fen": _fen(top_up_yuan, "--top-up-yuan") if top_up_yuan else None,
+        "fine_multiple": fine_multiple,
+        "reasons": reasons,
+    }
+    _accepted(_api(ctx).request("POST", f"/v1/cases/{case_id}/reviews", body=body, key=_key(key)))
+
+
+@case.command("deliberate")
+@town_option
+@click.argument("case_id")
+@click.option("--approve-yuan", default=None)
+@click.option("--refuse", is_flag=True)
+@click.option("--reasons", required=True)
+@key_option
+@click.pass_context
+def case_deliberate(
+    ctx: click.Context,
+    town: str,
+    case_id: str,
+    approve_yuan: str | None,
+    refuse: bool,
+    reasons: str,
+    key: str | None,
+) -> None:
+    """Decide a deliberation (R6: 一事一议)."""
+    body = {
+        "town": town,
+        "refused": refuse,
+        "reasons": reasons,
+        "approved_fen": _fen(approve_yuan, "--approve-yuan") if approve_yuan else None,
+    }
+    _accepted(
+        _api(ctx).request("POST", f"/v1/cases/{case_id}/deliberations", body=body, key=_key(key))
+    )
+
+
+@case.command("show")
+@click.argument("case_id")
+@click.pass_context
+def case_show(ctx: click.Context, case_id: str) -> None:
+    """A case's status and history."""
+    data = _api(ctx).request("GET", f"/v1/cases/{case_id}")
+    click.echo(f"case {data['case_id']} (town {data['town']}): {data['status']}")
+    for h in data["history"]:
+        click.echo(
+            f"  {h['occurred_at']}  {h['kind']:<24} {yuan(h['amount_fen']):>14} yuan  {h['memo']}"
+        )
+
+
+# ---------------------------------------------------------------- reserves
+
+
+@main.group()
+def reserve() -> None:
+    """Town reserves (R4; finance: P10, P11)."""
+
+
+@reserve.command("show")
+@town_option
+@click.pass_context
+def reserve_show(ctx: click.Context, town: str) -> None:
+    data = _api(ctx).request("GET", f"/v1/towns/{town}/reserve")
+    click.echo(
+        f"town {town} reserve: {yuan(data['available_fen'])} yuan available, "
+        f"{yuan(data['held_fen'])} held, size {yuan(data['size_fen'])}"
+    )
+    for m in data["movements"]:
+        click.echo(
+            f"  {m['occurred_at']}  {m['kind']:<24} {yuan(m['change_fen']):>14}"
+            f"  -> {yuan(m['balance_fen'])}"
+        )
+
+
+@reserve.command("replenish")
+@town_option
+@click.option("--yuan", "amount", required=True)
+@key_option
+@click.pass_context
+def reserve_replenish(ctx: click.Context, town: str, amount: str, key: str | None) -> None:
+    _accepted(
+        _api(ctx).request(
+            "POST",
+            f"/v1/towns/{town}/reserve/replenishments",
+            body={"amount_fen": _fen(amount, "--yuan")},
+            key=_key(key),
+        )
+    )
+
+
+@reserve.command("fund")
+@town_option
+@click.option("--yuan", "amount", required=True)
+@key_option
+@click.pass_context
+def reserve_fund(ctx: click.Context, town: str, amount: str, key: str | None) -> None:
+    _accepted(
+        _api(ctx).request(
+            "POST",
+            f"/v1/towns/{town}/reserve/fundings",
+            body={"amount_fen": _fen(amount, "--yuan")},
+            key=_key(key),
+        )
+    )
+
+
+@main.command()
+@town_option
+@click.pass_context
+def deadlines(ctx: click.Context, town: str) -> None:
+    """Open deadlines of a town (R5, P1)."""
+    for d in _api(ctx).request("GET", f"/v1/towns/{town}/deadlines"):
+        click.echo(f"  {d['due_at']}  {d['kind']:<12} {d['case_id']}")
+
+
+# ---------------------------------------------------------------- bulk
+
+
+@main.command()
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@key_option
+@click.pass_context
+def hardship(ctx: click.Context, csv_file: Path, key: str | None) -> None:
+    """Upload a department's list of suspected hardship cases (section 二).
+
+    CSV header: town,household_head_id,category[,note]. Sent in pieces with a progress
+    bar; each row is reported, accepted or with what was wrong."""
+    lines = csv_file.read_text(encoding="utf-8-sig").splitlines()
+    if len(lines) < 2:
+        raise click.ClickException("the file has no rows after its header")
+    header, rows = lines[0], [r for r in lines[1:] if r.strip()]
+    base = _key(key)
+    accepted = rejected = 0
+    problems: list[str] = []
+    pieces = range(0, len(rows), CSV_ROWS_PER_REQUEST)
+    with click.progressbar(length=len(rows), label="uploading", file=sys.stderr) as bar:
+        for piece, start in enumerate(pieces):
+            chunk = rows[start : start + CSV_ROWS_PER_REQUEST]
+            data = _api(ctx).request(
+                "POST",
+                "/v1/hardship-lists",
+                key=f"{base}:{piece}",
+                content_type="text/csv",
+                content=("\n".join([header, *chunk]) + "\n").encode("utf-8"),
+            )
+            accepted += data["accepted"]
+            rejected += data["rejected"]
+            for r in data["rows"]:
+                if not r["accepted"]:
+                    line = start + r["line"]  # the line in the whole file
+                    problems += [
+                        f"  line {line}: {e['column']}: {e['message']}" for e in r["errors"]
+                    ]
+            bar.update(len(chunk))
+    click.echo(f"{accepted} rows accepted, {rejected} rejected (key {base})")
+    for p in problems:
+        click.echo(p)
+    if rejected:
+        sys.exit(1 if accepted == 0 else 0)
+
+
+# ---------------------------------------------------------------- operations
+
+
+@main.group()
+def token() -> None:
+    """Intake API tokens (only their SHA-256 is stored)."""
+
+
+@token.command("add")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(
+        ["emergency_bureau", "town", "civil_affairs", "finance", "department", "auditor"]
+    ),
+)
+@click.option("--org", required=True, help="the organisation, e.g. 索镇街道办事处")
+@click.option("--town", default=None, help="the town code (role town only)")
+@click.option(
+    "--file",
+    "path",
+    envvar="RELIEF_INTAKE_TOKENS_FILE",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="tokens file (RELIEF_INTAKE_TOKENS_FILE); .json or TOML",
+)
+def token_add(role: str, org: str, town: str | None, path: Path) -> None:
+    """Add a token: prints it once; the file keeps only its hash."""
+    from pydantic import ValidationError
+
+    from services.intake.domain.tokens import (
+        Principal,
+        json_document,
+        new_token,
+        parse_tokens,
+        token_hash,
+        toml_entry,
+    )
+
+    secret = new_token()
+    try:
+        principal = Principal(sha256=token_hash(secret), role=role, org=org, town=town)
+    except ValidationError as exc:
+        raise click.ClickException("; ".join(e["msg"] for e in exc.errors())) from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".json":
+        existing = parse_tokens(path.read_text("utf-8"), "json") if path.exists() else {}
+        text = json_document([*existing.values(), principal])
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)  # a reader never sees half a file
+    else:
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(("\n" if path.stat().st_size else "") + toml_entry(principal))
+    os.chmod(path, 0o600)
+    click.echo(f"added a {role} token for {org} to {path}; it is shown only now:", err=True)
+    click.echo(secret)
+
+
+@main.command()
+@click.option(
+    "--bootstrap", envvar="RELIEF_KAFKA_BOOTSTRAP", default="127.0.0.1:19092", show_default=True
+)
+@click.option("--partitions", type=click.IntRange(1, 1_000), default=6, show_default=True)
+@click.option("--replication-factor", type=click.IntRange(1, 10), default=1, show_default=True)
+def topics(bootstrap: str, partitions: int, replication_factor: int) -> None:
+    """Create the service's topics on a cluster (existing ones are left as they are)."""
+    from deploy.local.topics import ensure_topics
+
+    created = asyncio.run(ensure_topics(bootstrap, partitions, replication_factor))
+    click.echo(json.dumps({"created": created}) if created else "all topics exist already")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""`python -m services.intake serve|openapi`: run the API, or print its OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from services.intake.settings import IntakeSettings
+
+OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+
+
+def openapi_text() -> str:
+    """The document checked in at docs/openapi.json (a test fails when they drift)."""
+    from schemas.towns import load_county
+    from services.intake.adapters.reads import NoReadSource
+    from services.intake.api import create_app
+    from services.intake.domain.tokens import TokenTable
+
+    class _NoSink:
+        topic = "unused"
+
+        async def start(self) -> None: ...
+
+        async def stop(self) -> None: ...
+
+        async def send(self, key: bytes, value: bytes) -> object:
+            raise RuntimeError("the OpenAPI document is built without Kafka")
+
+    app = create_app(
+        IntakeSettings(id_hash_key="00" * 16),
+        sink=_NoSink(),  # type: ignore[arg-type]
+        reads=NoReadSource(),
+        tokens=TokenTable({}),
+        county=load_county(),
+    )
+    return json.dumps(app.openapi(), indent=2, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+@click.group()
+def cli() -> None:
+    """The intake HTTP API of the relief service."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--log-level", default="info", show_default=True)
+def serve(host: str, port: int, log_level: str) -> None:
+    """Serve the API with uvicorn (Kafka: RELIEF_KAFKA_BOOTSTRAP)."""
+    import uvicorn
+
+    from services.intake.api import create_app
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
+    app = create_app(IntakeSettings())
+    # uvicorn's own access log would print raw paths; ours masks ID numbers (scrub_ids)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@cli.command()
+@click.option("--write", is_flag=True, help=f"write {OPENAPI_FILE} instead of printing")
+def openapi(write: bool) -> None:
+    """Print (or write) the OpenAPI document."""
+    text = openapi_text()
+    if write:
+        OPENAPI_FILE.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {OPENAPI_FILE}")
+    else:
+        sys.stdout.write(text)
+
+
+if __name__ == "__main__":
+    cli()

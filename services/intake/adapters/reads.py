@@ -1,0 +1,143 @@
+"""Read sources: the ledger's PostgreSQL read side, or none (503 with a clear body)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+
+from services.intake.domain.reads import (
+    MAX_HISTORY,
+    MAX_MOVEMENTS,
+    CaseView,
+    DeadlineView,
+    HistoryEntry,
+    ReadNotAvailable,
+    ReserveMovementView,
+    ReserveView,
+    case_status,
+)
+from services.ledger.adapters import postgres as ledger
+
+log = logging.getLogger("relief.intake.reads")
+
+NOT_CONFIGURED = (
+    "read side not configured: set RELIEF_DATABASE_URL to the ledger's PostgreSQL "
+    "(the service role) to read cases and reserves"
+)
+DEADLINES_NOT_AVAILABLE = (
+    "open deadlines live in the emergency processor's tables, which have no read API yet; "
+    "the ledger does not hold deadlines"
+)
+QUERY_TIMEOUT_S = 5.0
+
+
+class NoReadSource:
+    """No read side configured: every read is 503 with NOT_CONFIGURED."""
+
+    async def case(self, case_id: str) -> CaseView | None:
+        raise ReadNotAvailable(NOT_CONFIGURED)
+
+    async def reserve(self, town: str, size_fen: int) -> ReserveView:
+        raise ReadNotAvailable(NOT_CONFIGURED)
+
+    async def deadlines(self, town: str) -> list[DeadlineView]:
+        raise ReadNotAvailable(NOT_CONFIGURED)
+
+    async def close(self) -> None:
+        return None
+
+
+class LedgerReadSource:
+    """Cases and reserves from the ledger's tables (services/ledger read functions)."""
+
+    def __init__(self, url: str, pool_max: int) -> None:
+        self.url = url
+        self.pool_max = pool_max
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def _db(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._lock:
+            if self._pool is None:
+                try:
+                    self._pool = await asyncio.wait_for(
+                        ledger.connect_pool(self.url, self.pool_max), QUERY_TIMEOUT_S
+                    )
+                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+                    raise ReadNotAvailable(
+                        f"the ledger database does not answer: {type(exc).__name__}"
+                    ) from exc
+            return self._pool
+
+    async def case(self, case_id: str) -> CaseView | None:
+        db = await self._db()
+        try:
+            rows = await db.fetch(
+                """SELECT e.posting_id, e.kind, e.town, e.occurred_at, e.recorded_at, e.memo,
+                          coalesce(sum(l.amount_fen) FILTER (WHERE l.side = 'debit'), 0)
+                              AS amount_fen
+                     FROM ledger_entries e JOIN ledger_lines l USING (posting_id)
+                    WHERE e.correlation_id = $1
+                    GROUP BY e.seq, e.posting_id
+                    ORDER BY e.seq LIMIT $2""",
+                case_id,
+                MAX_HISTORY,
+                timeout=QUERY_TIMEOUT_S,
+            )
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
+        if not rows:
+            return None
+        history = [
+            HistoryEntry(
+                posting_id=r["posting_id"],
+                kind=r["kind"],
+                occurred_at=r["occurred_at"],
+                recorded_at=r["recorded_at"],
+                memo=r["memo"],
+                amount_fen=int(r["amount_fen"]),
+            )
+            for r in rows
+        ]
+        return CaseView(
+            case_id=case_id,
+            town=rows[0]["town"],
+            status=case_status([h.kind for h in history]),
+            history=history,
+        )
+
+    async def reserve(self, town: str, size_fen: int) -> ReserveView:
+        db = await self._db()
+        try:
+            balances = {b.kind: b.balance_fen for b in await ledger.balances(db, town)}
+            movements = await ledger.reserve_movements(db, town, limit=MAX_MOVEMENTS)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
+        return ReserveView(
+            town=town,
+            size_fen=size_fen,
+            available_fen=balances.get("town_reserve", 0),
+            held_fen=balances.get("town_reserve_held", 0),
+            movements=[
+                ReserveMovementView(
+                    posting_id=m.posting_id,
+                    kind=m.kind,
+                    occurred_at=m.occurred_at,
+                    change_fen=m.change_fen,
+                    balance_fen=m.balance_fen,
+                )
+                for m in movements
+            ],
+        )
+
+    async def deadlines(self, town: str) -> list[DeadlineView]:
+        raise ReadNotAvailable(DEADLINES_NOT_AVAILABLE)
+
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()

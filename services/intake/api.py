@@ -1,0 +1,898 @@
+"""The intake HTTP API (/v1): authenticate, validate, authorize, produce, answer.
+
+A write is answered 202 only once Kafka has acknowledged its record (acks=all), with the
+broker's LogAppendTime as `recorded_at`. Every refusal (401, 403, 409, 413, 422, 503)
+happens before anything is produced, so it leaves no record.
+
+Composition: `create_app(settings, sink=..., reads=..., tokens=...)`; tests pass a real
+Kafka sink on their own topic, the server builds everything from settings.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, cast
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from schemas.envelope import Record
+from schemas.identity import scrub_ids
+from schemas.registry import encode
+from schemas.towns import County, load_county
+from services.intake.adapters.kafka import Ack, KafkaSink, ProduceUnavailable, RecordSink
+from services.intake.adapters.reads import LedgerReadSource, NoReadSource
+from services.intake.domain import requests as rq
+from services.intake.domain.authz import Action, Decision, may, may_for_town, may_register
+from services.intake.domain.hardship_csv import (
+    CsvRefused,
+    RowReport,
+    decode_upload,
+    records_for,
+    validate_rows,
+)
+from services.intake.domain.idempotency import (
+    KEY_PATTERN,
+    MAX_KEY_CHARS,
+    Answer,
+    Fingerprint,
+    IdempotencyCache,
+    event_id_for,
+)
+from services.intake.domain.reads import (
+    CaseView,
+    DeadlineView,
+    ReadNotAvailable,
+    ReadSource,
+    ReserveView,
+)
+from services.intake.domain.tokens import (
+    Principal,
+    TokenConfigError,
+    TokenTable,
+    parse_tokens,
+)
+from services.intake.settings import IntakeSettings
+
+log = logging.getLogger("relief.intake.api")
+access_log = logging.getLogger("relief.intake.access")
+
+API_VERSION = "1.0.0"
+HARDSHIP_PATH = "/v1/hardship-lists"
+CASE_ID = r"^[0-9A-Za-z_.:\-]+$"
+# How often the tokens file is checked for changes (`relief token add` needs no restart).
+TOKENS_RECHECK_S = 2.0
+
+
+# ---------------------------------------------------------------- answers
+
+
+class Accepted(BaseModel):
+    """Kafka acknowledged the record: where it is and when the broker stamped it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID
+    type: str
+    town: str
+    correlation_id: str
+    topic: str
+    partition: int
+    offset: int
+    recorded_at: datetime | None
+
+
+class HardshipAccepted(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    accepted: int
+    rejected: int
+    rows: list[RowReport]
+    records: list[Accepted]
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Conflict(BaseModel):
+    detail: str
+    differing_fields: list[str]
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Invalid(BaseModel):
+    detail: list[FieldError]
+
+
+class CsvInvalid(BaseModel):
+    detail: str
+    accepted: int
+    rejected: int
+    rows: list[RowReport]
+
+
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "no valid bearer token"},
+    403: {"model": Problem, "description": "role or town may not do this"},
+    413: {"model": Problem, "description": "body over the size limit"},
+    422: {"model": Invalid, "description": "invalid input: the JSON path of each error"},
+    503: {"model": Problem, "description": "Kafka (or the read side) unavailable; Retry-After"},
+}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_REFUSALS,
+    409: {"model": Conflict, "description": "Idempotency-Key reused with a different body"},
+}
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    k: v for k, v in _REFUSALS.items() if k != 413
+} | {404: {"model": Problem, "description": "not found"}}
+
+
+class Refused(Exception):
+    """An HTTP refusal with a reason (401, 403, 404, 409, 413)."""
+
+    def __init__(self, status: int, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.extra = extra
+
+
+# ---------------------------------------------------------------- tokens
+
+
+class TokenSource:
+    """The tokens file, re-read when it changes; a missing file means no tokens (all 401)."""
+
+    def __init__(self, path: Path | None, fixed: TokenTable | None = None) -> None:
+        self.path = path
+        self._table = fixed or TokenTable({})
+        self._fixed = fixed is not None
+        self._mtime_ns: int | None = None
+        self._checked_s = 0.0
+        if not self._fixed:
+            self._reload(force=True)
+
+    def _reload(self, force: bool = False) -> None:
+        if self.path is None:
+            if force:
+                log.warning("RELIEF_INTAKE_TOKENS_FILE is not set: every request will be 401")
+            return
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            if force:
+                log.warning("tokens file %s not found: every request will be 401", self.path)
+            self._table, self._mtime_ns = TokenTable({}), None
+            return
+        if mtime == self._mtime_ns and not force:
+            return
+        fmt = "json" if self.path.suffix.lower() == ".json" else "toml"
+        try:
+            table = TokenTable(parse_tokens(self.path.read_text("utf-8"), fmt))
+        except (TokenConfigError, OSError, UnicodeDecodeError) as exc:
+            # keep the tokens we had: a half-written file must not lock everyone out
+            log.error("tokens file %s not loaded: %s", self.path, exc)
+            return
+        self._table, self._mtime_ns = table, mtime
+        log.info("tokens file %s: %d tokens", self.path, len(table))
+
+    def table(self) -> TokenTable:
+        if not self._fixed:
+            now = time.monotonic()
+            if now - self._checked_s >= TOKENS_RECHECK_S:
+                self._checked_s = now
+                self._reload()
+        return self._table
+
+
+# ---------------------------------------------------------------- body limit, access log
+
+
+class BodyLimit:
+    """413 for a body over the limit, before the app sees any of it (bounded memory)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, csv_max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.csv_max_bytes = csv_max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.csv_max_bytes if scope["path"] == HARDSHIP_PATH else self.max_bytes
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(send, limit)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _too_large(send, limit)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Send, limit: int) -> None:
+    body = Problem(detail=f"request body over {limit} bytes").model_dump_json().encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+# ---------------------------------------------------------------- the app
+
+
+class Intake:
+    """The app's state: settings, county, sink, reads, tokens, idempotency cache."""
+
+    def __init__(
+        self,
+        settings: IntakeSettings,
+        sink: RecordSink,
+        reads: ReadSource,
+        tokens: TokenSource,
+        county: County,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.reads = reads
+        self.tokens = tokens
+        self.county = county
+        self.clock = clock
+        self.hash_key = settings.hash_key()
+        self.cache = IdempotencyCache(
+            settings.intake_idempotency_max_entries, settings.intake_idempotency_ttl_s
+        )
+        self._inflight: dict[tuple[str, str], asyncio.Event] = {}
+
+    # -------------------------------------------------------- the write path
+
+    async def write(
+        self,
+        principal: Principal,
+        key: str | None,
+        operation: str,
+        body: Any,
+        produce: Callable[[uuid.UUID, datetime], Awaitable[Answer]],
+    ) -> JSONResponse:
+        """Idempotency around `produce` (which validates, maps and sends)."""
+        if key is None:
+            answer = await produce(uuid.uuid4(), self.clock())
+            return JSONResponse(answer.body, status_code=answer.status)
+        fingerprint = Fingerprint.of(operation, body, self.hash_key)
+        slot = (principal.org, key)
+        # one request per key at a time: a concurrent retry waits for the first answer
+        while (event := self._inflight.get(slot)) is not None:
+            await event.wait()
+        first = self.cache.get(principal.org, key, time.monotonic())
+        if first is not None:
+            return self._replay(first.fingerprint, fingerprint, first.answer)
+        event = asyncio.Event()
+        self._inflight[slot] = event
+        try:
+            answer = await produce(event_id_for(principal.org, key), self.clock())
+            if 200 <= answer.status < 300:  # only what Kafka acknowledged is remembered
+                self.cache.put(principal.org, key, fingerprint, answer, time.monotonic())
+            return JSONResponse(answer.body, status_code=answer.status)
+        finally:
+            del self._inflight[slot]
+            event.set()
+
+    @staticmethod
+    def _replay(first: Fingerprint, now: Fingerprint, answer: Answer) -> JSONResponse:
+        differing = first.differing(now)
+        if differing:
+            raise Refused(
+                409,
+                "Idempotency-Key already used with a different request: " + ", ".join(differing),
+                differing_fields=differing,
+            )
+        return JSONResponse(
+            answer.body, status_code=answer.status, headers={"Idempotent-Replayed": "true"}
+        )
+
+    def place(
+        self, principal: Principal, action: Action, town: str, loc: rq.Loc = ("body", "town")
+    ) -> None:
+        """422 for a town the county does not have, then 403 unless the principal may act
+        there (a town only for itself)."""
+        rq.check_town(self.county, town, loc)
+        _check(may_for_town(principal, action, town))
+
+    def stamp(self, principal: Principal, event_id: uuid.UUID, now: datetime) -> rq.Stamp:
+        return rq.Stamp(event_id, now, principal.actor, self.hash_key, self.county)
+
+    async def send(self, record: Record) -> Ack:
+        return await self.sink.send(record.town.encode("utf-8"), encode(record))
+
+    async def send_one(self, record: Record) -> Answer:
+        ack = await self.send(record)
+        return Answer(202, accepted(record, ack).model_dump(mode="json"))
+
+
+def accepted(record: Record, ack: Ack) -> Accepted:
+    return Accepted(
+        event_id=record.event_id,
+        type=record.type,
+        town=record.town,
+        correlation_id=record.correlation_id,
+        topic=ack.topic,
+        partition=ack.partition,
+        offset=ack.offset,
+        recorded_at=ack.recorded_at,
+    )
+
+
+def _check(decision: Decision) -> None:
+    if not decision.allowed:
+        raise Refused(403, decision.reason)
+
+
+def create_app(
+    settings: IntakeSettings | None = None,
+    *,
+    sink: RecordSink | None = None,
+    reads: ReadSource | None = None,
+    tokens: TokenTable | None = None,
+    county: County | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    settings = settings or IntakeSettings()
+    if sink is None:
+        sink = KafkaSink(
+            settings.kafka_bootstrap,
+            settings.intake_topic,
+            timeout_s=settings.intake_produce_timeout_s,
+            request_timeout_ms=settings.intake_kafka_request_timeout_ms,
+            linger_ms=settings.intake_linger_ms,
+        )
+    if reads is None:
+        reads = (
+            LedgerReadSource(settings.database_url, settings.intake_read_pool_max)
+            if settings.database_url
+            else NoReadSource()
+        )
+    intake = Intake(
+        settings,
+        sink,
+        reads,
+        TokenSource(settings.intake_tokens_file, tokens),
+        county or load_county(settings.policy_file),
+        clock or (lambda: datetime.now(UTC)),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await intake.sink.start()
+        try:
+            yield
+        finally:
+            await intake.sink.stop()
+            await intake.reads.close()
+
+    app = FastAPI(
+        title="Huantai relief intake",
+        version=API_VERSION,
+        description=(
+            "Puts facts into the Huantai county relief service (relief.intake.v1). "
+            "Money is integer fen. A write is answered 202 once Kafka has acknowledged it. "
+            "Send an Idempotency-Key with every write: a retry returns the first answer."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.intake = intake
+    retry_after = str(settings.intake_retry_after_s)
+
+    # -------------------------------------------------------- errors
+
+    @app.exception_handler(Refused)
+    async def _refused(request: Request, exc: Refused) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": exc.detail, **exc.extra}, exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # loc, msg, type only: pydantic's `input` would echo ID numbers back and into logs
+        errors = [
+            {
+                "loc": list(e.get("loc", ())),
+                "msg": scrub_ids(str(e.get("msg", ""))),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": errors}, 422)
+
+    @app.exception_handler(rq.RequestInvalid)
+    async def _request_invalid(request: Request, exc: rq.RequestInvalid) -> JSONResponse:
+        errors = [
+            {"loc": list(loc), "msg": scrub_ids(msg), "type": "value_error"}
+            for loc, msg in exc.problems
+        ]
+        return JSONResponse({"detail": errors}, 422)
+
+    @app.exception_handler(ProduceUnavailable)
+    async def _unavailable(request: Request, exc: ProduceUnavailable) -> JSONResponse:
+        log.warning("produce failed: %s", exc)
+        return JSONResponse(
+            {"detail": f"Kafka unavailable, nothing recorded: {exc}"},
+            503,
+            headers={"Retry-After": retry_after},
+        )
+
+    @app.exception_handler(ReadNotAvailable)
+    async def _no_reads(request: Request, exc: ReadNotAvailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": retry_after})
+
+    @app.middleware("http")
+    async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # paths may carry caller text: masked like everything else that is logged
+        access_log.info(
+            "%s %s %s %.1fms",
+            request.method,
+            scrub_ids(request.url.path),
+            response.status_code,
+            (time.perf_counter() - started) * 1000,
+        )
+        return response
+
+    # -------------------------------------------------------- dependencies
+
+    bearer_scheme = HTTPBearer(auto_error=False, description="an intake token")
+
+    def authenticated(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    ) -> Principal:
+        if credentials is None:
+            raise Refused(401, "missing bearer token (Authorization: Bearer <token>)")
+        principal = intake.tokens.table().lookup(credentials.credentials)
+        if principal is None:
+            raise Refused(401, "unknown token")
+        return principal
+
+    def role(action: Action) -> Callable[[Principal], Principal]:
+        def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+            _check(may(principal, action))
+            return principal
+
+        return check
+
+    IdemKey = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=MAX_KEY_CHARS,
+            pattern=KEY_PATTERN,
+            description="a retry with the same key returns the first answer, produces nothing",
+        ),
+    ]
+    CaseIdPath = Annotated[str, PathParam(min_length=1, max_length=64, pattern=CASE_ID)]
+    TownPath = Annotated[str, PathParam(min_length=6, max_length=12, pattern=rq.TOWN_PATTERN)]
+
+    def by(action: Action) -> Any:
+        return Annotated[Principal, Depends(role(action))]
+
+    # -------------------------------------------------------- incidents (R1)
+
+    @app.post(
+        "/v1/incidents",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["emergency bureau"],
+    )
+    async def report_incident(
+        body: rq.ReportIncident,
+        principal: by(Action.REPORT_INCIDENT),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """Report an accident or natural disaster with the households hit (emergency_bureau)."""
+        intake.place(principal, Action.REPORT_INCIDENT, body.town)
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            return await intake.send_one(
+                rq.report_incident(body, intake.stamp(principal, event_id, now))
+            )
+
+        return await intake.write(
+            principal, idempotency_key, "POST /v1/incidents", body.model_dump(mode="json"), produce
+        )
+
+    @app.post(
+        "/v1/incidents/{incident_id}/updates",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["emergency bureau"],
+    )
+    async def update_incident(
+        incident_id: CaseIdPath,
+        body: rq.UpdateIncident,
+        principal: by(Action.UPDATE_INCIDENT),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """New casualty figures or households for an incident (emergency_bureau)."""
+        intake.place(principal, Action.UPDATE_INCIDENT, body.town)
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            return await intake.send_one(
+                rq.update_incident(incident_id, body, intake.stamp(principal, event_id, now))
+            )
+
+        return await intake.write(
+            principal,
+            idempotency_key,
+            f"POST /v1/incidents/{incident_id}/updates",
+            body.model_dump(mode="json"),
+            produce,
+        )
+
+    @app.post(
+        "/v1/incidents/{incident_id}/close",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["emergency bureau"],
+    )
+    async def close_incident(
+        incident_id: CaseIdPath,
+        body: rq.CloseIncident,
+        principal: by(Action.CLOSE_INCIDENT),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """Close an incident (emergency_bureau)."""
+        intake.place(principal, Action.CLOSE_INCIDENT, body.town)
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            return await intake.send_one(
+                rq.close_incident(incident_id, body, intake.stamp(principal, event_id, now))
+            )
+
+        return await intake.write(
+            principal,
+            idempotency_key,
+            f"POST /v1/incidents/{incident_id}/close",
+            body.model_dump(mode="json"),
+            produce,
+        )
+
+    # -------------------------------------------------------- cases
+
+    @app.post(
+        "/v1/cases",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["towns", "civil affairs"],
+    )
+    async def register_case(
+        body: rq.RegisterCase,
+        principal: by(Action.REGISTER_CASE),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """Register a case: urgent by its town (R5), expenditure-type by civil affairs (R3).
+        `correlation_id` in the answer is the case id."""
+        rq.check_town(intake.county, body.town)
+        _check(may_register(principal, body.town, body.urgency))
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            return await intake.send_one(
+                rq.register_case(body, intake.stamp(principal, event_id, now))
+            )
+
+        return await intake.write(
+            principal, idempotency_key, "POST /v1/cases", body.model_dump(mode="json"), produce
+        )
+
+    def case_write(
+        path: str,
+        action: Action,
+        model: type[BaseModel],
+        mapper: Callable[[str, Any, rq.Stamp], Record],
+        summary: str,
+        tag: str,
+    ) -> None:
+        async def endpoint(
+            case_id: CaseIdPath,
+            body: model,  # type: ignore[valid-type]
+            principal: by(action),  # type: ignore[valid-type]
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            request = cast(rq.CaseBody, body)
+            intake.place(principal, action, request.town)
+
+            async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+                record = mapper(case_id, request, intake.stamp(principal, event_id, now))
+                return await intake.send_one(record)
+
+            return await intake.write(
+                principal,
+                idempotency_key,
+                f"POST /v1/cases/{case_id}/{path}",
+                request.model_dump(mode="json"),
+                produce,
+            )
+
+        endpoint.__name__ = action.value
+        app.post(
+            f"/v1/cases/{{case_id}}/{path}",
+            status_code=202,
+            response_model=Accepted,
+            responses=WRITE_RESPONSES,
+            tags=[tag],
+            summary=summary,
+            operation_id=action.value,
+        )(endpoint)
+
+    case_write(
+        "payments",
+        Action.CONFIRM_PAYMENT,
+        rq.ConfirmPayment,
+        rq.confirm_payment,
+        "Confirm a payment, with its bank reference (town; R5, P9)",
+        "towns",
+    )
+    case_write(
+        "paperwork",
+        Action.COMPLETE_PAPERWORK,
+        rq.CompletePaperwork,
+        rq.complete_paperwork,
+        "Paperwork completed (town; P1)",
+        "towns",
+    )
+    case_write(
+        "cancellation",
+        Action.CANCEL_ADVANCE,
+        rq.CancelAdvance,
+        rq.cancel_advance,
+        "Cancel an advance before it is paid (town)",
+        "towns",
+    )
+    case_write(
+        "reviews",
+        Action.REVIEW_CASE,
+        rq.ReviewCase,
+        rq.review_case,
+        "Review a case after the fact (civil_affairs; P8)",
+        "civil affairs",
+    )
+    case_write(
+        "deliberations",
+        Action.DECIDE_DELIBERATION,
+        rq.DecideDeliberation,
+        rq.decide_deliberation,
+        "Decide a deliberation (civil_affairs; R6)",
+        "civil affairs",
+    )
+
+    # -------------------------------------------------------- reserves (R4, P10, P11)
+
+    def reserve_write(
+        path: str,
+        action: Action,
+        mapper: Callable[[str, rq.MoveReserve, rq.Stamp], Record],
+        summary: str,
+    ) -> None:
+        async def endpoint(
+            town: TownPath,
+            body: rq.MoveReserve,
+            principal: by(action),  # type: ignore[valid-type]
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            intake.place(principal, action, town, ("path", "town"))
+
+            async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+                record = mapper(town, body, intake.stamp(principal, event_id, now))
+                return await intake.send_one(record)
+
+            return await intake.write(
+                principal,
+                idempotency_key,
+                f"POST /v1/towns/{town}/reserve/{path}",
+                body.model_dump(mode="json"),
+                produce,
+            )
+
+        endpoint.__name__ = action.value
+        app.post(
+            f"/v1/towns/{{town}}/reserve/{path}",
+            status_code=202,
+            response_model=Accepted,
+            responses=WRITE_RESPONSES,
+            tags=["finance"],
+            summary=summary,
+            operation_id=action.value,
+        )(endpoint)
+
+    reserve_write(
+        "replenishments",
+        Action.REPLENISH_RESERVE,
+        rq.replenish_reserve,
+        "Replenish a town's reserve towards its size (finance; P11)",
+    )
+    reserve_write(
+        "fundings", Action.FUND_RESERVE, rq.fund_reserve, "Fund a town's reserve (finance; R4)"
+    )
+
+    # -------------------------------------------------------- hardship lists (section 二)
+
+    @app.post(
+        HARDSHIP_PATH,
+        status_code=202,
+        response_model=HardshipAccepted,
+        responses={
+            **WRITE_RESPONSES,
+            422: {"model": CsvInvalid | Invalid, "description": "no row accepted, or bad file"},
+        },
+        tags=["departments"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {
+                        "schema": {
+                            "type": "string",
+                            "description": "header town,household_head_id,category[,note]; "
+                            "at most 5,000 rows",
+                        }
+                    }
+                },
+            }
+        },
+    )
+    async def push_hardship_list(
+        request: Request,
+        principal: by(Action.PUSH_HARDSHIP_LIST),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """Upload suspected hardship cases (department). Rows are validated one by one;
+        the answer reports each row, accepted or with what was wrong."""
+        raw = await request.body()
+        try:
+            validated = validate_rows(
+                decode_upload(raw), intake.county, intake.hash_key, intake.clock().date()
+            )
+        except CsvRefused as exc:
+            raise rq.RequestInvalid([(("body",), str(exc))]) from None
+        rows = [r.model_dump(mode="json") for r in validated.reports]
+        if validated.accepted_count == 0:
+            return JSONResponse(
+                {
+                    "detail": "no row was accepted; nothing recorded",
+                    "accepted": 0,
+                    "rejected": validated.rejected_count,
+                    "rows": rows,
+                },
+                422,
+            )
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            records = records_for(
+                validated, event_id, principal.org, principal.actor, now.isoformat()
+            )
+            acks = await asyncio.gather(*(intake.send(r) for r in records))
+            return Answer(
+                202,
+                HardshipAccepted(
+                    accepted=validated.accepted_count,
+                    rejected=validated.rejected_count,
+                    rows=validated.reports,
+                    records=[accepted(r, a) for r, a in zip(records, acks, strict=True)],
+                ).model_dump(mode="json"),
+            )
+
+        return await intake.write(
+            principal,
+            idempotency_key,
+            f"POST {HARDSHIP_PATH}",
+            {"csv": raw.decode("utf-8", "replace")},
+            produce,
+        )
+
+    # -------------------------------------------------------- reads
+
+    @app.get(
+        "/v1/cases/{case_id}", response_model=CaseView, responses=READ_RESPONSES, tags=["reads"]
+    )
+    async def read_case(
+        case_id: CaseIdPath,
+        principal: by(Action.READ),  # type: ignore[valid-type]
+    ) -> CaseView:
+        """A case's status and history, from the ledger (town: own cases only)."""
+        view = await intake.reads.case(case_id)
+        if view is None:
+            raise Refused(404, f"no postings for case {case_id} (yet)")
+        _check(may_for_town(principal, Action.READ, view.town))
+        return view
+
+    @app.get(
+        "/v1/towns/{town}/reserve",
+        response_model=ReserveView,
+        responses=READ_RESPONSES,
+        tags=["reads"],
+    )
+    async def read_reserve(
+        town: TownPath,
+        principal: by(Action.READ),  # type: ignore[valid-type]
+    ) -> ReserveView:
+        """A town's reserve: size, available, held, last movements (R4)."""
+        intake.place(principal, Action.READ, town, ("path", "town"))
+        return await intake.reads.reserve(town, intake.county.town(town).reserve_fen)
+
+    @app.get(
+        "/v1/towns/{town}/deadlines",
+        response_model=list[DeadlineView],
+        responses=READ_RESPONSES,
+        tags=["reads"],
+    )
+    async def read_deadlines(
+        town: TownPath,
+        principal: by(Action.READ),  # type: ignore[valid-type]
+    ) -> list[DeadlineView]:
+        """Open deadlines of a town's cases (R5: 24 h, P1: 5 days)."""
+        intake.place(principal, Action.READ, town, ("path", "town"))
+        return await intake.reads.deadlines(town)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return _wrap(app, settings)
+
+
+def _wrap(app: FastAPI, settings: IntakeSettings) -> FastAPI:
+    # the size limit sits outside everything, so an oversized body is never buffered whole
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.intake_max_body_bytes,
+        csv_max_bytes=settings.intake_max_csv_bytes,
+    )
+    return app

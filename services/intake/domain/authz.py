@@ -1,0 +1,108 @@
+"""Who may do what, and for which town: pure decisions, each with its reason.
+
+Roles come from docs/contracts.md: the emergency bureau reports incidents; a town
+registers urgent cases, confirms payments, completes paperwork and cancels advances for
+its own town only; county civil affairs registers expenditure-type cases, reviews and
+decides deliberations; finance reads everything and moves money only by funding and
+replenishing reserves (P10); departments push hardship lists; auditors read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from schemas.envelope import Role
+from schemas.intake import Urgency
+from services.intake.domain.tokens import Principal
+
+
+class Action(StrEnum):
+    REPORT_INCIDENT = "report_incident"
+    UPDATE_INCIDENT = "update_incident"
+    CLOSE_INCIDENT = "close_incident"
+    REGISTER_CASE = "register_case"
+    CONFIRM_PAYMENT = "confirm_payment"
+    COMPLETE_PAPERWORK = "complete_paperwork"
+    CANCEL_ADVANCE = "cancel_advance"
+    REVIEW_CASE = "review_case"
+    DECIDE_DELIBERATION = "decide_deliberation"
+    FUND_RESERVE = "fund_reserve"
+    REPLENISH_RESERVE = "replenish_reserve"
+    PUSH_HARDSHIP_LIST = "push_hardship_list"
+    READ = "read"
+
+
+ALLOWED: dict[Action, frozenset[Role]] = {
+    # R1: the emergency bureau posts accidents and disasters with the households hit
+    Action.REPORT_INCIDENT: frozenset({Role.EMERGENCY_BUREAU}),
+    Action.UPDATE_INCIDENT: frozenset({Role.EMERGENCY_BUREAU}),
+    Action.CLOSE_INCIDENT: frozenset({Role.EMERGENCY_BUREAU}),
+    # R5 urgent cases by towns; R3 expenditure-type cases by county civil affairs
+    Action.REGISTER_CASE: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
+    # R5, P9: the town that paid confirms; P1: the town completes paperwork
+    Action.CONFIRM_PAYMENT: frozenset({Role.TOWN}),
+    Action.COMPLETE_PAPERWORK: frozenset({Role.TOWN}),
+    Action.CANCEL_ADVANCE: frozenset({Role.TOWN}),
+    # DESIGN rule 4 reviews; R6 deliberations (一事一议)
+    Action.REVIEW_CASE: frozenset({Role.CIVIL_AFFAIRS}),
+    Action.DECIDE_DELIBERATION: frozenset({Role.CIVIL_AFFAIRS}),
+    # P10, P11: finance alone moves county money into reserves
+    Action.FUND_RESERVE: frozenset({Role.FINANCE}),
+    Action.REPLENISH_RESERVE: frozenset({Role.FINANCE}),
+    # section 二: departments push lists of suspected hardship cases
+    Action.PUSH_HARDSHIP_LIST: frozenset({Role.DEPARTMENT}),
+    # section 十: supervision reads everything; a town reads its own town
+    Action.READ: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS, Role.FINANCE, Role.AUDITOR}),
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+
+
+ALLOW = Decision(True)
+
+
+def may(principal: Principal, action: Action) -> Decision:
+    """The role check alone (before the request's town is known)."""
+    if principal.role not in ALLOWED[action]:
+        if principal.role is Role.FINANCE:
+            # P10: finance reads everything but moves money only into reserves
+            return Decision(
+                False,
+                f"finance is read-only except funding and replenishing "
+                f"reserves; it may not {action.value}",
+            )
+        return Decision(False, f"role {principal.role.value} may not {action.value}")
+    return ALLOW
+
+
+def may_for_town(principal: Principal, action: Action, town: str) -> Decision:
+    """The role check and the place check: a town acts (and reads) only for itself."""
+    by_role = may(principal, action)
+    if not by_role.allowed:
+        return by_role
+    if principal.role is Role.TOWN and principal.town != town:
+        return Decision(False, f"town {principal.town} may act only for its own town, not {town}")
+    return ALLOW
+
+
+def may_register(principal: Principal, town: str, urgency: Urgency) -> Decision:
+    """Towns register urgent cases (R5); civil affairs registers expenditure-type (R3)."""
+    decision = may_for_town(principal, Action.REGISTER_CASE, town)
+    if not decision.allowed:
+        return decision
+    if principal.role is Role.TOWN and urgency is not Urgency.URGENT:
+        return Decision(
+            False,
+            "a town registers urgent cases; expenditure-type cases are "
+            "registered by county civil affairs (R3)",
+        )
+    if principal.role is Role.CIVIL_AFFAIRS and urgency is not Urgency.EXPENDITURE:
+        return Decision(
+            False, "urgent cases are registered by their town (R5: relief first within 24 h)"
+        )
+    return ALLOW

@@ -1,0 +1,372 @@
+"""The API's request bodies, and their mapping to the records of relief.intake.v1.
+
+Pure: the moment, the event id, the hashing key and the county are passed in (`Stamp`).
+A request carries the household head's resident ID number in clear; the record carries
+only its keyed hash (DESIGN "personal data stays out of the log"). Every failure is a
+`RequestInvalid` whose problems name the JSON path ("body", field, index) and never
+echo an ID number.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+
+from schemas.envelope import (
+    MAX_ANY_STR,
+    MAX_SHORT_TEXT,
+    Actor,
+    CorrelationId,
+    Record,
+    RequiredText,
+    Text,
+    UtcDatetime,
+)
+from schemas.identity import InvalidResidentId, household_ref, validate_resident_id
+from schemas.intake import (
+    MAX_HOUSEHOLDS_PER_INCIDENT,
+    MAX_PERSONS_PER_REQUEST,
+    AdvanceCancelled,
+    CaseReviewed,
+    Casualties,
+    DeliberationDecided,
+    DisasterSubtype,
+    IncidentClosed,
+    IncidentKind,
+    IncidentReported,
+    IncidentUpdated,
+    PaperworkCompleted,
+    PaymentConfirmed,
+    PaymentMethod,
+    ReliefCategory,
+    ReliefRequested,
+    ReserveFunded,
+    ReserveReplenished,
+    ReviewOutcome,
+    Urgency,
+)
+from schemas.money import Fen, NonNegativeFen
+from schemas.towns import County
+
+Loc = tuple[str | int, ...]
+R = TypeVar("R", bound=Record)
+# A town code as the API takes it (the clock's pseudo-town is not for callers).
+TOWN_PATTERN = r"^[0-9]{6,12}$"
+ApiTown = Annotated[str, Field(pattern=TOWN_PATTERN, min_length=6, max_length=12)]
+# A resident ID number is 18 characters; anything much longer is refused before parsing.
+ResidentIdText = Annotated[str, Field(min_length=1, max_length=32)]
+MAX_BANK_REFERENCE = 64
+# occurred_at is the caller's; a moment this far ahead of the door's clock is a typo.
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+class RequestInvalid(ValueError):
+    """422: `problems` are (JSON path, message) pairs."""
+
+    def __init__(self, problems: Sequence[tuple[Loc, str]]) -> None:
+        super().__init__("; ".join(f"{'.'.join(map(str, loc))}: {msg}" for loc, msg in problems))
+        self.problems = list(problems)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What the door adds to a request: who, when, which id, and the county it knows."""
+
+    event_id: uuid.UUID
+    now: datetime  # aware; the door's clock (the broker's LogAppendTime is the real one)
+    actor: Actor
+    hash_key: bytes
+    county: County
+
+    @property
+    def today(self) -> date:
+        return self.now.date()
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", hide_input_in_errors=True, str_max_length=MAX_ANY_STR
+    )
+
+
+class CaseBody(_Body):
+    """A body that names its town (the Kafka key)."""
+
+    town: ApiTown = Field(description="the town code (the Kafka key)")
+
+
+class ReportIncident(CaseBody):
+    """R1: an accident or natural disaster, with the heads of the households hit."""
+
+    incident_id: CorrelationId
+    kind: IncidentKind
+    disaster_subtype: DisasterSubtype | None = None
+    description: Text = ""
+    casualties: Casualties = Casualties()
+    household_head_ids: list[ResidentIdText] = Field(
+        default_factory=list, max_length=MAX_HOUSEHOLDS_PER_INCIDENT
+    )
+    occurred_at: UtcDatetime | None = Field(default=None, description="when it happened")
+
+
+class UpdateIncident(CaseBody):
+    casualties: Casualties | None = None
+    household_head_ids_added: list[ResidentIdText] = Field(
+        default_factory=list, max_length=MAX_HOUSEHOLDS_PER_INCIDENT
+    )
+    note: Text = ""
+    occurred_at: UtcDatetime | None = None
+
+
+class CloseIncident(CaseBody):
+    note: Text = ""
+    occurred_at: UtcDatetime | None = None
+
+
+class RegisterCase(CaseBody):
+    """A relief case: urgent (R5, by the town) or expenditure-type (R3, by civil affairs)."""
+
+    case_id: CorrelationId | None = Field(
+        default=None, description="the caller's case id; derived from the event id if absent"
+    )
+    urgency: Urgency
+    category: ReliefCategory
+    household_head_id: ResidentIdText
+    incident_id: CorrelationId | None = None
+    requested_fen: Fen
+    reason: RequiredText
+    persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
+    vagrant: StrictBool = False
+    origin_county: str | None = Field(default=None, min_length=1, max_length=MAX_SHORT_TEXT)
+    occurred_at: UtcDatetime | None = None
+
+
+class ConfirmPayment(CaseBody):
+    """R5: the town paid; P9: to the household's own bank account, cash only where needed."""
+
+    amount_fen: Fen
+    method: PaymentMethod = PaymentMethod.BANK
+    bank_reference: str | None = Field(default=None, min_length=1, max_length=MAX_BANK_REFERENCE)
+    occurred_at: UtcDatetime | None = None
+
+
+class CompletePaperwork(CaseBody):
+    """P1: paperwork within 5 days of the advance."""
+
+    note: Text = ""
+
+
+class CancelAdvance(CaseBody):
+    reason: RequiredText
+
+
+class ReviewCase(CaseBody):
+    """DESIGN rule 4: confirmed, topped up, ineligible, or fraud (P8: fine 1-3 x)."""
+
+    outcome: ReviewOutcome
+    approved_fen: NonNegativeFen
+    top_up_fen: Fen | None = None
+    fine_multiple: int | None = Field(default=None, ge=1, le=3, strict=True)
+    reasons: Text = ""
+
+
+class DecideDeliberation(CaseBody):
+    """R6: one of approved_fen and refused, with reasons (P9)."""
+
+    approved_fen: Fen | None = None
+    refused: StrictBool = False
+    reasons: RequiredText
+
+
+class MoveReserve(_Body):
+    """P10, P11: county finance funds or replenishes a town's reserve."""
+
+    amount_fen: Fen
+
+
+# ---------------------------------------------------------------- mapping
+
+
+def check_town(county: County, town: str, loc: Loc = ("body", "town")) -> None:
+    if town not in county:
+        raise RequestInvalid([(loc, f"unknown town {town[:12]!r}: not in {county.name}")])
+
+
+def _refs(ids: Sequence[str], loc: Loc, stamp: Stamp) -> tuple[str, ...]:
+    refs: list[str] = []
+    problems: list[tuple[Loc, str]] = []
+    for i, text in enumerate(ids):
+        try:
+            valid = validate_resident_id(text, today=stamp.today)
+            refs.append(household_ref(valid, stamp.hash_key))
+        except InvalidResidentId as exc:
+            problems.append(((*loc, i), str(exc)))  # the message masks the number
+    if problems:
+        raise RequestInvalid(problems)
+    return tuple(refs)
+
+
+def _ref(text: str, loc: Loc, stamp: Stamp) -> str:
+    try:
+        return household_ref(validate_resident_id(text, today=stamp.today), stamp.hash_key)
+    except InvalidResidentId as exc:
+        raise RequestInvalid([(loc, str(exc))]) from None
+
+
+def _occurred(given: datetime | None, stamp: Stamp) -> datetime:
+    if given is None:
+        return stamp.now
+    if given > stamp.now + MAX_CLOCK_SKEW:
+        raise RequestInvalid([(("body", "occurred_at"), "occurred_at is in the future")])
+    return given
+
+
+def _build(cls: type[R], fields: dict[str, Any], renames: dict[str, str]) -> R:
+    """The record, or RequestInvalid with the record's own checks mapped to body paths."""
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        problems: list[tuple[Loc, str]] = []
+        for e in exc.errors():
+            loc = tuple(e["loc"])
+            head = renames.get(str(loc[0]), str(loc[0])) if loc else None
+            path: Loc = ("body",) if head is None else ("body", head, *loc[1:])
+            msg = str(e["msg"]).removeprefix("Value error, ")
+            problems.append((path, msg))
+        raise RequestInvalid(problems) from None
+
+
+def _envelope(
+    stamp: Stamp, town: str, correlation_id: str, occurred_at: datetime
+) -> dict[str, Any]:
+    return {
+        "event_id": stamp.event_id,
+        "occurred_at": occurred_at,
+        "town": town,
+        "actor": stamp.actor,
+        "correlation_id": correlation_id,
+    }
+
+
+def report_incident(req: ReportIncident, stamp: Stamp) -> IncidentReported:
+    check_town(stamp.county, req.town)
+    refs = _refs(req.household_head_ids, ("body", "household_head_ids"), stamp)
+    fields = _envelope(stamp, req.town, req.incident_id, _occurred(req.occurred_at, stamp))
+    fields.update(
+        incident_id=req.incident_id,
+        kind=req.kind,
+        disaster_subtype=req.disaster_subtype,
+        description=req.description,
+        casualties=req.casualties,
+        household_refs=refs,
+    )
+    return _build(IncidentReported, fields, {"household_refs": "household_head_ids"})
+
+
+def update_incident(incident_id: str, req: UpdateIncident, stamp: Stamp) -> IncidentUpdated:
+    check_town(stamp.county, req.town)
+    refs = _refs(req.household_head_ids_added, ("body", "household_head_ids_added"), stamp)
+    fields = _envelope(stamp, req.town, incident_id, _occurred(req.occurred_at, stamp))
+    fields.update(
+        incident_id=incident_id,
+        casualties=req.casualties,
+        household_refs_added=refs,
+        note=req.note,
+    )
+    return _build(IncidentUpdated, fields, {"household_refs_added": "household_head_ids_added"})
+
+
+def close_incident(incident_id: str, req: CloseIncident, stamp: Stamp) -> IncidentClosed:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, incident_id, _occurred(req.occurred_at, stamp))
+    fields.update(incident_id=incident_id, note=req.note)
+    return _build(IncidentClosed, fields, {})
+
+
+def case_id_for(req: RegisterCase, event_id: uuid.UUID) -> str:
+    # A retried request (same Idempotency-Key, same event id) names the same case.
+    return req.case_id if req.case_id is not None else f"case-{event_id.hex}"
+
+
+def register_case(req: RegisterCase, stamp: Stamp) -> ReliefRequested:
+    check_town(stamp.county, req.town)
+    ref = _ref(req.household_head_id, ("body", "household_head_id"), stamp)
+    case_id = case_id_for(req, stamp.event_id)
+    fields = _envelope(stamp, req.town, case_id, _occurred(req.occurred_at, stamp))
+    fields.update(
+        urgency=req.urgency,
+        category=req.category,
+        household_ref=ref,
+        incident_id=req.incident_id,
+        requested_fen=req.requested_fen,
+        reason=req.reason,
+        persons=req.persons,
+        vagrant=req.vagrant,
+        origin_county=req.origin_county,
+    )
+    return _build(ReliefRequested, fields, {"household_ref": "household_head_id"})
+
+
+def confirm_payment(case_id: str, req: ConfirmPayment, stamp: Stamp) -> PaymentConfirmed:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, case_id, _occurred(req.occurred_at, stamp))
+    fields.update(amount_fen=req.amount_fen, method=req.method, bank_reference=req.bank_reference)
+    return _build(PaymentConfirmed, fields, {})
+
+
+def complete_paperwork(case_id: str, req: CompletePaperwork, stamp: Stamp) -> PaperworkCompleted:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, case_id, stamp.now)
+    fields.update(note=req.note)
+    return _build(PaperworkCompleted, fields, {})
+
+
+def cancel_advance(case_id: str, req: CancelAdvance, stamp: Stamp) -> AdvanceCancelled:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, case_id, stamp.now)
+    fields.update(reason=req.reason)
+    return _build(AdvanceCancelled, fields, {})
+
+
+def review_case(case_id: str, req: ReviewCase, stamp: Stamp) -> CaseReviewed:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, case_id, stamp.now)
+    fields.update(
+        outcome=req.outcome,
+        approved_fen=req.approved_fen,
+        top_up_fen=req.top_up_fen,
+        fine_multiple=req.fine_multiple,
+        reasons=req.reasons,
+    )
+    return _build(CaseReviewed, fields, {})
+
+
+def decide_deliberation(case_id: str, req: DecideDeliberation, stamp: Stamp) -> DeliberationDecided:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, case_id, stamp.now)
+    fields.update(approved_fen=req.approved_fen, refused=req.refused, reasons=req.reasons)
+    return _build(DeliberationDecided, fields, {})
+
+
+def reserve_correlation(town: str) -> str:
+    # the processor's correlation for reserve records (services/emergency decide)
+    return f"reserve:{town}"
+
+
+def fund_reserve(town: str, req: MoveReserve, stamp: Stamp) -> ReserveFunded:
+    check_town(stamp.county, town, ("path", "town"))
+    fields = _envelope(stamp, town, reserve_correlation(town), stamp.now)
+    fields.update(amount_fen=req.amount_fen)
+    return _build(ReserveFunded, fields, {})
+
+
+def replenish_reserve(town: str, req: MoveReserve, stamp: Stamp) -> ReserveReplenished:
+    check_town(stamp.county, town, ("path", "town"))
+    fields = _envelope(stamp, town, reserve_correlation(town), stamp.now)
+    fields.update(amount_fen=req.amount_fen)
+    return _build(ReserveReplenished, fields, {})

@@ -1,0 +1,74 @@
+"""Settings of the intake API (`python -m services.intake serve`), from the environment
+(prefix RELIEF_). Every limit is named here (STYLE "a limit on everything")."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import topics
+from schemas.identity import MIN_KEY_BYTES
+
+log = logging.getLogger("relief.intake")
+
+# A key for the local stack and tests only: household refs made with it are worthless
+# outside this machine. Production sets RELIEF_ID_HASH_KEY (DESIGN "personal data").
+# hex of "dev-only-key-not-for-prod"
+DEV_ID_HASH_KEY_HEX = "6465762d6f6e6c792d6b65792d6e6f742d666f722d70726f64"
+
+
+class IntakeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    # The default is the service's topic; tests and staging give their own.
+    intake_topic: str = Field(default=topics.INTAKE, min_length=1, max_length=249)
+    policy_file: Path | None = None  # the county's towns (default: packaged huantai.toml)
+    # Token hashes -> role, organisation, town (TOML or JSON); see domain/tokens.py.
+    intake_tokens_file: Path | None = None
+    # Hex HMAC key turning resident ID numbers into household refs; empty: the dev key.
+    id_hash_key: str = ""
+    # PostgreSQL read side (the ledger); empty: read endpoints answer 503.
+    database_url: str = ""
+    intake_read_pool_max: int = Field(default=4, ge=1, le=50)
+
+    # Bounded waits: a produce not acknowledged within this is answered 503 + Retry-After.
+    intake_produce_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    intake_retry_after_s: int = Field(default=5, ge=1, le=3_600)
+    intake_kafka_request_timeout_ms: int = Field(default=10_000, ge=1_000, le=120_000)
+    intake_linger_ms: int = Field(default=2, ge=0, le=1_000)
+
+    # Request bodies: JSON commands (an incident with 5,000 households is about 120 KB),
+    # and bulk CSV (5,000 rows, MAX_HARDSHIP_ROWS).
+    intake_max_body_bytes: int = Field(default=256 * 1024, ge=1_024, le=8 * 1024 * 1024)
+    intake_max_csv_bytes: int = Field(default=2 * 1024 * 1024, ge=1_024, le=16 * 1024 * 1024)
+
+    # The first-answer cache of Idempotency-Key requests (in process; see domain/idempotency).
+    intake_idempotency_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    intake_idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
+
+    @field_validator("id_hash_key")
+    @classmethod
+    def _hex_key(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            key = bytes.fromhex(value)
+        except ValueError as exc:
+            raise ValueError("RELIEF_ID_HASH_KEY must be hex") from exc
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"RELIEF_ID_HASH_KEY must be at least {MIN_KEY_BYTES} bytes")
+        return value
+
+    def hash_key(self) -> bytes:
+        """The household-ref key; the dev key (with a warning) when none is configured."""
+        if self.id_hash_key:
+            return bytes.fromhex(self.id_hash_key)
+        log.warning(
+            "RELIEF_ID_HASH_KEY is not set: using the development key; "
+            "household refs are NOT protected (local stack and tests only)"
+        )
+        return bytes.fromhex(DEV_ID_HASH_KEY_HEX)

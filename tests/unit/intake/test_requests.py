@@ -1,0 +1,72 @@
+"""Request -> record mapping: ID numbers become household refs, errors name their path."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from schemas.envelope import Actor, Role
+from schemas.identity import household_ref
+from schemas.towns import load_county
+from services.intake.domain import requests as rq
+from tests.unit.intake.people import KEY, SUOZHEN, bad_check, make_id
+
+NOW = datetime(2024, 7, 10, 8, 0, tzinfo=UTC)
+STAMP = rq.Stamp(uuid.UUID(int=1), NOW, Actor(role=Role.TOWN, org="索镇"), KEY, load_county())
+
+
+def register(**changes: object) -> rq.RegisterCase:
+    body: dict[str, object] = {
+        "town": SUOZHEN,
+        "urgency": "urgent",
+        "category": "emergency",
+        "household_head_id": make_id(1),
+        "requested_fen": 80_000,
+        "reason": "flood",
+    }
+    return rq.RegisterCase.model_validate({**body, **changes})
+
+
+def test_register_case_hashes_the_id_and_derives_the_case_id() -> None:
+    record = rq.register_case(register(), STAMP)
+    assert record.household_ref == household_ref(make_id(1), KEY)
+    assert record.case_id == f"case-{uuid.UUID(int=1).hex}"
+    assert record.event_id == STAMP.event_id and record.occurred_at == NOW
+    assert make_id(1) not in record.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("changes", "loc"),
+    [
+        ({"town": "370321999"}, ("body", "town")),
+        ({"household_head_id": bad_check(make_id(1))}, ("body", "household_head_id")),
+        ({"occurred_at": (NOW + timedelta(hours=1)).isoformat()}, ("body", "occurred_at")),
+        ({"origin_county": "Boxing"}, ("body",)),
+    ],
+)
+def test_request_problems_name_their_path(changes: dict[str, object], loc: rq.Loc) -> None:
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.register_case(register(**changes), STAMP)
+    assert [p[0] for p in raised.value.problems] == [loc]
+    assert make_id(1) not in str(raised.value)
+
+
+def test_review_rules_come_back_as_body_errors() -> None:
+    review = rq.ReviewCase.model_validate(
+        {"town": SUOZHEN, "outcome": "top_up", "approved_fen": 100}
+    )
+    with pytest.raises(rq.RequestInvalid, match="top_up_fen"):
+        rq.review_case("c1", review, STAMP)
+
+
+def test_reserve_records_use_the_processors_correlation() -> None:
+    finance = rq.Stamp(
+        STAMP.event_id, NOW, Actor(role=Role.FINANCE, org="财政局"), KEY, STAMP.county
+    )
+    record = rq.replenish_reserve(SUOZHEN, rq.MoveReserve(amount_fen=100), finance)
+    assert record.correlation_id == f"reserve:{SUOZHEN}" and record.amount_fen == 100
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.fund_reserve("370321999", rq.MoveReserve(amount_fen=100), finance)
+    assert raised.value.problems[0][0] == ("path", "town")
