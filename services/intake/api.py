@@ -23,6 +23,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -374,6 +375,18 @@ def _check(decision: Decision) -> None:
         raise Refused(403, decision.reason)
 
 
+# Pipeline metrics (bounded labels: route templates, methods, status codes)
+REQUESTS = Counter(
+    "relief_intake_requests_total", "intake HTTP requests", ["route", "method", "status"]
+)
+LATENCY = Histogram(
+    "relief_intake_request_seconds",
+    "intake HTTP request latency, including the wait for Kafka's acknowledgement",
+    ["route", "method"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
 def create_app(
     settings: IntakeSettings | None = None,
     *,
@@ -427,6 +440,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.intake = intake
+    app.mount("/metrics", make_asgi_app())  # Prometheus; outside the versioned API
     retry_after = str(settings.intake_retry_after_s)
 
     # -------------------------------------------------------- errors
@@ -474,6 +488,11 @@ def create_app(
     async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
         started = time.perf_counter()
         response = await call_next(request)
+        # the route's template, never the path: case ids stay out of metric labels
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        elapsed_s = time.perf_counter() - started
+        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+        LATENCY.labels(route, request.method).observe(elapsed_s)
         # paths may carry caller text: masked like everything else that is logged
         access_log.info(
             "%s %s %s %.1fms",

@@ -255,3 +255,26 @@ async def test_occurred_at_defaults_to_now(client: httpx.AsyncClient, topic: Top
     rec = await _one(topic, answer)
     assert isinstance(rec, PaperworkCompleted)
     assert before - timedelta(seconds=1) <= rec.occurred_at <= datetime.now(UTC)
+
+
+async def test_metrics_count_requests_by_route_template_never_by_case(
+    client: httpx.AsyncClient, topic: Topic
+) -> None:
+    def count(text: str) -> float:
+        prefix = (
+            'relief_intake_requests_total{method="POST",'
+            'route="/v1/towns/{town}/reserve/replenishments",status="202"}'
+        )
+        lines = [ln for ln in text.splitlines() if ln.startswith(prefix)]
+        return float(lines[0].split()[-1]) if lines else 0.0
+
+    before = count((await client.get("/metrics/")).text)
+    answer = await client.post(
+        f"/v1/towns/{SUOZHEN}/reserve/replenishments",
+        headers=auth("tok-finance"),
+        json={"amount_fen": 1_000},
+    )
+    assert answer.status_code == 202
+    text = (await client.get("/metrics/")).text
+    assert count(text) == before + 1
+    assert SUOZHEN not in text  # a path's values never become labels
