@@ -448,42 +448,22 @@ def _request_urgent(
         policy.paperwork_deadline,
         policy.paperwork_warning_lead,
     )
-    out: list[BaseModel] = []
-    if state.reserve.covers(amount):
-        # R4: the town's own reserve holds it.
-        out.append(
-            AdvanceGranted(
-                **_envelope(record, "advance"),
-                rule="R5+P3",
-                figures=figures,
-                amount_fen=amount,
-                due_at=due_at,
-                funded_by=FundedBy.TOWN_RESERVE,
-            )
+    # R4: the town's own reserve holds it when it covers it whole; otherwise (DESIGN rule
+    # 2) the county fund pays at once, so the 24-hour promise still holds, and finance is
+    # alerted.
+    on_reserve = state.reserve.covers(amount)
+    funded_by = FundedBy.TOWN_RESERVE if on_reserve else FundedBy.COUNTY_FUND
+    out: list[BaseModel] = [
+        AdvanceGranted(
+            **_envelope(record, "advance"),
+            rule="R5+P3" if on_reserve else "R5+R4",
+            figures=figures,
+            amount_fen=amount,
+            due_at=due_at,
+            funded_by=funded_by,
         )
-        out.append(
-            _posting(
-                record,
-                PostingKind.ADVANCE_GRANTED,
-                transfer(_held(state.town), _reserve(state.town), amount),
-                "R5: advance held on the town reserve",
-            )
-        )
-        state = state.model_copy(update={"reserve": state.reserve.hold(amount)})
-        funded_by = FundedBy.TOWN_RESERVE
-    else:
-        # DESIGN rule 2: the reserve cannot cover it -> the county fund pays at once, so the
-        # 24-hour promise still holds, and finance is alerted.
-        out.append(
-            AdvanceGranted(
-                **_envelope(record, "advance"),
-                rule="R5+R4",
-                figures=figures,
-                amount_fen=amount,
-                due_at=due_at,
-                funded_by=FundedBy.COUNTY_FUND,
-            )
-        )
+    ]
+    if not on_reserve:
         out.append(
             EscalatedToCountyFund(
                 **_envelope(record, "escalated"),
@@ -494,18 +474,16 @@ def _request_urgent(
                 available_fen=state.reserve.available_fen,
             )
         )
-        out.append(
-            _posting(
-                record,
-                PostingKind.ESCALATED_ADVANCE,
-                transfer(
-                    _county(AccountKind.COUNTY_HELD), _county(AccountKind.COUNTY_FUND), amount
-                ),
-                "R4: advance escalated to the county fund",
-            )
-        )
-        state = state.model_copy(update={"county_held_fen": state.county_held_fen + amount})
-        funded_by = FundedBy.COUNTY_FUND
+    state, hold = _hold(
+        state,
+        record,
+        amount,
+        funded_by,
+        "R5: advance held on the town reserve"
+        if on_reserve
+        else "R4: advance escalated to the county fund",
+    )
+    out.append(hold)
     case = _new_case(
         record,
         cause_key,
@@ -518,6 +496,20 @@ def _request_urgent(
     state = _granted(_put(state, case, record), cause_key, at)
     state, low = _reserve_low(state, record, rules)
     return state, out + low
+
+
+def _hold(
+    state: TownState, cause: Record, amount: int, funded_by: FundedBy, memo: str
+) -> tuple[TownState, Posting]:
+    """Hold money for a granted or approved case until the town confirms payment: on the
+    town's reserve (R4) or on the county fund."""
+    if funded_by is FundedBy.TOWN_RESERVE:
+        lines = transfer(_held(state.town), _reserve(state.town), amount)
+        posting = _posting(cause, PostingKind.ADVANCE_GRANTED, lines, memo)
+        return state.model_copy(update={"reserve": state.reserve.hold(amount)}), posting
+    lines = transfer(_county(AccountKind.COUNTY_HELD), _county(AccountKind.COUNTY_FUND), amount)
+    posting = _posting(cause, PostingKind.ESCALATED_ADVANCE, lines, memo)
+    return state.model_copy(update={"county_held_fen": state.county_held_fen + amount}), posting
 
 
 def _reserve_low(
@@ -606,30 +598,18 @@ def _approve(
         )
     ]
     case = state.cases.get(cause.correlation_id)
-    if level is ApproverLevel.TOWN and state.reserve.covers(amount):
-        out.append(
-            _posting(
-                cause,
-                PostingKind.ADVANCE_GRANTED,
-                transfer(_held(state.town), _reserve(state.town), amount),
-                "P2: relief approved by the town, held on its reserve",
-            )
-        )
-        state = state.model_copy(update={"reserve": state.reserve.hold(amount)})
-        funded_by = FundedBy.TOWN_RESERVE
-    else:
-        out.append(
-            _posting(
-                cause,
-                PostingKind.ESCALATED_ADVANCE,
-                transfer(
-                    _county(AccountKind.COUNTY_HELD), _county(AccountKind.COUNTY_FUND), amount
-                ),
-                "relief approved, held on the county fund",
-            )
-        )
-        state = state.model_copy(update={"county_held_fen": state.county_held_fen + amount})
-        funded_by = FundedBy.COUNTY_FUND
+    on_reserve = level is ApproverLevel.TOWN and state.reserve.covers(amount)
+    funded_by = FundedBy.TOWN_RESERVE if on_reserve else FundedBy.COUNTY_FUND
+    state, hold = _hold(
+        state,
+        cause,
+        amount,
+        funded_by,
+        "P2: relief approved by the town, held on its reserve"
+        if on_reserve
+        else "relief approved, held on the county fund",
+    )
+    out.append(hold)
     if case is None:
         if not isinstance(cause, ReliefRequested):
             raise RuleBroken("approval without a case")
