@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
+from schemas.policy import load_policy
 from schemas.registry import encode
 from schemas.towns import County, load_county
 from services.intake.adapters.kafka import Ack, KafkaSink, ProduceUnavailable, RecordSink
@@ -407,7 +408,11 @@ def create_app(
         )
     if reads is None:
         reads = (
-            LedgerReadSource(settings.database_url, settings.intake_read_pool_max)
+            LedgerReadSource(
+                settings.database_url,
+                settings.intake_read_pool_max,
+                load_policy(settings.policy_file).relief_deadline,
+            )
             if settings.database_url
             else NoReadSource()
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import timedelta
 
 import asyncpg
 
@@ -19,6 +20,7 @@ from services.intake.domain.reads import (
     case_status,
 )
 from services.ledger.adapters import postgres as ledger
+from services.ledger.web.snapshot import open_advances
 
 log = logging.getLogger("relief.intake.reads")
 
@@ -26,10 +28,7 @@ NOT_CONFIGURED = (
     "read side not configured: set RELIEF_DATABASE_URL to the ledger's PostgreSQL "
     "(the service role) to read cases and reserves"
 )
-DEADLINES_NOT_AVAILABLE = (
-    "open deadlines live in the emergency processor's tables, which have no read API yet; "
-    "the ledger does not hold deadlines"
-)
+MAX_DEADLINES = 1_000  # open urgent cases listed per town at most
 QUERY_TIMEOUT_S = 5.0
 
 
@@ -52,9 +51,12 @@ class NoReadSource:
 class LedgerReadSource:
     """Cases and reserves from the ledger's tables (services/ledger read functions)."""
 
-    def __init__(self, url: str, pool_max: int) -> None:
+    def __init__(
+        self, url: str, pool_max: int, relief_deadline: timedelta = timedelta(hours=24)
+    ) -> None:
         self.url = url
         self.pool_max = pool_max
+        self.relief_deadline = relief_deadline
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -135,7 +137,22 @@ class LedgerReadSource:
         )
 
     async def deadlines(self, town: str) -> list[DeadlineView]:
-        raise ReadNotAvailable(DEADLINES_NOT_AVAILABLE)
+        """Open 24-hour deadlines (R5): the town's urgent advances not yet paid or voided,
+        as the ledger holds them; due = the advance's time + the policy's relief deadline.
+        (The 5-day paperwork deadlines live in the processor's state only.)"""
+        db = await self._db()
+        try:
+            rows = await open_advances(db, town, MAX_DEADLINES)
+        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+            raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
+        return [
+            DeadlineView(
+                case_id=r["correlation_id"],
+                kind="relief_24h",
+                due_at=r["occurred_at"] + self.relief_deadline,
+            )
+            for r in rows
+        ]
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

@@ -53,6 +53,7 @@ SELECT e.correlation_id, e.town, e.kind, e.occurred_at, e.seq,
   FROM ledger_entries e
  WHERE e.kind = ANY($1::text[])
    AND (e.memo LIKE ANY($3::text[]))
+   AND ($5::text IS NULL OR e.town = $5)
    AND NOT EXISTS (SELECT 1 FROM ledger_entries c
                     WHERE c.town = e.town AND c.correlation_id = e.correlation_id
                       AND c.kind = ANY($2::text[]) AND c.seq > e.seq)
@@ -103,6 +104,23 @@ def day_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
+async def open_advances(
+    db: postgres.Pool | postgres.Conn, town: str | None, limit: int
+) -> list[Any]:
+    """Urgent advances not yet paid or voided, oldest first (all towns when town is None).
+    Rows: correlation_id, town, kind, occurred_at, seq, amount_fen, total."""
+    return list(
+        await db.fetch(
+            OPEN_CASES_SQL,
+            list(ADVANCE_KINDS),
+            list(CLOSING_KINDS),
+            list(URGENT_MEMO_PATTERNS),
+            limit,
+            town,
+        )
+    )
+
+
 async def read(
     conn: postgres.Conn,
     county: County,
@@ -115,13 +133,7 @@ async def read(
     """The dashboard's data; call inside one read-only repeatable-read transaction."""
     by_town = await postgres.balances_by_town(conn)
     start, end = day_bounds(now)
-    open_rows = await conn.fetch(
-        OPEN_CASES_SQL,
-        list(ADVANCE_KINDS),
-        list(CLOSING_KINDS),
-        list(URGENT_MEMO_PATTERNS),
-        max_open_cases,
-    )
+    open_rows = await open_advances(conn, None, max_open_cases)
     today_rows = await conn.fetch(TODAY_SQL, start, end, list(PAYMENT_KINDS))
     last_rows = await conn.fetch(LAST_POSTINGS_SQL, max_postings)
     head = await conn.fetchrow(HEAD_SQL)
