@@ -12,6 +12,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import NoReturn
 
 import pytest
 
@@ -74,3 +75,12 @@ async def fresh_database(stack: local_stack.StackInfo, unique: str) -> AsyncIter
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def need_tool(reason: str) -> NoReturn:
+    """A tool a test needs is missing. `./run test` installs every such tool, so under CI
+    this is a failure (a skipped test proves nothing); on a developer's machine a skip
+    that says what to install."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} — ./run test installs it; CI must not skip this test")
+    pytest.skip(reason)

@@ -27,6 +27,7 @@ import aiohttp
 import pytest
 
 from deploy.local import stack as local_stack
+from tests.conftest import need_tool
 from tests.integration.ledger.conftest import ledger_database
 from tests.integration.metrics.conftest import Story
 from tests.unit.emergency.builders import QIFENG
@@ -60,7 +61,7 @@ def chromium() -> str:
     ):
         if candidate and Path(candidate).is_file():
             return candidate
-    pytest.skip("chromium not installed (Debian: apt-get install -y chromium)")
+    need_tool("chromium not installed (Debian: apt-get install -y chromium)")
 
 
 def free_port() -> int:

@@ -28,6 +28,7 @@ from services.emergency.adapters.metrics import ProcessorMetrics
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web.app import build_app
 from services.ledger.web.settings import DashboardSettings
+from tests.conftest import need_tool
 from tests.integration.metrics.conftest import Story
 from tests.unit.emergency.builders import RULES, tick
 
@@ -49,7 +50,7 @@ def prometheus_bin() -> Path:
     try:
         return tools.prometheus()
     except tools.ToolMissing as exc:
-        pytest.skip(str(exc))
+        need_tool(str(exc))
 
 
 class Processor:

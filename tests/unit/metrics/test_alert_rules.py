@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from deploy.prometheus import tools
+from tests.conftest import need_tool
 
 
 @pytest.fixture(scope="module")
@@ -14,7 +15,7 @@ def promtool() -> str:
     try:
         return str(tools.promtool())
     except tools.ToolMissing as exc:
-        pytest.skip(str(exc))
+        need_tool(str(exc))
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
