@@ -29,6 +29,7 @@ class Service:
 SERVICES: list[Service] = [
     # the ledger first: its migrations must exist before anything reads it
     Service("ledger", ["services.ledger", "run"], before=[["services.ledger", "migrate"]]),
+    Service("decisions", ["services.ledger", "decisions"]),
     Service("emergency", ["services.emergency", "worker", "--loglevel", "warn"]),
     Service("clock", ["services.emergency", "clock"]),
     Service(

@@ -411,7 +411,7 @@ def create_app(
             LedgerReadSource(
                 settings.database_url,
                 settings.intake_read_pool_max,
-                load_policy(settings.policy_file).relief_deadline,
+                load_policy(settings.policy_file).paperwork_deadline,
             )
             if settings.database_url
             else NoReadSource()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ from services.intake.domain.reads import (
     MAX_MOVEMENTS,
     CaseView,
     DeadlineView,
+    DecisionEntry,
     HistoryEntry,
     ReadNotAvailable,
     ReserveMovementView,
@@ -20,7 +22,7 @@ from services.intake.domain.reads import (
     case_status,
 )
 from services.ledger.adapters import postgres as ledger
-from services.ledger.web.snapshot import open_advances
+from services.ledger.adapters.decisions import case_decisions, open_deadlines
 
 log = logging.getLogger("relief.intake.reads")
 
@@ -52,11 +54,11 @@ class LedgerReadSource:
     """Cases and reserves from the ledger's tables (services/ledger read functions)."""
 
     def __init__(
-        self, url: str, pool_max: int, relief_deadline: timedelta = timedelta(hours=24)
+        self, url: str, pool_max: int, paperwork_deadline: timedelta = timedelta(days=5)
     ) -> None:
         self.url = url
         self.pool_max = pool_max
-        self.relief_deadline = relief_deadline
+        self.paperwork_deadline = paperwork_deadline
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -90,10 +92,23 @@ class LedgerReadSource:
                 MAX_HISTORY,
                 timeout=QUERY_TIMEOUT_S,
             )
+            decided = await case_decisions(db, case_id, MAX_HISTORY)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
-        if not rows:
+        if not rows and not decided:
             return None
+        decisions = [
+            DecisionEntry(
+                event_id=d["event_id"],
+                type=d["type"],
+                rule=d["rule"],
+                occurred_at=d["occurred_at"],
+                figures=body.get("figures", {}),
+                reason=body.get("reasons") or body.get("reason"),
+            )
+            for d in decided
+            for body in [json.loads(d["body"])]
+        ]
         history = [
             HistoryEntry(
                 posting_id=r["posting_id"],
@@ -107,9 +122,10 @@ class LedgerReadSource:
         ]
         return CaseView(
             case_id=case_id,
-            town=rows[0]["town"],
-            status=case_status([h.kind for h in history]),
+            town=rows[0]["town"] if rows else decided[0]["town"],
+            status=case_status([h.kind for h in history], [d.type for d in decisions]),
             history=history,
+            decisions=decisions,
         )
 
     async def reserve(self, town: str, size_fen: int) -> ReserveView:
@@ -137,19 +153,17 @@ class LedgerReadSource:
         )
 
     async def deadlines(self, town: str) -> list[DeadlineView]:
-        """Open 24-hour deadlines (R5): the town's urgent advances not yet paid or voided,
-        as the ledger holds them; due = the advance's time + the policy's relief deadline.
-        (The 5-day paperwork deadlines live in the processor's state only.)"""
+        """Open deadlines of the town's urgent advances, from the processor's decisions:
+        relief within 24 h (R5, due as the grant says) and paperwork within 5 days (P1),
+        until met, breached or voided."""
         db = await self._db()
         try:
-            rows = await open_advances(db, town, MAX_DEADLINES)
+            rows = await open_deadlines(db, town, self.paperwork_deadline, MAX_DEADLINES)
         except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
             raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
         return [
             DeadlineView(
-                case_id=r["correlation_id"],
-                kind="relief_24h",
-                due_at=r["occurred_at"] + self.relief_deadline,
+                case_id=r["case_id"], kind=r["deadline"], due_at=r["due_at"], warned=r["warned"]
             )
             for r in rows
         ]

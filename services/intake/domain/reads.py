@@ -37,11 +37,24 @@ class HistoryEntry(_View):
     amount_fen: int  # the posting's total debits (= credits)
 
 
+class DecisionEntry(_View):
+    """A decision of the processor on the case, with the rule and figures it used
+    (DESIGN rule 6) and, for refusals and rejections, its written reasons (P9)."""
+
+    event_id: uuid.UUID
+    type: str
+    rule: str
+    occurred_at: datetime
+    figures: dict[str, int | str]
+    reason: str | None = None
+
+
 class CaseView(_View):
     case_id: str
     town: str
     status: str
-    history: list[HistoryEntry]
+    history: list[HistoryEntry]  # the money: postings in the ledger
+    decisions: list[DecisionEntry] = []  # everything decided, money or not
 
 
 class ReserveMovementView(_View):
@@ -62,8 +75,9 @@ class ReserveView(_View):
 
 class DeadlineView(_View):
     case_id: str
-    kind: str
+    kind: str  # relief_24h (R5) or paperwork_5d (P1)
     due_at: datetime
+    warned: bool = False
 
 
 # The status a case reaches with each posting kind, in the order of its life (R5, P1, P8).
@@ -81,10 +95,24 @@ _STATUS_BY_KIND = {
 }
 
 
-def case_status(kinds: Sequence[str]) -> str:
-    """The case's money status from its postings, latest first; "no_postings" if none."""
+# What a case without money moving is waiting for or ended with, by its latest decision.
+_STATUS_BY_DECISION = {
+    "AdvanceRefused": "refused",
+    "ReferredToOriginCounty": "referred_to_origin_county",
+    "DeliberationRequired": "deliberation_required",
+    "ReliefRejected": "rejected",
+}
+
+
+def case_status(kinds: Sequence[str], decision_types: Sequence[str] = ()) -> str:
+    """The case's money status from its postings, latest first; else what its decisions
+    say; "no_postings" if neither tells."""
     for kind in reversed(kinds):
         status = _STATUS_BY_KIND.get(kind)
+        if status is not None:
+            return status
+    for decision in reversed(decision_types):
+        status = _STATUS_BY_DECISION.get(decision)
         if status is not None:
             return status
     return "no_postings"

@@ -65,6 +65,28 @@ def parse_record(
     return incoming
 
 
+async def topic_partitions(
+    bootstrap: str, topic: str, stop: asyncio.Event
+) -> list[TopicPartition] | None:
+    """A topic's partitions, waiting (bounded) for the topic to exist; None if stopped."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        waited = 0.0
+        while not stop.is_set():
+            (described,) = await admin.describe_topics([topic])
+            found = sorted(p["partition"] for p in described.get("partitions", []))
+            if described.get("error_code", 0) == 0 and found:
+                return [TopicPartition(topic, p) for p in found]
+            if waited >= TOPIC_WAIT_MAX_S:
+                raise RuntimeError(f"topic {topic} does not exist after {waited:.0f} s")
+            await asyncio.sleep(TOPIC_WAIT_S)
+            waited += TOPIC_WAIT_S
+        return None
+    finally:
+        await admin.close()
+
+
 class LedgerConsumer:
     """Reads postings in batches of at most `batch_max_postings` and stores each batch with
     its positions in one PostgreSQL transaction."""
@@ -143,23 +165,7 @@ class LedgerConsumer:
             await consumer.stop()
 
     async def _partitions(self, stop: asyncio.Event) -> list[TopicPartition] | None:
-        """The topic's partitions, waiting (bounded) for the topic to exist."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            waited = 0.0
-            while not stop.is_set():
-                (described,) = await admin.describe_topics([self.topic])
-                found = sorted(p["partition"] for p in described.get("partitions", []))
-                if described.get("error_code", 0) == 0 and found:
-                    return [TopicPartition(self.topic, p) for p in found]
-                if waited >= TOPIC_WAIT_MAX_S:
-                    raise RuntimeError(f"topic {self.topic} does not exist after {waited:.0f} s")
-                await asyncio.sleep(TOPIC_WAIT_S)
-                waited += TOPIC_WAIT_S
-            return None
-        finally:
-            await admin.close()
+        return await topic_partitions(self.bootstrap, self.topic, stop)
 
     async def handle(
         self, records: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
