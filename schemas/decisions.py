@@ -105,6 +105,17 @@ class ApproverLevel(StrEnum):
     COUNTY = "county"
 
 
+class ApprovalRequired(Decision):
+    """P2: the amount is above the town's authority; county civil affairs approves it
+    (a CaseReviewed) or finds it ineligible."""
+
+    type: Literal["ApprovalRequired"] = "ApprovalRequired"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    approver_level: ApproverLevel
+
+
 class ReliefApproved(Decision):
     type: Literal["ReliefApproved"] = "ReliefApproved"
     schema_version: Literal[1] = 1

@@ -20,6 +20,7 @@ from schemas.decisions import (
     AdvanceGranted,
     AdvanceRefused,
     AdvanceVoided,
+    ApprovalRequired,
     DeadlineBreached,
     DeadlineMet,
     DeadlineWarned,
@@ -91,6 +92,7 @@ DecisionRecord = (
     | RecoveryClaimed
     | ReferredToOriginCounty
     | ReplenishmentRefused
+    | ApprovalRequired
     | ReserveLow
     | InstalmentDue
     | TransitionalInstalmentPaid
@@ -127,6 +129,7 @@ DECISION_TYPES: tuple[type[Record], ...] = (
     RecoveryClaimed,
     ReferredToOriginCounty,
     ReplenishmentRefused,
+    ApprovalRequired,
     ReserveLow,
     InstalmentDue,
     TransitionalInstalmentPaid,

@@ -38,6 +38,7 @@ from schemas.decisions import (
     AdvanceGranted,
     AdvanceRefused,
     AdvanceVoided,
+    ApprovalRequired,
     ApproverLevel,
     DeadlineBreached,
     DeadlineKind,
@@ -572,8 +573,15 @@ def _request_expenditure(
     if amount < policy.town_approval_limit_fen:
         # P2: within the town's authority; paid from its reserve when it covers it.
         return _approve(state, record, rules, cause_key, amount, ApproverLevel.TOWN, rule, figures)
+    required = ApprovalRequired(
+        **_envelope(record, "approval_required"),
+        rule=rule,
+        figures=figures,
+        amount_fen=amount,
+        approver_level=ApproverLevel.COUNTY,
+    )
     case = _new_case(record, cause_key, CaseStatus.AWAITING_APPROVAL, granted_fen=amount)
-    return _put(state, case, record), []
+    return _put(state, case, record), [required]
 
 
 def _approve(

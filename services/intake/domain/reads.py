@@ -100,6 +100,7 @@ _STATUS_BY_DECISION = {
     "AdvanceRefused": "refused",
     "ReferredToOriginCounty": "referred_to_origin_county",
     "DeliberationRequired": "deliberation_required",
+    "ApprovalRequired": "awaiting_county_approval",
     "ReliefRejected": "rejected",
 }
 

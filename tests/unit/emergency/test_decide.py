@@ -250,7 +250,9 @@ def test_illness_relief_within_the_band_is_approved_by_the_town_or_the_county() 
     assert isinstance(approved, d.ReliefApproved)
     assert approved.approver_level is d.ApproverLevel.TOWN  # 2,773 yuan < 3,000 (P2)
     assert isinstance(posting, Posting)
-    assert town(expenditure("ill-2", 500_000, i.ReliefCategory.SERIOUS_ILLNESS, household=8)) == []
+    [required] = town(expenditure("ill-2", 500_000, i.ReliefCategory.SERIOUS_ILLNESS, household=8))
+    assert isinstance(required, d.ApprovalRequired) and required.rule == "R3+P2"
+    assert required.approver_level is d.ApproverLevel.COUNTY
     assert town.s.cases["ill-2"].status is CaseStatus.AWAITING_APPROVAL
     [approved, _] = town(
         reviewed("ill-2", T0 + hours(4), i.ReviewOutcome.CONFIRMED, approved_fen=500_000)

@@ -138,6 +138,11 @@ def decision_samples() -> list[Record]:
         d.AdvanceVoided(
             **derived("voided", "R5", amount_fen=80_000), amount_fen=80_000, reasons="重复登记"
         ),
+        d.ApprovalRequired(
+            **derived("approval_required", "P2", amount_fen=500_000),
+            amount_fen=500_000,
+            approver_level=d.ApproverLevel.COUNTY,
+        ),
         d.ReplenishmentRefused(
             **derived("replenishment_refused", "R4+P11"), amount_fen=90_000, shortfall_fen=0
         ),
