@@ -1106,8 +1106,7 @@ def _on_tick(state: TownState, tick: ClockTick, rules: Rules) -> tuple[TownState
             outcome = deadline.on_tick(now)
             if outcome is None:
                 continue
-            if outcome is DeadlineState.BREACHED and deadline.state is DeadlineState.OPEN:
-                pass  # the clock was away through the warning time: straight to the breach
+            # (a clock that was away through the warning time goes straight to the breach)
             out.append(_deadline_decision(case, deadline, outcome, tick))
             updates[field] = deadline.model_copy(update={"state": outcome})
         if updates:
