@@ -206,6 +206,44 @@ class TokenSource:
 # ---------------------------------------------------------------- body limit, access log
 
 
+class AccessLog:
+    """Access log and request metrics, as plain ASGI (no response buffering in between)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what a crash before the response start amounts to
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            elapsed_s = time.perf_counter() - started
+            # the route's template, never the path: case ids stay out of metric labels
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = str(scope.get("method", "?"))
+            REQUESTS.labels(route, method, str(status)).inc()
+            LATENCY.labels(route, method).observe(elapsed_s)
+            # paths may carry caller text: masked like everything else that is logged
+            access_log.info(
+                "%s %s %s %.1fms",
+                method,
+                scrub_ids(str(scope.get("path", ""))),
+                status,
+                elapsed_s * 1000,
+            )
+
+
 class BodyLimit:
     """413 for a body over the limit, before the app sees any of it (bounded memory)."""
 
@@ -488,25 +526,6 @@ def create_app(
     @app.exception_handler(ReadNotAvailable)
     async def _no_reads(request: Request, exc: ReadNotAvailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": retry_after})
-
-    @app.middleware("http")
-    async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # the route's template, never the path: case ids stay out of metric labels
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        elapsed_s = time.perf_counter() - started
-        REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-        LATENCY.labels(route, request.method).observe(elapsed_s)
-        # paths may carry caller text: masked like everything else that is logged
-        access_log.info(
-            "%s %s %s %.1fms",
-            request.method,
-            scrub_ids(request.url.path),
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response
 
     # -------------------------------------------------------- dependencies
 
@@ -913,10 +932,12 @@ def create_app(
 
 
 def _wrap(app: FastAPI, settings: IntakeSettings) -> FastAPI:
-    # the size limit sits outside everything, so an oversized body is never buffered whole
+    # the size limit sits outside the application, so an oversized body is never buffered
+    # whole; the access log outside that, so a 413 is counted too
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.intake_max_body_bytes,
         csv_max_bytes=settings.intake_max_csv_bytes,
     )
+    app.add_middleware(AccessLog)
     return app
