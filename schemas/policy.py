@@ -2,7 +2,7 @@
 
 Read from the county's TOML (`config/huantai.toml` by default; services pass the path
 of RELIEF_POLICY_FILE). Figures are configurable defaults, not constants in code
-(DIGEST "what the county text leaves to higher rules and practice"). Each field's
+(docs/policy.md, "what the county text leaves to higher rules and practice"). Each field's
 `rule` (in its JSON Schema extra, see `Policy.rule_of`) says where it comes from.
 
 The urban minimum-living monthly amount is a dated parameter (section 三, P4): a case

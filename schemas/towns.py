@@ -1,6 +1,6 @@
 """The county's towns and sub-districts (镇、街道), from configuration.
 
-The list is configuration, not code (DIGEST: "another county brings its own"): it is read
+The list is configuration, not code (docs/policy.md: "another county brings its own"): it is read
 from the same TOML as the policy figures, `config/huantai.toml` by default. Each town
 keeps its own relief reserve (R4: 50,000 yuan by default).
 """
