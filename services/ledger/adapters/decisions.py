@@ -22,7 +22,13 @@ from schemas.decisions import Decision
 from schemas.registry import RecordError, decode, encode
 from schemas.topics import RejectedRecord
 from services.ledger.adapters.kafka import topic_partitions
-from services.ledger.adapters.postgres import Pool, RetryPolicy, with_retries
+from services.ledger.adapters.postgres import (
+    LedgerStore,
+    Pool,
+    RetryPolicy,
+    store_positions,
+    with_retries,
+)
 
 log = logging.getLogger("relief.ledger.decisions")
 
@@ -61,18 +67,6 @@ class DecisionsProjection:
         self.stored = 0
         self.rejected = 0
 
-    async def positions(self) -> dict[int, int]:
-        rows = await with_retries(
-            lambda: self.pool.fetch(
-                "SELECT partition, max(next_offset) AS next_offset FROM ledger_positions "
-                "WHERE topic = $1 GROUP BY partition",
-                self.topic,
-            ),
-            self.retry,
-            "reading positions",
-        )
-        return {int(r["partition"]): int(r["next_offset"]) for r in rows}
-
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
@@ -90,7 +84,7 @@ class DecisionsProjection:
             tps = await topic_partitions(self.bootstrap, self.topic, stop)
             if tps is None:
                 return
-            stored = await self.positions()
+            stored = await LedgerStore(self.pool, self.retry).positions(self.topic)
             consumer.assign(tps)
             for tp in tps:
                 if tp.partition in stored:
@@ -154,11 +148,7 @@ class DecisionsProjection:
         async with self.pool.acquire() as conn, conn.transaction():
             if rows:
                 await conn.execute(INSERT_SQL, *(list(col) for col in zip(*rows, strict=True)))
-            await conn.executemany(
-                "INSERT INTO ledger_positions (topic, partition, next_offset) "
-                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                [(self.topic, p, o) for p, o in sorted(positions.items())],
-            )
+            await store_positions(conn, {(self.topic, p): o for p, o in positions.items()})
 
 
 # ---------------------------------------------------------------- read side

@@ -251,6 +251,17 @@ ENTRY_COLUMNS = (
 LINE_COLUMNS = ("posting_id", "line_no", "account", "side", "amount_fen")
 
 
+async def store_positions(conn: Conn, positions: Mapping[tuple[str, int], int]) -> None:
+    """Record consumer positions ({(topic, partition): next offset}); call inside the
+    transaction that stores what was read up to them (append-only: the highest wins)."""
+    if positions:
+        await conn.executemany(
+            "INSERT INTO ledger_positions (topic, partition, next_offset) "
+            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            [(t, part, offset) for (t, part), offset in sorted(positions.items())],
+        )
+
+
 class LedgerStore:
     """Writes batches of postings with their consumer positions; one transaction each."""
 
@@ -294,12 +305,7 @@ class LedgerStore:
                 plan = await self._plan(conn, postings) if postings else None
                 if plan is not None:
                     await self._write(conn, plan)
-                if positions:
-                    await conn.executemany(
-                        "INSERT INTO ledger_positions (topic, partition, next_offset) "
-                        "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                        [(t, part, offset) for (t, part), offset in sorted(positions.items())],
-                    )
+                await store_positions(conn, positions)
         except TRANSIENT_ERRORS:
             # a connection cut mid-protocol must not go back to the pool half-used
             with contextlib.suppress(asyncpg.InterfaceError):
