@@ -1,7 +1,9 @@
 """The application services on the local stack: started, stopped and reported on by name.
 
 Each runs as its own process (as it would on its own machine), with the settings of the
-local stack in its environment; logs and pid files live in `.local/services/`.
+local stack in its environment, as a child of one supervisor (`supervisor.py`) that
+restarts a crashed service with backoff. Logs, state files and the supervisor's pid live
+in `.local/services/`.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.local import stack
+from deploy.local import stack, supervisor
 
 INTAKE_PORT = int(os.environ.get("RELIEF_LOCAL_INTAKE_PORT", "8080"))
 DASHBOARD_PORT = int(os.environ.get("RELIEF_LOCAL_DASHBOARD_PORT", "8090"))
@@ -57,7 +60,8 @@ def logfile(name: str) -> Path:
     return svc_dir() / f"{name}.log"
 
 
-def pidfile(name: str) -> Path:
+def legacy_pidfile(name: str) -> Path:
+    """Where a service started without the supervisor (before it existed) kept its pid."""
     return svc_dir() / f"{name}.pid"
 
 
@@ -73,13 +77,25 @@ def service_env(info: stack.StackInfo) -> dict[str, str]:
     }
 
 
+def spec(selected: Sequence[Service] = SERVICES) -> supervisor.Spec:
+    return supervisor.Spec(
+        programs=tuple(
+            supervisor.Program(svc.name, (sys.executable, "-m", *svc.args), cwd=str(stack.ROOT))
+            for svc in selected
+        )
+    )
+
+
 def start_all(info: stack.StackInfo) -> None:
+    """Start the supervisor with every service; nothing changes when it already runs."""
     svc_dir().mkdir(parents=True, exist_ok=True)
+    running = supervisor.supervisor_pid(svc_dir())
+    if running is not None:
+        stack.log(f"services already running (supervisor pid {running})")
+        return
+    _stop_unsupervised()
     env = service_env(info)
     for svc in SERVICES:
-        if stack.read_pid(pidfile(svc.name)) is not None:
-            stack.log(f"{svc.name} already running")
-            continue
         for step in svc.before:
             result = subprocess.run(
                 [sys.executable, "-m", *step],
@@ -98,24 +114,62 @@ def start_all(info: stack.StackInfo) -> None:
                 f"port {svc.port} for {svc.name} is taken by another program; "
                 f"set RELIEF_LOCAL_{svc.name.upper()}_PORT"
             )
-        stack.log(f"starting {svc.name}")
-        stack.spawn(
-            [sys.executable, "-m", *svc.args], logfile(svc.name), pidfile(svc.name), env=env
-        )
+    stack.log(f"starting the supervisor with {', '.join(names())}")
+    try:
+        pid = supervisor.launch(svc_dir(), spec(), env=env)
+    except supervisor.SupervisorError as exc:
+        raise stack.StackError(str(exc)) from exc
+    stack.log(f"supervisor pid {pid}; its log: {svc_dir() / supervisor.LOG_FILE}")
+
+
+def _stop_unsupervised() -> None:
+    """Services started one by one before the supervisor existed: stopped, so the
+    supervisor's own children do not find their ports taken."""
+    for svc in reversed(SERVICES):
+        if stack.read_pid(legacy_pidfile(svc.name)) is not None:
+            stack.log(f"{svc.name} runs without the supervisor")
+        stack.stop_pid(legacy_pidfile(svc.name), svc.name)
 
 
 def stop_all() -> None:
-    for svc in reversed(SERVICES):
-        stack.stop_pid(pidfile(svc.name), svc.name)
+    supervisor.stop(svc_dir(), say=stack.log)
+    _stop_unsupervised()
 
 
-def print_status() -> bool:
+def status_lines(selected: Sequence[Service] = SERVICES) -> tuple[list[str], bool]:
+    """One line per service (up / restarting / crash loop / down, restarts, last exit);
+    and whether every one is up."""
+    directory = svc_dir()
+    sup = supervisor.supervisor_pid(directory)
+    states = supervisor.read_states(directory)
+    lines = [
+        f"{'supervisor':<10} {'up' if sup else 'down':<11} pid {sup or '-':<8} "
+        f"log: {directory / supervisor.LOG_FILE}"
+    ]
     ok = True
-    for svc in SERVICES:
-        running = stack.read_pid(pidfile(svc.name)) is not None
-        ok = ok and running
+    for svc in selected:
+        state = states.get(svc.name)
+        legacy = stack.read_pid(legacy_pidfile(svc.name))
+        if state is not None:
+            label: str = state.label(sup is not None)
+            pid = state.pid if label in ("up", "crash loop") else None
+            restarts = str(state.restarts)
+            last_exit = supervisor.describe_exit(state.last_exit_code)
+        else:
+            label, pid, restarts, last_exit = "down", None, "-", "-"
+        if legacy is not None and sup is None:
+            label, pid = "unsupervised", legacy  # `./run down && ./run up` supervises it
+        ok = ok and label == "up"
         where = f"http://127.0.0.1:{svc.port}" if svc.port else ""
-        print(
-            f"{svc.name:<9} {'up  ' if running else 'down'}  {where:<24} log: {logfile(svc.name)}"
+        lines.append(
+            f"{svc.name:<10} {label:<11} pid {pid or '-':<8} restarts {restarts:<4} "
+            f"last exit {last_exit:<8} {where:<22} log: {logfile(svc.name)}"
         )
+    return lines, ok
+
+
+def print_status(selected: Sequence[Service] = SERVICES) -> bool:
+    lines, ok = status_lines(selected)
+    for line in lines:
+        print(line)
     return ok

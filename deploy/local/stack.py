@@ -6,12 +6,13 @@ Everything lives under one state folder (`.local/` at the project root, git-igno
 or `RELIEF_STATE_DIR`).
 
     python deploy/local/stack.py up        # start what is not running, wait until it answers
-    python deploy/local/stack.py status    # what runs, where, and whether it answers
-    python deploy/local/stack.py logs kafka|postgres|<service>
+    python deploy/local/stack.py status    # what runs, restarts, and whether it answers
+    python deploy/local/stack.py logs kafka|postgres|supervisor|<service>
     python deploy/local/stack.py down      # stop everything this folder started
 
 `up` is idempotent: what already answers is left alone. The application services are
-started by `deploy/local/services.py` on top of this (the README's first command does both).
+started by `deploy/local/services.py` on top of this, under one supervisor that restarts
+a crashed service (`deploy/local/supervisor.py`); the README's first command does both.
 """
 
 from __future__ import annotations
@@ -552,12 +553,13 @@ def status() -> int:
 
 
 def logs(name: str) -> None:
-    from deploy.local import services
+    from deploy.local import services, supervisor
 
     files = {
         "kafka": kafka_dir() / "logs" / "server.log",
         "postgres": pg_dir() / "postgres.log",
         **{svc: services.logfile(svc) for svc in services.names()},
+        "supervisor": services.svc_dir() / supervisor.LOG_FILE,
     }
     path = files.get(name)
     if path is None:
@@ -572,7 +574,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
     sub.add_parser("down", help="stop everything the state folder started")
-    sub.add_parser("status", help="what runs and whether it answers (exit 1 if anything is down)")
+    sub.add_parser(
+        "status",
+        help="what runs, its restarts and whether it answers (exit 1 unless everything is up)",
+    )
     p_logs = sub.add_parser("logs", help="the last lines of one log")
     p_logs.add_argument("name")
     sub.add_parser("env", help="print the settings for the local stack as shell exports")
