@@ -49,7 +49,7 @@ def wait_ready(api: str) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(api + "/healthz", timeout=2):  # noqa: S310
+            with urllib.request.urlopen(api + "/livez", timeout=2):  # noqa: S310
                 return
         except OSError:
             time.sleep(0.5)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi import Path as PathParam
@@ -33,7 +33,9 @@ from schemas.policy import load_policy
 from schemas.registry import encode
 from schemas.towns import County, load_county
 from services.intake.adapters.kafka import Ack, KafkaSink, ProduceUnavailable, RecordSink
+from services.intake.adapters.processor import HealthMonitor, OffsetsReader
 from services.intake.adapters.reads import LedgerReadSource, NoReadSource
+from services.intake.domain import health as health_model
 from services.intake.domain import requests as rq
 from services.intake.domain.authz import Action, Decision, may, may_for_town, may_register
 from services.intake.domain.hardship_csv import (
@@ -105,6 +107,10 @@ class HardshipAccepted(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class Live(BaseModel):
+    status: Literal["ok"]
 
 
 class Conflict(BaseModel):
@@ -318,10 +324,12 @@ class Intake:
         tokens: TokenSource,
         county: County,
         clock: Callable[[], datetime],
+        health: HealthMonitor,
     ) -> None:
         self.settings = settings
         self.sink = sink
         self.reads = reads
+        self.health = health
         self.tokens = tokens
         self.county = county
         self.clock = clock
@@ -434,6 +442,7 @@ def create_app(
     tokens: TokenTable | None = None,
     county: County | None = None,
     clock: Callable[[], datetime] | None = None,
+    health: HealthMonitor | None = None,
 ) -> FastAPI:
     settings = settings or IntakeSettings()
     if sink is None:
@@ -454,6 +463,19 @@ def create_app(
             if settings.database_url
             else NoReadSource()
         )
+    if health is None:
+        health = HealthMonitor(
+            OffsetsReader(
+                settings.kafka_bootstrap,
+                settings.intake_topic,
+                settings.emergency_app_id,
+                settings.intake_health_timeout_s,
+            ),
+            health_model.Limits(
+                max_lag=settings.intake_health_max_lag, stall_s=settings.intake_health_stall_s
+            ),
+            settings.intake_health_interval_s,
+        )
     intake = Intake(
         settings,
         sink,
@@ -461,14 +483,17 @@ def create_app(
         TokenSource(settings.intake_tokens_file, tokens),
         county or load_county(settings.policy_file),
         clock or (lambda: datetime.now(UTC)),
+        health,
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await intake.sink.start()
+        await intake.health.start()
         try:
             yield
         finally:
+            await intake.health.stop()
             await intake.sink.stop()
             await intake.reads.close()
 
@@ -924,9 +949,32 @@ def create_app(
         intake.place(principal, Action.READ, town, ("path", "town"))
         return await intake.reads.deadlines(town)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    # -------------------------------------------------------- operations
+
+    @app.get(
+        "/healthz",
+        response_model=health_model.HealthView,
+        responses={
+            503: {
+                "model": health_model.HealthView,
+                "description": "degraded: records wait and the processor makes no progress, "
+                "or Kafka cannot be read",
+            }
+        },
+        tags=["operations"],
+    )
+    async def healthz() -> JSONResponse:
+        """Whether the processor consumes what intake accepts: its consumer group's committed
+        offsets against the intake topic's end, read in the background every few seconds.
+        503 when records wait and the committed offsets have not advanced for the configured
+        time (RELIEF_INTAKE_HEALTH_STALL_S), or when Kafka cannot be read."""
+        view = intake.health.report()
+        return JSONResponse(view.model_dump(mode="json"), 200 if view.status == "ok" else 503)
+
+    @app.get("/livez", response_model=Live, tags=["operations"])
+    async def livez() -> Live:
+        """The process answers HTTP (whatever Kafka and the processor do)."""
+        return Live(status="ok")
 
     return _wrap(app, settings)
 

@@ -50,6 +50,19 @@ class IntakeSettings(BaseSettings):
     intake_idempotency_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
     intake_idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
 
+    # /healthz: is the processor consuming what intake accepts? Its consumer group is the
+    # processor's Faust app id (the same setting the processor reads).
+    emergency_app_id: str = Field(default="relief-emergency", min_length=1, max_length=249)
+    # Read from Kafka in the background this often, never per request; each call bounded.
+    intake_health_interval_s: float = Field(default=5.0, gt=0, le=300)
+    intake_health_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Degraded when more than this many records wait and the group's committed offsets
+    # have not advanced for intake_health_stall_s. The clock ticks into every partition
+    # every 30 s, so the stall window must be longer than that; a worker commits every
+    # few seconds.
+    intake_health_max_lag: int = Field(default=0, ge=0, le=1_000_000_000)
+    intake_health_stall_s: float = Field(default=60.0, gt=0, le=86_400)
+
     @field_validator("id_hash_key")
     @classmethod
     def _hex_key(cls, value: str) -> str:
