@@ -54,7 +54,7 @@ FINANCE: list[Panel] = [
        "{{deadline}} {{outcome}}")], 12),
     ("待支付急难案件 Open urgent cases", "stat", "short",
      [(f"sum(relief_urgent_cases_open{{{T}}})", "open 待支付"),
-      (f"sum(relief_urgent_cases_due_soon{{{T}}})", "due < 2 h 即将到期"),
+      (f"sum(relief_urgent_cases_due_soon{{{T}}})", "warned 已预警"),
       (f"sum(relief_urgent_cases_overdue{{{T}}})", "overdue 超时")], 12),
     ("一事一议 / 待审批 Deliberations and approvals pending", "stat", "short",
      [(f"sum(relief_deliberations_pending{{{T}}})", "deliberations 一事一议"),

@@ -25,9 +25,27 @@ def cli() -> None:
 )
 def worker(loglevel: str) -> None:
     """Run a processor worker (Faust). Start as many as there are intake partitions."""
+    from services.emergency.adapters.preflight import PreflightFailed, require_world
     from services.emergency.app import create_app
 
-    app = create_app(EmergencySettings())
+    settings = EmergencySettings()
+    # Fail fast on a wrong world: one clear line per problem, and no restart will help.
+    try:
+        require_world(
+            settings.kafka_bootstrap,
+            intake_topic=settings.intake_topic,
+            partitions=settings.partitions,
+            changelog_prefix=f"{settings.emergency_app_id}-",
+            changelog_replication=settings.emergency_changelog_replication,
+            output_topics=(
+                settings.decisions_topic,
+                settings.postings_topic,
+                settings.rejected_topic,
+            ),
+        )
+    except PreflightFailed as failed:
+        failed.exit()
+    app = create_app(settings)
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
 

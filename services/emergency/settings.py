@@ -27,6 +27,9 @@ class EmergencySettings(BaseSettings):
     postings_topic: str = topics.POSTINGS
     rejected_topic: str = topics.REJECTED
     partitions: int = Field(default=topics.DEFAULT_PARTITIONS, ge=1, le=1_000)
+    # Replicas of the processor's changelog topics (3 on a cluster of three brokers);
+    # the worker refuses to start when the topics it finds have fewer.
+    emergency_changelog_replication: int = Field(default=1, ge=1, le=7)
 
     # How many intake records are decided together: their outputs are acknowledged by
     # Kafka before the new state is stored, so a batch trades latency for throughput.

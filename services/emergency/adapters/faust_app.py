@@ -3,26 +3,35 @@
 Effectively once without Kafka transactions (DESIGN): the worker runs `at_least_once`,
 and for every batch of intake records it
 
-1. decides each record against the town's state (pure: `domain.decide.handle`),
+1. decides each record for its town in a `Book` over the table (pure: `domain.decide`),
 2. sends every output (decisions, postings, dead letters) with an idempotent producer
    and **waits until Kafka has acknowledged them all**,
-3. only then stores the towns' new states (RocksDB + changelog), each stamped with the
-   offset of the last record applied to it.
+3. stores what the books changed, per town, in this order: a journal of the batch (each
+   changed key with its value *before* the batch), the new values (the town's figures
+   last), then the town's position (the offset of the last record applied to it);
+4. flushes the table's changelog, and only then lets the batch be acknowledged.
 
-A crash before (3) redelivers the batch against the old state: the rules are pure and
-every output id is derived from its cause, so the same ids come out again and downstream
-stores them once. A crash after (3) redelivers records whose offset the state already
-covers: they are skipped, and their outputs were durable before the state was. Nothing is
-lost, nothing is decided twice.
+Any failure to decide, send or store exits the process at once without acknowledging
+the batch (`EXIT_*`): the supervisor restarts it and the records are decided again.
+Nothing is lost, and nothing is decided twice:
 
-A broken invariant is a bug: the worker exits at once *without* acknowledging the batch,
-so the source offsets are not committed and the records are decided again after the fix.
+- a crash before (3) redelivers the batch against the old state: the rules are pure and
+  every output id derives from its cause, so the same ids come out and downstream keeps
+  them once;
+- records at or below a town's position were applied; they are skipped;
+- a crash *during* (3) or before (4) can leave the changelog with part of the batch. The
+  first time a worker touches a town it reads the journal: a batch whose position was
+  never stored is taken back (the before-values are written again), and a stored one is
+  written again whole, since the local store may hold what the changelog lacks. So the
+  next owner of the partition, even with an empty data folder, finds a whole batch or
+  none of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import weakref
@@ -38,14 +47,17 @@ from schemas import topics
 from schemas.intake import ClockTick
 from schemas.registry import RecordError, decode
 from services.emergency.adapters import metrics
+from services.emergency.adapters.outputs import Output, rejected_record, to_output
 from services.emergency.adapters.partitions import towns_on
-from services.emergency.domain.decide import Output, Rules, handle, rejected_record
-from services.emergency.domain.state import TownState
+from services.emergency.domain.book import Book
+from services.emergency.domain.decide import Rules, decide
 from services.emergency.settings import EmergencySettings
 
 log = logging.getLogger("relief.emergency")
 
-EXIT_BUG = 70  # EX_SOFTWARE: an invariant broke; the supervisor restarts the worker
+EXIT_BUG = 70  # EX_SOFTWARE: an invariant broke
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Kafka did not acknowledge outputs or state in time
+JOURNAL_PAGE_BYTES = 256 * 1024  # one stored journal page (Kafka refuses records over 1 MB)
 
 
 class OutputSink:
@@ -94,6 +106,20 @@ def _stamp(message: Any) -> datetime:
     return datetime.fromtimestamp(message.timestamp, UTC)
 
 
+def journal_pages(images: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
+    """Before-images in pages of at most JOURNAL_PAGE_BYTES (each value is far smaller)."""
+    pages: list[list[tuple[str, Any]]] = [[]]
+    size = 0
+    for key, value in images:
+        entry = len(json.dumps([key, value], ensure_ascii=False).encode())
+        if pages[-1] and size + entry > JOURNAL_PAGE_BYTES:
+            pages.append([])
+            size = 0
+        pages[-1].append((key, value))
+        size += entry
+    return pages
+
+
 class Engine:
     """Decides batches of intake events; the only place that touches the table."""
 
@@ -102,16 +128,73 @@ class Engine:
         self.sink = sink
         self.table = table
         self.partitions = partitions
+        self._checked: set[str] = set()  # towns whose journal this process has read
+        self.flush: Any = None  # async callable: flush the table's changelog producer
 
-    def load(self, town: str) -> TownState | None:
-        raw = self.table.get(town)
-        return None if raw is None else TownState.model_validate(raw)
+    # ------------------------------------------------------------- the table, by key
+
+    def _get(self, key: str) -> Any:
+        return self.table.get(key)
+
+    def _put(self, key: str, value: Any) -> None:
+        if value is None:
+            with contextlib.suppress(KeyError):
+                del self.table[key]
+        else:
+            self.table[key] = value
+
+    def position(self, town: str) -> int:
+        stored = self._get(f"p/{town}")
+        return -1 if stored is None else int(stored)
+
+    def check_journal(self, town: str) -> None:
+        """The first touch of a town in this process: make the changelog hold the last
+        batch whole, or not at all (see the module's docstring)."""
+        if town in self._checked:
+            return
+        self._checked.add(town)
+        head = self._get(f"j/{town}")
+        if head is None:
+            return
+        position = self.position(town)
+        pages = [self._get(f"j/{town}/{n}") or [] for n in range(int(head["pages"]))]
+        if int(head["position"]) > position:
+            log.warning("town %s: taking back a batch stored in part (to offset %s)",
+                        town, head["position"])  # fmt: skip
+            for page in pages:
+                for key, before in page:
+                    self._put(key, before)
+            return
+        for page in pages:  # stored: write it again, the changelog may lack part of it
+            for key, _ in page:
+                self._put(key, self._get(key))
+        for n, page in enumerate(pages):
+            self._put(f"j/{town}/{n}", page)
+        self._put(f"j/{town}", head)
+        self._put(f"t/{town}", self._get(f"t/{town}"))
+        self._put(f"p/{town}", position)
+
+    def store(self, book: Book, position: int) -> None:
+        town = book.town
+        old_head = self._get(f"j/{town}")
+        pages = journal_pages(book.before_images())
+        for n, page in enumerate(pages):
+            self._put(f"j/{town}/{n}", page)
+        for n in range(len(pages), int(old_head["pages"]) if old_head else 0):
+            self._put(f"j/{town}/{n}", None)
+        self._put(f"j/{town}", {"position": position, "pages": len(pages)})
+        for key, value in book.changes():  # the town's figures last
+            self._put(key, value)
+        self._put(f"p/{town}", position)  # the batch is stored
+
+    # ------------------------------------------------------------- a batch
 
     def decide_batch(
         self, events: Sequence[Any]
-    ) -> tuple[dict[str, TownState], dict[str, Any], list[Output]]:
-        working: dict[str, TownState | None] = {}
-        source: dict[str, Any] = {}
+    ) -> tuple[dict[str, Book], dict[str, tuple[Any, int]], list[Output]]:
+        books: dict[str, Book] = {}
+        positions: dict[str, int] = {}
+        applied: dict[str, tuple[Any, int]] = {}  # town -> (event of its partition, offset)
         outputs: list[Output] = []
         for event in events:
             msg = event.message
@@ -133,43 +216,50 @@ class Engine:
                     )
                     continue
                 concerned = [record.town]
-            for town in concerned:
-                if town in working:
-                    state = working[town]
-                else:
-                    # The RocksDB store reads a key in the current event's partition only;
-                    # this record's partition is where its town lives.
-                    with _current(event):
-                        state = self.load(town)
-                if state is not None and state.last_offset >= msg.offset:
-                    continue  # applied before a restart; its outputs were acknowledged first
-                new_state, outs = handle(
-                    state,
-                    record,
-                    self.rules,
-                    offset=msg.offset,
-                    partition=msg.partition,
-                    raw=msg.value,
-                )
-                outputs.extend(outs)
-                if new_state is not None:
-                    working[town] = new_state
-                    source[town] = event
-        return {t: s for t, s in working.items() if s is not None}, source, outputs
+            # The RocksDB store reads and writes a key in the current event's partition;
+            # this record's partition is where its town lives.
+            with _current(event):
+                for town in concerned:
+                    if town not in books:
+                        self.check_journal(town)
+                        positions[town] = self.position(town)
+                        books[town] = Book(town, self._get)
+                    if positions[town] >= msg.offset:
+                        continue  # applied before a restart; its outputs went out first
+                    verdict = decide(books[town], record, self.rules)
+                    outputs.extend(to_output(r) for r in verdict.records)
+                    if verdict.refused is not None:
+                        outputs.append(
+                            rejected_record(
+                                msg.topic, msg.partition, msg.offset, verdict.refused, msg.value
+                            )
+                        )
+                    applied[town] = (event, msg.offset)
+        return books, applied, outputs
 
     async def run_batch(self, events: Sequence[Any]) -> None:
         try:
-            states, source, outputs = self.decide_batch(events)
+            books, applied, outputs = self.decide_batch(events)
         except Exception:
             log.exception("invariant broken while deciding; exiting without acknowledging")
             os._exit(EXIT_BUG)
-        await self.sink.send_all(outputs)
-        metrics.observe(outputs, states, consumed=len(events))
-        for town, state in states.items():
-            # A table write goes to the changelog partition of the current event; in a
-            # batch spanning partitions, make it an event of the town's own partition.
-            with _current(source[town]):
-                self.table[town] = state.model_dump(mode="json")
+        try:
+            await self.sink.send_all(outputs)
+        except Exception:
+            # Faust would restart the agent in this process and acknowledge the batch:
+            # its records would be skipped for good. Exit instead, unacknowledged.
+            log.exception("outputs not acknowledged by Kafka; exiting without acknowledging")
+            os._exit(EXIT_UNAVAILABLE)
+        try:
+            for town, (event, offset) in applied.items():
+                with _current(event):
+                    self.store(books[town], offset)
+            if self.flush is not None and applied:
+                await asyncio.wait_for(self.flush(), self.sink._timeout_s)
+        except Exception:
+            log.exception("state not stored; exiting without acknowledging")
+            os._exit(EXIT_UNAVAILABLE)
+        metrics.observe(outputs, books, consumed=len(events))
 
 
 @contextlib.contextmanager
@@ -197,8 +287,10 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         # deterministic ids and the ack-before-store order above.
         processing_guarantee="at_least_once",
         topic_partitions=partitions,
-        topic_replication_factor=1,
-        table_standby_replicas=0,
+        topic_replication_factor=settings.emergency_changelog_replication,
+        # a second worker keeps a warm copy of each partition's state, so taking over
+        # after a crash is a short catch-up, not a replay of the changelog
+        table_standby_replicas=1,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_every=1_000,
@@ -213,9 +305,9 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         value_serializer="raw",
         partitions=partitions,
     )
-    # Keys are town codes, values the town states as JSON objects (Faust's json codec);
-    # the domain's own models validate them on the way back in.
-    table = app.Table("towns", partitions=partitions)
+    # Keys name what they hold ("t/<town>", "c/<town>/<case>", ... see domain/book.py);
+    # values are JSON objects (Faust's json codec) that the domain's models validate.
+    table = app.Table("state", partitions=partitions)
     sink = OutputSink(
         settings.kafka_bootstrap,
         settings.emergency_output_timeout_s,
@@ -227,10 +319,11 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         },
     )
     engine = Engine(rules, sink, table, partitions)
+    engine.flush = lambda: app.producer.flush()
     app.conf.relief_engine = engine  # reachable for the web views and tests
 
     @app.agent(intake)
-    async def decide(stream: Any) -> None:
+    async def decide_records(stream: Any) -> None:
         metrics.serve(settings.emergency_metrics_port, rules.county.codes())
         await sink.start()
         try:

@@ -3,8 +3,9 @@
 Two sources, both already in hand after a batch has been acknowledged by Kafka:
 
 - the **outputs** (decisions, postings, dead letters) -> counters and histograms;
-- the **town states** the engine is about to store -> gauges (each town's reserve, open
-  cases, deliberations pending, cases close to their 24-hour deadline).
+- the **town states** the engine is about to store -> gauges (each town's reserve, and
+  its open work as the rules count it: unpaid, warned and overdue urgent cases,
+  deliberations and approvals pending).
 
 Money is integer fen everywhere in the service; a gauge shows yuan (fen / 100 as a float)
 because Prometheus and Grafana are for people looking, never for arithmetic that books
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel
@@ -38,14 +39,13 @@ from schemas.decisions import (
 )
 from schemas.postings import Posting, PostingKind
 from schemas.topics import RejectedRecord
-from services.emergency.domain.decide import Output
-from services.emergency.domain.state import Case, CaseStatus, TownState
+from services.emergency.adapters.outputs import Output
+from services.emergency.domain.book import Book
+from services.emergency.domain.state import TownState
 
 log = logging.getLogger("relief.emergency.metrics")
 
 FEN_PER_YUAN = 100.0
-# The alert "a case within 2 h of its deadline and not paid" counts these per town.
-DUE_SOON = timedelta(hours=2)
 # Buckets around the 24-hour line (R5): minutes for the advance itself, hours up to and
 # past the deadline for the payment; 86,400 s is a bucket edge so "paid within 24 h" is
 # exactly `le="86400"`.
@@ -55,7 +55,6 @@ TIME_TO_PAYMENT_BUCKETS_S = (
     0.5 * _H, _H, 2 * _H, 4 * _H, 8 * _H, 12 * _H, 18 * _H, 20 * _H, 22 * _H,
     24 * _H, 26 * _H, 30 * _H, 36 * _H, 48 * _H, 72 * _H, 120 * _H,
 )  # fmt: skip
-_OPEN_URGENT = (CaseStatus.ADVANCED, CaseStatus.ESCALATED)
 _PAYMENT_KINDS = (PostingKind.PAYMENT_CONFIRMED.value, PostingKind.ESCALATED_PAID.value)
 
 
@@ -108,14 +107,10 @@ class ProcessorMetrics:
         )
         self.due_soon = gauge(
             "relief_urgent_cases_due_soon",
-            "Unpaid urgent cases within 2 h of their 24-hour deadline (event time)",
+            "Unpaid urgent cases warned of their 24-hour deadline (R5 warning lead, event time)",
         )
         self.overdue = gauge(
             "relief_urgent_cases_overdue", "Unpaid urgent cases past their 24-hour deadline"
-        )
-        self.next_due = gauge(
-            "relief_urgent_next_due_timestamp_seconds",
-            "Earliest 24-hour deadline of the town's unpaid urgent cases (0: none)",
         )
         self.deliberations_pending = gauge(
             "relief_deliberations_pending", "Cases above the cap awaiting deliberation (R6)"
@@ -232,12 +227,13 @@ class ProcessorMetrics:
     def observe(
         self,
         outputs: Sequence[Output],
-        states: Mapping[str, TownState],
+        books: Mapping[str, Book],
         *,
         consumed: int | None = None,
         now: datetime | None = None,
     ) -> None:
-        """Account for one acknowledged batch: its outputs, then the towns' new states.
+        """Account for one acknowledged batch: its outputs, then the towns' new states
+        (as the books the batch was decided in hold them).
         `now` is when Kafka acknowledged the outputs (the advance exists from then on)."""
         self._now = now or datetime.now(UTC)
         self.batches.inc()
@@ -245,18 +241,19 @@ class ProcessorMetrics:
             self.consumed.inc(consumed)
         for out in outputs:
             self.records.labels(out.topic).inc()
-            self._record(out.record, states)
-        for state in states.values():
-            self.set_town(state)
+            self._record(out.record, books)
+        for book in books.values():
+            if book.state is not None:
+                self.set_town(book.state)
 
-    def _record(self, record: BaseModel, states: Mapping[str, TownState]) -> None:
+    def _record(self, record: BaseModel, books: Mapping[str, Book]) -> None:
         if isinstance(record, RejectedRecord):
             self.rejected.labels(record.source_topic, rejection_code(record.reason)).inc()
             return
         if isinstance(record, Posting):
             self.postings.labels(record.kind).inc()
             if record.kind in _PAYMENT_KINDS:
-                self._payment(record, states)
+                self._payment(record, books)
             return
         town = getattr(record, "town", None)
         if not isinstance(town, str):
@@ -294,7 +291,7 @@ class ProcessorMetrics:
             case _:
                 pass
 
-    def _payment(self, posting: Posting, states: Mapping[str, TownState]) -> None:
+    def _payment(self, posting: Posting, books: Mapping[str, Book]) -> None:
         town = posting.town
         paid_fen = sum(
             ln.amount_fen
@@ -302,8 +299,8 @@ class ProcessorMetrics:
             if ln.side == "debit" and ln.account.startswith("relief_paid:")
         )
         self.paid_yuan.labels(town).inc(paid_fen / FEN_PER_YUAN)
-        state = states.get(town)
-        case = None if state is None else state.cases.get(posting.correlation_id)
+        book = books.get(town)
+        case = None if book is None else book.case(posting.correlation_id)
         if case is not None and case.relief_deadline is not None:
             # R5: request (broker stamp) -> payment confirmed (its broker stamp)
             waited = posting.occurred_at - case.received_at
@@ -326,23 +323,13 @@ class ProcessorMetrics:
         self.reserve_low.labels(town).set(1 if state.low_alerted else 0)
         if state.clock is not None:
             self.town_clock.labels(town).set(state.clock.timestamp())
-        open_cases = list(_open_urgent(state.cases.values()))
-        now = state.clock
-        dues = [c.relief_deadline.due_at for c in open_cases if c.relief_deadline is not None]
-        self.open_urgent.labels(town).set(len(open_cases))
-        self.due_soon.labels(town).set(
-            0 if now is None else sum(1 for d in dues if now <= d <= now + DUE_SOON)
-        )
-        self.overdue.labels(town).set(0 if now is None else sum(1 for d in dues if d < now))
-        self.next_due.labels(town).set(min(dues).timestamp() if dues else 0)
-        statuses = [c.status for c in state.cases.values()]
-        self.deliberations_pending.labels(town).set(statuses.count(CaseStatus.DELIBERATION))
-        self.approvals_pending.labels(town).set(statuses.count(CaseStatus.AWAITING_APPROVAL))
-
-
-def _open_urgent(cases: Iterable[Case]) -> Iterable[Case]:
-    """Advanced (town or county money held), not paid, not cancelled: the 24 h clock runs."""
-    return (c for c in cases if c.status in _OPEN_URGENT and c.relief_deadline is not None)
+        # counted by the rules as cases come and go: no scan of the open cases
+        counts = state.counts
+        self.open_urgent.labels(town).set(counts.urgent_unpaid)
+        self.due_soon.labels(town).set(counts.urgent_warned)
+        self.overdue.labels(town).set(counts.urgent_overdue)
+        self.deliberations_pending.labels(town).set(counts.in_deliberation)
+        self.approvals_pending.labels(town).set(counts.awaiting_approval)
 
 
 # ---------------------------------------------------------------- the process's instance
@@ -360,10 +347,10 @@ def default() -> ProcessorMetrics:
 
 
 def observe(
-    outputs: Sequence[Output], states: Mapping[str, TownState], *, consumed: int | None = None
+    outputs: Sequence[Output], books: Mapping[str, Book], *, consumed: int | None = None
 ) -> None:
     try:
-        default().observe(outputs, states, consumed=consumed)
+        default().observe(outputs, books, consumed=consumed)
     except Exception:  # metrics never stop relief; the batch is already acknowledged
         log.exception("metrics of a batch could not be recorded")
 

@@ -11,7 +11,7 @@ import asyncpg
 from deploy.local import stack as local_stack
 from deploy.local.topics import ensure_topics
 from schemas.postings import Posting
-from services.emergency.domain.decide import Output
+from services.emergency.adapters.outputs import Output
 from services.intake.adapters.reads import LedgerReadSource
 from services.ledger.adapters import postgres as ledger
 from services.ledger.adapters.decisions import DecisionsProjection

@@ -67,7 +67,7 @@ class Processor:
         town = self.story.town
         assert town.state is not None
         self.metrics.observe(
-            town.outputs[self.seen :], {town.code: town.state}, consumed=len(records)
+            town.outputs[self.seen :], {town.code: town.book()}, consumed=len(records)
         )
         self.seen = len(town.outputs)
 

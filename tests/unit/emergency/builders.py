@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import uuid
 from collections import defaultdict
@@ -14,11 +15,14 @@ from pydantic import BaseModel
 
 from schemas import decisions as d
 from schemas import intake as i
+from schemas import topics
 from schemas.envelope import Actor, Record, Role
 from schemas.policy import load_config
 from schemas.postings import NORMAL_SIDE, Posting, Side, parse_account
-from services.emergency.domain.decide import Output, Rules, handle
-from services.emergency.domain.state import TownState
+from services.emergency.adapters.outputs import Output, rejected_record, to_output
+from services.emergency.domain.book import Book
+from services.emergency.domain.decide import Rules, decide
+from services.emergency.domain.state import Case, TownState
 
 CONFIG = load_config()
 RULES = Rules(policy=CONFIG.policy, county=CONFIG.county)
@@ -131,15 +135,31 @@ def tick(at: datetime, partition: int = 0) -> i.ClockTick:
 
 @dataclass
 class Town:
-    """One town's state driven through `handle`, keeping every output in order."""
+    """The county's stored state (a dict standing for the worker's table) driven through
+    `decide`, keeping every output in order. `code` is the town the properties look at."""
 
     code: str = QIFENG
-    state: TownState | None = None
+    store: dict[str, Any] = field(default_factory=dict)
     offset: int = 0
     outputs: list[Output] = field(default_factory=list)
 
     def __call__(self, record: Record) -> list[BaseModel]:
-        self.state, outs = handle(self.state, record, RULES, offset=self.offset)
+        if isinstance(record, i.ClockTick):
+            towns = sorted({k.split("/")[1] for k in self.store if k.startswith("t/")})
+        else:
+            towns = [record.town]
+        outs: list[Output] = []
+        for town in towns:
+            book = Book(town, self.store.get)
+            verdict = decide(book, record, RULES)
+            for key, value in book.changes():
+                if value is None:
+                    self.store.pop(key, None)
+                else:
+                    self.store[key] = value
+            outs.extend(to_output(r) for r in verdict.records)
+            if verdict.refused is not None:
+                outs.append(rejected_record(topics.INTAKE, 0, self.offset, verdict.refused, None))
         self.offset += 1
         self.outputs.extend(outs)
         return [o.record for o in outs]
@@ -147,10 +167,44 @@ class Town:
     def run(self, records: Iterable[Record]) -> list[BaseModel]:
         return [r for rec in records for r in self(rec)]
 
+    def book(self, town: str | None = None) -> Book:
+        return Book(town or self.code, self.store.get)
+
+    @property
+    def state(self) -> TownState | None:
+        return self.book().state
+
     @property
     def s(self) -> TownState:
-        assert self.state is not None
-        return self.state
+        return self.book().s
+
+    def case(self, case_id: str) -> Case | None:
+        return self.book().case(case_id)
+
+    def open_case(self, case_id: str) -> Case:
+        case = self.case(case_id)
+        assert case is not None, f"no open case {case_id}"
+        return case
+
+    def cases(self) -> dict[str, Case]:
+        """Every open case of the town (a scan: for tests only; the rules never scan)."""
+        prefix = f"c/{self.code}/"
+        return {
+            k[len(prefix) :]: Case.model_validate(v)
+            for k, v in self.store.items()
+            if k.startswith(prefix)
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the rules decide from, compared before and after a refused or repeated
+        command: the town's figures (less the clock, which every record moves), the open
+        and finished cases, the grants and the incidents. Not compared: the marks of
+        applied event ids and the wheel that drops them later."""
+        snap = copy.deepcopy({k: v for k, v in self.store.items() if k[0] in "tcdgi"})
+        for key, value in snap.items():
+            if key.startswith("t/"):
+                value.pop("clock", None)
+        return snap
 
     def records(self) -> list[BaseModel]:
         return [o.record for o in self.outputs]

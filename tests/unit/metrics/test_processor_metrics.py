@@ -30,7 +30,7 @@ def _feed(metrics: ProcessorMetrics, town: Town, record: object, **kw: object) -
     before = len(town.outputs)
     town(record)  # type: ignore[arg-type]
     assert town.state is not None
-    metrics.observe(town.outputs[before:], {town.code: town.state}, consumed=1, **kw)  # type: ignore[arg-type]
+    metrics.observe(town.outputs[before:], {town.code: town.book()}, consumed=1, **kw)  # type: ignore[arg-type]
 
 
 def value(metrics: ProcessorMetrics, name: str, **labels: str) -> float:
@@ -56,9 +56,6 @@ def test_three_advances_of_1000_yuan_leave_47000_available() -> None:
     assert value(m, "relief_decisions_total", town=QIFENG, type="AdvanceGranted") == 3
     assert value(m, "relief_urgent_cases_open", town=QIFENG) == 3
     assert value(m, "relief_urgent_cases_due_soon", town=QIFENG) == 0
-    assert value(m, "relief_urgent_next_due_timestamp_seconds", town=QIFENG) == (
-        (T0 + hours(25)).timestamp()
-    )
     # the opening posting, then one hold per advance
     assert value(m, "relief_postings_produced_total", kind="reserve_funded") == 1
     assert value(m, "relief_postings_produced_total", kind="advance_granted") == 3
@@ -136,7 +133,7 @@ def test_state_gauges_of_a_fresh_town() -> None:
     m = ProcessorMetrics(CollectorRegistry())
     m.set_town(TownState.new(TIANZHUANG, 5_000_000))
     assert value(m, "relief_reserve_available_yuan", town=TIANZHUANG) == 50_000.0
-    assert value(m, "relief_urgent_next_due_timestamp_seconds", town=TIANZHUANG) == 0
+    assert value(m, "relief_urgent_cases_open", town=TIANZHUANG) == 0
 
 
 def test_rejection_reasons_become_codes() -> None:

@@ -1,0 +1,115 @@
+"""What every lifecycle module of the rules shares: the rules' inputs, the two kinds of
+failure, time, and the envelope of what the processor decides."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime
+from typing import Any
+
+from schemas.decisions import (
+    DeadlineBreached,
+    DeadlineKind,
+    DeadlineMet,
+    DeadlineWarned,
+    Decision,
+)
+from schemas.envelope import Actor, Record, Role, derived_id, to_cst
+from schemas.policy import Policy
+from schemas.towns import County
+from services.emergency.domain.book import Book
+from services.emergency.domain.deadlines import Deadline, DeadlineState
+from services.emergency.domain.state import Case
+
+PROCESSOR = Actor(role=Role.SYSTEM, org="relief-emergency")
+# P5: a transitional-relief month, for the daily amount.
+DAYS_PER_MONTH = 30
+
+
+class RuleBroken(RuntimeError):
+    """A state the rules never produce: a bug, never swallowed."""
+
+
+class Refuse(Exception):
+    """A record that cannot apply to the state: a dead letter with this reason, and the
+    state exactly as it was before the record."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Rules:
+    """What the rules read besides state and record: the policy figures and the towns."""
+
+    policy: Policy
+    county: County
+
+
+def at_of(record: Record) -> datetime:
+    """The record's time: the broker's stamp; occurred_at only before it is stamped."""
+    return record.recorded_at or record.occurred_at
+
+
+def case_date(at: datetime) -> date:
+    """The date a case is judged on (P4: the figure in force on the case's date), in CST."""
+    return to_cst(at).date()
+
+
+def envelope(cause: Record, kind: str, *parts: str, **overrides: Any) -> dict[str, Any]:
+    fields = cause.envelope_for(kind, *parts)
+    fields["actor"] = PROCESSOR
+    fields.update(overrides)
+    return fields
+
+
+def open_case(book: Book, case_id: str) -> Case:
+    case = book.case(case_id)
+    if case is not None:
+        return case
+    mark = book.finished_case(case_id)
+    if mark is not None:
+        raise Refuse(f"case {case_id!r} is finished ({mark.status.value})")
+    raise Refuse(f"no open case {case_id!r} in town {book.town}")
+
+
+def store_case(book: Book, case: Case, at: datetime) -> None:
+    """Keep an open case, or let a finished one leave the hot state (state.py)."""
+    if case.finished(at):
+        book.finish_case(case, at)
+    else:
+        book.put_case(case)
+
+
+def deadline_decision(
+    case: Case, deadline: Deadline, outcome: DeadlineState, cause: Record
+) -> Decision:
+    """Warned / met / breached. The id depends on the case and the deadline, not on the
+    tick or payment that ended it: a deadline ends once, whatever ends it."""
+    kind = DeadlineKind(deadline.kind)
+    env = cause.envelope_for("deadline")
+    env.update(
+        event_id=derived_id(case.request_id, f"deadline_{outcome.value}", kind.value),
+        actor=PROCESSOR,
+        correlation_id=case.case_id,
+        town=case.town,
+    )
+    rule = "R5" if kind is DeadlineKind.RELIEF_24H else "P1"
+    figures: dict[str, int | str] = {
+        "due_at": deadline.due_at.isoformat(),
+        "judged_at": at_of(cause).isoformat(),
+    }
+    fields = {**env, "rule": rule, "figures": figures, "deadline": kind, "due_at": deadline.due_at}
+    if outcome is DeadlineState.WARNED:
+        return DeadlineWarned(**fields)
+    if outcome is DeadlineState.MET:
+        return DeadlineMet(**fields)
+    if outcome is DeadlineState.BREACHED:
+        return DeadlineBreached(**fields)
+    raise RuleBroken(f"no decision for deadline outcome {outcome}")
+
+
+def schedule_deadlines(book: Book, case: Case) -> None:
+    """Put each open deadline's warning and due time on the wheel (R5, P1)."""
+    ref = f"c:{case.case_id}"
+    for deadline in (case.relief_deadline, case.paperwork_deadline):
+        if deadline is not None and deadline.is_open:
+            book.schedule(deadline.warn_at, ref)
+            book.schedule(deadline.due_at, ref)
