@@ -28,13 +28,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
     CASE_MARK_RETENTION,
+    MAX_CAUSE_KEY,
     MAX_VALUE_BYTES,
     AppliedMark,
     Case,
@@ -45,7 +46,8 @@ from services.emergency.domain.state import (
     TownState,
 )
 
-WHEEL_PAGE = 200  # references per stored page of a minute
+WHEEL_PAGE = 100  # references per stored page of a minute (a page stays < MAX_VALUE_BYTES)
+MAX_REF = 2 + max(MAX_CAUSE_KEY, 36)  # the longest key a reference names, and its kind
 MAX_WHEEL_PAGES = 100_000  # 20 million things due in one minute of one town: a bug
 # How many minutes one tick may walk (a clock away for weeks catches up over a few ticks).
 MAX_WHEEL_WALK_MINUTES = 60 * 24 * 31
@@ -66,10 +68,13 @@ class WheelHead(BaseModel):
     pages: int = Field(ge=1, le=MAX_WHEEL_PAGES)
 
 
+Ref = Annotated[str, Field(max_length=MAX_REF)]  # "<kind>:<key>", e.g. "c:<case id>"
+
+
 class Page(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    refs: tuple[str, ...] = Field(max_length=WHEEL_PAGE)
+    refs: tuple[Ref, ...] = Field(max_length=WHEEL_PAGE)
 
 
 def minute_of(at: datetime) -> int:

@@ -1,0 +1,132 @@
+"""Every stored value has an upper size, far below Kafka's 1 MB record limit.
+
+Each model is filled to the limits its fields allow and measured as the worker stores it
+(JSON); then a flood brings 5,000 cases to one town and the largest stored value must
+not grow with them (state is sized by what is open, never by history).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas.envelope import MAX_ID_TEXT
+from services.emergency.adapters.faust_app import JOURNAL_PAGE_BYTES, journal_pages
+from services.emergency.domain.book import WHEEL_PAGE, Page, WheelHead
+from services.emergency.domain.deadlines import Deadline, DeadlineState
+from services.emergency.domain.reserve import Reserve
+from services.emergency.domain.state import (
+    MAX_CAUSE_KEY,
+    MAX_VALUE_BYTES,
+    AppliedMark,
+    Case,
+    CaseMark,
+    CaseStatus,
+    Counts,
+    GrantMark,
+    IncidentMark,
+    TownState,
+)
+from tests.unit.emergency.builders import T0, Town, incident, tick, urgent
+
+KAFKA_RECORD_LIMIT = 1_000_000
+BIG = 10**15  # money and counters far above any real figure
+AT = datetime(2026, 7, 20, 23, 59, 59, 999_999, tzinfo=UTC)
+
+
+def size(value: Any) -> int:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    return len(json.dumps(value, ensure_ascii=False).encode())
+
+
+def deadline() -> Deadline:
+    return Deadline(kind="paperwork_5d", due_at=AT, warn_at=AT, state=DeadlineState.BREACHED)
+
+
+def test_the_largest_case_fits() -> None:
+    case = Case(
+        case_id="x" * MAX_ID_TEXT,
+        request_id="0" * 36,
+        town="9" * 12,
+        household_ref="h" * MAX_ID_TEXT,
+        category="c" * 32,
+        urgency="u" * 32,
+        cause_key="k" * MAX_CAUSE_KEY,
+        requested_fen=BIG,
+        granted_fen=BIG,
+        paid_fen=BIG,
+        funded_by="f" * 32,
+        status=CaseStatus.AWAITING_APPROVAL,
+        received_at=AT,
+        relief_deadline=deadline(),
+        paperwork_deadline=deadline(),
+        instalments_total=BIG,
+        instalments_paid=BIG,
+        next_instalment_at=AT,
+        instalment_fen=BIG,
+        schedule_ended_at=AT,
+    )
+    assert size(case) <= MAX_VALUE_BYTES // 8
+
+
+def test_the_largest_town_and_marks_fit() -> None:
+    town = TownState(
+        town="9" * 12,
+        reserve=Reserve(size_fen=BIG, available_fen=BIG),
+        opened=True,
+        county_held_fen=BIG,
+        county_paid_fen=BIG,
+        clock=AT,
+        low_alerted=True,
+        counts=Counts(**dict.fromkeys(Counts.model_fields, BIG)),
+        open_incidents=BIG,
+        wheel_minute=BIG,
+    )
+    assert size(town) <= MAX_VALUE_BYTES // 8
+    for mark in (
+        CaseMark(request_id="0" * 36, status=CaseStatus.AWAITING_APPROVAL, finished_at=AT),
+        GrantMark(case_id="x" * MAX_ID_TEXT, granted_at=AT),
+        IncidentMark(status="closed", closed_at=AT),
+        AppliedMark(applied_at=AT),
+        WheelHead(pages=100_000),
+    ):
+        assert size(mark) <= 512, type(mark).__name__
+
+
+def test_a_full_wheel_page_fits() -> None:
+    longest_ref = "g:" + "k" * MAX_CAUSE_KEY
+    page = Page(refs=tuple(f"{longest_ref}{n:04d}"[-len(longest_ref) :] for n in range(WHEEL_PAGE)))
+    assert size(page) <= MAX_VALUE_BYTES
+
+
+def test_journal_pages_stay_under_their_limit() -> None:
+    big_value = {"refs": ["x" * 100] * 150}  # about MAX_VALUE_BYTES
+    images = [(f"w/370321101/{n}/0", big_value) for n in range(200)]
+    pages = journal_pages(images)
+    assert len(pages) > 1
+    assert all(size(page) <= JOURNAL_PAGE_BYTES for page in pages)
+    assert JOURNAL_PAGE_BYTES < KAFKA_RECORD_LIMIT
+    assert [entry for page in pages for entry in page] == images
+
+
+def test_five_thousand_cases_in_one_town_leave_every_value_small() -> None:
+    town = Town()
+    town(incident("flood-0720"))
+    largest: dict[int, int] = {}
+    for n in range(5_000):
+        at = T0 + timedelta(seconds=n)
+        town(urgent(f"case-{n}", 10_000, at=at, household=n + 1))
+        if n + 1 in (1_000, 5_000):
+            largest[n + 1] = max(size(v) for v in town.store.values())
+    assert largest[5_000] <= MAX_VALUE_BYTES
+    assert largest[5_000] == largest[1_000]  # does not grow with the number of cases
+    assert town.s.counts.urgent_unpaid == 5_000
+    # A day later one tick judges all 5,000 deadlines, and the values are still small.
+    breached = town(tick(T0 + timedelta(days=1, hours=2)))
+    assert len(breached) >= 5_000
+    assert town.s.counts.urgent_overdue == 5_000
+    assert max(size(v) for v in town.store.values()) <= MAX_VALUE_BYTES
