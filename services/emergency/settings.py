@@ -35,6 +35,8 @@ class EmergencySettings(BaseSettings):
     # Kafka before the new state is stored, so a batch trades latency for throughput.
     emergency_batch_max: int = Field(default=500, ge=1, le=10_000)
     emergency_batch_within_s: float = Field(default=0.05, gt=0, le=5)
+    # How long the group waits for a silent worker before its partitions move on
+    emergency_session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     # The clock: one tick into every intake partition this often (DESIGN "time is an event")
     clock_interval_s: float = Field(default=30.0, gt=0, le=3600)
     # Bounded waits on Kafka acknowledgements of outputs

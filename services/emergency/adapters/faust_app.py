@@ -294,6 +294,10 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         broker_commit_every=1_000,
+        # a worker that died is noticed in seconds, so its partitions move on (or back to
+        # it, restarted) quickly; heartbeats go every third of it
+        broker_session_timeout=settings.emergency_session_timeout_s,
+        broker_heartbeat_interval=settings.emergency_session_timeout_s / 3,
         web_port=settings.emergency_web_port,
         web_host="127.0.0.1",
     )
