@@ -26,11 +26,33 @@ FigureValue = StrictInt | Annotated[str, Field(max_length=MAX_SHORT_TEXT)]
 Figures = Annotated[dict[FigureName, FigureValue], Field(max_length=MAX_FIGURES)]
 
 
+class CaseStatus(StrEnum):
+    """Where a case stands after a decision: decisions say it, so no reader re-derives it."""
+
+    ADVANCED = "advanced"  # urgent: advance granted, a hold on the town reserve (R5)
+    ESCALATED = "escalated"  # urgent: advance held on the county fund (DESIGN rule 2)
+    PAID = "paid"  # the town confirmed the payment
+    CANCELLED = "cancelled"  # the advance was voided before payment
+    AWAITING_APPROVAL = "awaiting_approval"  # expenditure-type, above the town's authority (P2)
+    DELIBERATION = "deliberation"  # above the cap: 一事一议 (R6)
+    APPROVED = "approved"  # approved and held until the town pays
+    REJECTED = "rejected"  # refused in writing, with reasons (P9)
+    REVIEWED = "reviewed"  # county review done (confirmed, topped up, ineligible, fraud)
+    TRANSITIONAL = "transitional"  # transitional living relief schedule running (P5)
+    REFUSED = "refused"  # the request was refused at once (a duplicate, an unknown incident)
+    REFERRED = "referred"  # R7: referred to the county of origin
+
+
 class Decision(CaseRecord):
-    """The envelope plus the rule and the figures that explain the decision."""
+    """The envelope plus the rule and the figures that explain the decision, and the
+    status of the case after it (None for a decision about a town, not a case).
+
+    `case_status` was added to version 1 as an optional field: records written before it
+    read as None."""
 
     rule: str = Field(pattern=RULE_PATTERN, max_length=32)
     figures: Figures = Field(default_factory=dict)
+    case_status: CaseStatus | None = None
 
 
 class FundedBy(StrEnum):
@@ -48,6 +70,20 @@ class AdvanceGranted(Decision):
     amount_fen: Fen
     due_at: UtcDatetime
     funded_by: FundedBy = FundedBy.TOWN_RESERVE
+    # P1: the paperwork is due by then (optional in version 1: older records lack it)
+    paperwork_due_at: UtcDatetime | None = None
+
+
+class ReliefPaid(Decision):
+    """The town confirmed the payment of held relief: `amount_fen` paid to the household,
+    `released_fen` (the unpaid rest of the hold) back where it was held."""
+
+    type: Literal["ReliefPaid"] = "ReliefPaid"
+    schema_version: Literal[1] = 1
+
+    amount_fen: Fen
+    released_fen: NonNegativeFen = 0
+    funded_by: FundedBy
 
 
 class RefusalReason(StrEnum):

@@ -30,6 +30,7 @@ from schemas.decisions import (
     RecoveryClaimed,
     ReferredToOriginCounty,
     ReliefApproved,
+    ReliefPaid,
     ReliefRejected,
     ReplenishmentRefused,
     ReserveLow,
@@ -80,6 +81,7 @@ IntakeRecord = (
 )
 DecisionRecord = (
     AdvanceGranted
+    | ReliefPaid
     | AdvanceRefused
     | AdvanceVoided
     | EscalatedToCountyFund
@@ -117,6 +119,7 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
 )
 DECISION_TYPES: tuple[type[Record], ...] = (
     AdvanceGranted,
+    ReliefPaid,
     AdvanceRefused,
     AdvanceVoided,
     EscalatedToCountyFund,

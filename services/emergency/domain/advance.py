@@ -19,6 +19,7 @@ from schemas.decisions import (
     DeadlineKind,
     EscalatedToCountyFund,
     FundedBy,
+    ReliefPaid,
     ReplenishmentRefused,
     ReserveLow,
 )
@@ -98,6 +99,8 @@ def request_urgent(
             amount_fen=amount,
             due_at=due_at,
             funded_by=funded_by,
+            paperwork_due_at=paperwork.due_at,
+            case_status=CaseStatus.ADVANCED if on_reserve else CaseStatus.ESCALATED,
         )
     ]
     if not on_reserve:
@@ -109,6 +112,7 @@ def request_urgent(
                 amount_fen=amount,
                 due_at=due_at,
                 available_fen=reserve.available_fen,
+                case_status=CaseStatus.ESCALATED,
             )
         )
     memo = (
@@ -187,12 +191,25 @@ def payment(book: Book, record: PaymentConfirmed, rules: Rules) -> list[BaseMode
             county_paid_fen=state.county_paid_fen + paid,
         )
         kind = PostingKind.ESCALATED_PAID
-    out: list[BaseModel] = [posting(record, kind, lines, "relief paid to the household")]
+    out: list[BaseModel] = [
+        ReliefPaid(
+            **envelope(record, "paid"),
+            rule="R5" if case.relief_deadline is not None else "P2",
+            figures={"granted_fen": case.granted_fen, "paid_fen": paid, "released_fen": unpaid},
+            amount_fen=paid,
+            released_fen=unpaid,
+            funded_by=FundedBy(case.funded_by),
+            case_status=CaseStatus.PAID,
+        ),
+        posting(record, kind, lines, "relief paid to the household"),
+    ]
     updates: dict[str, Any] = {"status": CaseStatus.PAID, "paid_fen": paid}
     if case.relief_deadline is not None:
         outcome = case.relief_deadline.on_done(at_of(record))
         if outcome is not None:
-            out.append(deadline_decision(case, case.relief_deadline, outcome, record))
+            out.append(
+                deadline_decision(case, case.relief_deadline, outcome, record, CaseStatus.PAID)
+            )
             updates["relief_deadline"] = case.relief_deadline.model_copy(update={"state": outcome})
     store_case(book, case.model_copy(update=updates), at_of(record))
     return out + reserve_low(book, record, rules)
@@ -220,6 +237,7 @@ def cancel(book: Book, record: AdvanceCancelled) -> list[BaseModel]:
         figures={"amount_fen": amount, "funded_by": case.funded_by},
         amount_fen=amount,
         reasons=record.reason,
+        case_status=CaseStatus.CANCELLED,
     )
     void = [
         d.model_copy(update={"state": DeadlineState.VOID}) if d is not None else None

@@ -61,6 +61,7 @@ def request_expenditure(
                     figures=figures,
                     requested_fen=record.requested_fen,
                     cap_fen=judged.cap_fen,
+                    case_status=CaseStatus.DELIBERATION,
                 )
             ]
         amount = judged.amount_fen  # below the floor -> the floor (R3)
@@ -80,6 +81,7 @@ def request_expenditure(
             figures=figures,
             amount_fen=amount,
             approver_level=ApproverLevel.COUNTY,
+            case_status=CaseStatus.AWAITING_APPROVAL,
         )
     ]
 
@@ -104,6 +106,7 @@ def approve(
             figures=figures,
             amount_fen=amount,
             approver_level=level,
+            case_status=CaseStatus.APPROVED,
         )
     ]
     on_reserve = level is ApproverLevel.TOWN and book.s.reserve.covers(amount)
@@ -129,6 +132,7 @@ def reject(book: Book, case: Case, record: Record, reasons: str) -> list[BaseMod
         rule="P9",
         figures={"requested_fen": case.requested_fen},
         reasons=reasons,
+        case_status=CaseStatus.REJECTED,
     )
     release_grant(book, case)
     store_case(book, case.model_copy(update={"status": CaseStatus.REJECTED}), at_of(record))

@@ -207,11 +207,15 @@ class Book:
         """The case leaves the hot state; a mark stays for CASE_MARK_RETENTION."""
         self._count(self.case(case.case_id), -1)
         self._set(f"c/{self.town}/{case.case_id}", None)
-        self._set(
-            f"d/{self.town}/{case.case_id}",
-            CaseMark(request_id=case.request_id, status=case.status, finished_at=at),
+        self.mark_finished(
+            case.case_id, CaseMark(request_id=case.request_id, status=case.status, finished_at=at)
         )
-        self.schedule(at + CASE_MARK_RETENTION, f"d:{case.case_id}")
+
+    def mark_finished(self, case_id: str, mark: CaseMark) -> None:
+        """A case that ended (or never opened: a refused request) keeps its id for
+        CASE_MARK_RETENTION; the same request again then changes nothing."""
+        self._set(f"d/{self.town}/{case_id}", mark)
+        self.schedule(mark.finished_at + CASE_MARK_RETENTION, f"d:{case_id}")
 
     def finished_case(self, case_id: str) -> CaseMark | None:
         return self._get(f"d/{self.town}/{case_id}", CaseMark)

@@ -19,7 +19,7 @@ from schemas.policy import Policy
 from schemas.towns import County
 from services.emergency.domain.book import Book
 from services.emergency.domain.deadlines import Deadline, DeadlineState
-from services.emergency.domain.state import Case
+from services.emergency.domain.state import Case, CaseStatus
 
 PROCESSOR = Actor(role=Role.SYSTEM, org="relief-emergency")
 # P5: a transitional-relief month, for the daily amount.
@@ -79,7 +79,11 @@ def store_case(book: Book, case: Case, at: datetime) -> None:
 
 
 def deadline_decision(
-    case: Case, deadline: Deadline, outcome: DeadlineState, cause: Record
+    case: Case,
+    deadline: Deadline,
+    outcome: DeadlineState,
+    cause: Record,
+    status: CaseStatus | None = None,
 ) -> Decision:
     """Warned / met / breached. The id depends on the case and the deadline, not on the
     tick or payment that ended it: a deadline ends once, whatever ends it."""
@@ -96,7 +100,14 @@ def deadline_decision(
         "due_at": deadline.due_at.isoformat(),
         "judged_at": at_of(cause).isoformat(),
     }
-    fields = {**env, "rule": rule, "figures": figures, "deadline": kind, "due_at": deadline.due_at}
+    fields = {
+        **env,
+        "rule": rule,
+        "figures": figures,
+        "deadline": kind,
+        "due_at": deadline.due_at,
+        "case_status": status or case.status,
+    }
     if outcome is DeadlineState.WARNED:
         return DeadlineWarned(**fields)
     if outcome is DeadlineState.MET:

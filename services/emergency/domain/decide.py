@@ -72,6 +72,7 @@ from services.emergency.domain.state import (
     MAX_OPEN_CASES_PER_TOWN,
     MAX_OPEN_INCIDENTS_PER_TOWN,
     Case,
+    CaseMark,
     CaseStatus,
     IncidentMark,
     TownState,
@@ -123,8 +124,9 @@ def decide(book: Book, record: Record, rules: Rules) -> Verdict:
 
 # Commands applied once by event id: a client's retry of the same command (a new record
 # with the same event id) changes nothing and emits nothing, even after the case finished.
+# A request is applied once by its case: an open case, or the mark a finished or refused
+# one leaves (state.CASE_MARK_RETENTION).
 _ONCE = (
-    ReliefRequested,
     PaymentConfirmed,
     AdvanceCancelled,
     PaperworkCompleted,
@@ -221,23 +223,32 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
     figures: dict[str, int | str] = {"requested_fen": record.requested_fen}
 
     def refuse(reason: RefusalReason, rule: str, **more: int | str) -> list[BaseModel]:
+        book.mark_finished(
+            case_id, CaseMark(request_id=request_id, status=CaseStatus.REFUSED, finished_at=at)
+        )
         return [
             AdvanceRefused(
                 **envelope(record, "refused"),
                 rule=rule,
                 figures={**figures, **more},
                 reason=reason,
+                case_status=CaseStatus.REFUSED,
             )
         ]
 
     # R7: vagrants whose origin is known are placed by that county.
+    at = at_of(record)
     if record.vagrant and record.origin_county is not None:
+        book.mark_finished(
+            case_id, CaseMark(request_id=request_id, status=CaseStatus.REFERRED, finished_at=at)
+        )
         return [
             ReferredToOriginCounty(
                 **envelope(record, "referred"),
                 rule="R7",
                 figures={"origin_county": record.origin_county},
                 origin_county=record.origin_county,
+                case_status=CaseStatus.REFERRED,
             )
         ]
 
@@ -249,7 +260,6 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
             return refuse(RefusalReason.INCIDENT_CLOSED, "R1", incident_id=record.incident_id)
 
     # P6: same household, same cause -> no second grant within the window.
-    at = at_of(record)
     cause_key = f"{record.household_ref}|{record.incident_id or record.category.value}"
     previous = book.grant(cause_key)
     if previous is not None and case_date(at) - case_date(previous.granted_at) < DUPLICATE_WINDOW:

@@ -54,6 +54,7 @@ def review(book: Book, record: CaseReviewed, rules: Rules) -> list[BaseModel]:
                 figures=figures,
                 amount_fen=case.paid_fen,
                 approver_level=ApproverLevel.COUNTY,
+                case_status=CaseStatus.REVIEWED,
             )
         )
     elif record.outcome is ReviewOutcome.TOP_UP:
@@ -65,6 +66,7 @@ def review(book: Book, record: CaseReviewed, rules: Rules) -> list[BaseModel]:
                 figures={**figures, "top_up_fen": top_up},
                 amount_fen=case.paid_fen + top_up,
                 approver_level=ApproverLevel.COUNTY,
+                case_status=CaseStatus.REVIEWED,
             )
         )
         out.append(
@@ -87,6 +89,7 @@ def review(book: Book, record: CaseReviewed, rules: Rules) -> list[BaseModel]:
                 figures={**figures, "fine_multiple": multiple, "fine_fen": fine},
                 amount_fen=case.paid_fen,
                 fine_fen=fine,
+                case_status=CaseStatus.REVIEWED,
             )
         )
         out.append(

@@ -26,10 +26,10 @@ changelog record over 1 MB, and a refused changelog record stops a worker for go
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from schemas.decisions import CaseStatus as CaseStatus  # re-exported: the domain names it
 from schemas.envelope import MAX_ID_TEXT
 from services.emergency.domain.deadlines import Deadline, DeadlineState
 from services.emergency.domain.reserve import Reserve
@@ -48,19 +48,6 @@ INCIDENT_RETENTION = timedelta(days=400)  # a closed incident is known this long
 DUPLICATE_WINDOW = timedelta(days=365)
 # P5: a finished transitional schedule can still be extended for this long.
 TRANSITIONAL_GRACE = timedelta(days=30)
-
-
-class CaseStatus(StrEnum):
-    ADVANCED = "advanced"  # urgent: advance granted, a hold on the reserve (R5)
-    ESCALATED = "escalated"  # urgent: advance paid from the county fund (DESIGN rule 2)
-    PAID = "paid"  # the town confirmed the payment
-    CANCELLED = "cancelled"  # the advance was voided before payment
-    AWAITING_APPROVAL = "awaiting_approval"  # expenditure-type, above the town's authority (P2)
-    DELIBERATION = "deliberation"  # above the cap: 一事一议 (R6)
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    REVIEWED = "reviewed"  # county review done (confirmed, topped up, ineligible, fraud)
-    TRANSITIONAL = "transitional"  # transitional living relief schedule running (P5)
 
 
 # Statuses after which nothing more is decided about the case but its open deadlines.

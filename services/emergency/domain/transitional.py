@@ -48,6 +48,7 @@ def request_transitional(
         figures=figures,
         amount_fen=instalment * months,
         approver_level=ApproverLevel.COUNTY,
+        case_status=CaseStatus.TRANSITIONAL,
     )
     case = case.model_copy(
         update={
@@ -93,6 +94,7 @@ def pay_instalments(book: Book, case: Case, cause: Record, now: datetime) -> lis
                 },
                 instalment_no=n,
                 amount_fen=case.instalment_fen,
+                case_status=CaseStatus.TRANSITIONAL,
             )
         )
         pid = derived_id(case.request_id, "posting:transitional_instalment", str(n))
@@ -158,5 +160,6 @@ def extend(book: Book, record: TransitionalReliefExtended, rules: Rules) -> list
         figures={"months": months, "instalment_fen": case.instalment_fen},
         amount_fen=case.instalment_fen * months,
         approver_level=ApproverLevel.COUNTY,
+        case_status=CaseStatus.TRANSITIONAL,
     )
     return [approved, *pay_instalments(book, case, record, at_of(record))]

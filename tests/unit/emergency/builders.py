@@ -198,9 +198,9 @@ class Town:
     def snapshot(self) -> dict[str, Any]:
         """What the rules decide from, compared before and after a refused or repeated
         command: the town's figures (less the clock, which every record moves), the open
-        and finished cases, the grants and the incidents. Not compared: the marks of
-        applied event ids and the wheel that drops them later."""
-        snap = copy.deepcopy({k: v for k, v in self.store.items() if k[0] in "tcdgi"})
+        cases, the grants and the incidents. Not compared: the marks of applied event ids,
+        finished and refused cases, and the wheel that drops them later."""
+        snap = copy.deepcopy({k: v for k, v in self.store.items() if k[0] in "tcgi"})
         for key, value in snap.items():
             if key.startswith("t/"):
                 value.pop("clock", None)

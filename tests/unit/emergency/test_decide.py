@@ -72,7 +72,8 @@ def test_payment_before_the_deadline_meets_it_and_settles_the_hold() -> None:
     town = flooded()
     town(urgent("case-1", 80_000, at=T0))
     out = town(paid("case-1", 80_000, at=T0 + hours(3)))
-    assert types(out) == ["Posting", "DeadlineMet"]
+    assert types(out) == ["ReliefPaid", "Posting", "DeadlineMet"]
+    assert [r.case_status for r in out if isinstance(r, d.Decision)] == [d.CaseStatus.PAID] * 2
     assert town.s.reserve.held_fen == 0 and town.s.reserve.paid_fen == 80_000
     assert town.open_case("case-1").status is CaseStatus.PAID
     later = town(tick(T0 + hours(48)))
@@ -97,14 +98,14 @@ def test_a_tick_past_the_deadline_breaches_it_once_after_one_warning() -> None:
     assert town(tick(T0 + hours(30))) == []
     # a late payment still settles the money but does not end the deadline again
     out = town(paid("case-1", 80_000, at=T0 + hours(31)))
-    assert types(out) == ["Posting"]
+    assert types(out) == ["ReliefPaid", "Posting"]  # the reader learns the case is paid
 
 
 def test_a_payment_after_the_due_time_but_before_any_tick_is_a_breach() -> None:
     town = flooded()
     town(urgent("case-1", 80_000, at=T0))
     out = town(paid("case-1", 80_000, at=T0 + hours(26)))
-    assert types(out) == ["Posting", "DeadlineBreached"]
+    assert types(out) == ["ReliefPaid", "Posting", "DeadlineBreached"]
 
 
 def test_cancelling_voids_the_hold_and_the_deadlines() -> None:
@@ -135,7 +136,7 @@ def test_a_grant_the_reserve_cannot_cover_is_escalated_to_the_county_fund() -> N
     assert town.s.reserve.available_fen == 0  # never below zero
     assert town.s.county_held_fen == CAP
     # the county pays it when the town confirms
-    assert types(town(paid("case-50", CAP, at=T0 + hours(2)))) == ["Posting", "DeadlineMet"]
+    assert types(town(paid("case-50", CAP, at=T0 + hours(2)))) == ["ReliefPaid", "Posting", "DeadlineMet"]
     assert town.s.county_held_fen == 0 and town.s.county_paid_fen == CAP
 
 
@@ -172,8 +173,10 @@ def test_a_second_grant_for_the_same_household_and_cause_is_refused_p6() -> None
     before = town.snapshot()
     [refusal] = town(urgent("case-2", 30_000, household=1, at=T0 + hours(5)))
     assert isinstance(refusal, d.AdvanceRefused) and refusal.reason is d.RefusalReason.DUPLICATE
-    assert refusal.rule == "P6"
+    assert refusal.rule == "P6" and refusal.case_status is d.CaseStatus.REFUSED
     assert town.snapshot() == before
+    mark = town.book().finished_case("case-2")  # the same request again changes nothing
+    assert mark is not None and mark.status is d.CaseStatus.REFUSED
 
 
 def test_requests_for_an_unknown_or_closed_incident_are_refused() -> None:

@@ -131,6 +131,13 @@ def decision_samples() -> list[Record]:
         d.AdvanceGranted(
             **derived("advance", "R5", cap_fen=100_000), amount_fen=80_000, due_at=due
         ),
+        d.ReliefPaid(
+            **derived("paid", "R5", paid_fen=70_000),
+            amount_fen=70_000,
+            released_fen=10_000,
+            funded_by=d.FundedBy.TOWN_RESERVE,
+            case_status=d.CaseStatus.PAID,
+        ),
         d.AdvanceRefused(
             **derived("refused", "P6", earlier_case="case-2024-0000"),
             reason=d.RefusalReason.DUPLICATE,
