@@ -66,7 +66,7 @@ class OutputSink:
     def __init__(self, bootstrap: str, timeout_s: float, topic_names: dict[str, str]) -> None:
         self._bootstrap = bootstrap
         self._topic_names = topic_names  # the service's topic -> the name on this cluster
-        self._timeout_s = timeout_s
+        self.timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -78,7 +78,7 @@ class OutputSink:
             enable_idempotence=True,
             linger_ms=5,
             max_batch_size=256 * 1024,
-            request_timeout_ms=int(self._timeout_s * 1000),
+            request_timeout_ms=int(self.timeout_s * 1000),
         )
         await self._producer.start()
 
@@ -98,7 +98,7 @@ class OutputSink:
             )
             for out in outputs
         ]
-        await asyncio.wait_for(asyncio.gather(*futures), self._timeout_s)
+        await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
 
 
 def _stamp(message: Any) -> datetime:
@@ -239,23 +239,27 @@ class Engine:
 
     async def run_batch(self, events: Sequence[Any]) -> None:
         try:
-            books, applied, outputs = self.decide_batch(events)
+            with metrics.stage_timer("decide"):
+                books, applied, outputs = self.decide_batch(events)
         except Exception:
             log.exception("invariant broken while deciding; exiting without acknowledging")
             os._exit(EXIT_BUG)
         try:
-            await self.sink.send_all(outputs)
+            with metrics.stage_timer("send"):
+                await self.sink.send_all(outputs)
         except Exception:
             # Faust would restart the agent in this process and acknowledge the batch:
             # its records would be skipped for good. Exit instead, unacknowledged.
             log.exception("outputs not acknowledged by Kafka; exiting without acknowledging")
             os._exit(EXIT_UNAVAILABLE)
         try:
-            for town, (event, offset) in applied.items():
-                with _current(event):
-                    self.store(books[town], offset)
+            with metrics.stage_timer("store"):
+                for town, (event, offset) in applied.items():
+                    with _current(event):
+                        self.store(books[town], offset)
             if self.flush is not None and applied:
-                await asyncio.wait_for(self.flush(), self.sink._timeout_s)
+                with metrics.stage_timer("flush"):
+                    await asyncio.wait_for(self.flush(), self.sink.timeout_s)
         except Exception:
             log.exception("state not stored; exiting without acknowledging")
             os._exit(EXIT_UNAVAILABLE)
