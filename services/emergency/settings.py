@@ -14,8 +14,12 @@ class EmergencySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
 
     kafka_bootstrap: str = "127.0.0.1:19092"
-    # Faust application id: the consumer group and the prefix of its changelog topics
-    emergency_app_id: str = "relief-emergency"
+    # Faust application id: the consumer group and the prefix of its changelog topics.
+    # It names the version of the stored state's format: a worker of a new format starts
+    # a new group with new changelogs and replays the intake topic from its start, which
+    # re-emits the same decisions and postings (their ids are derived), kept once
+    # downstream. v2: state sized by what is open (one key per case, marks, a wheel).
+    emergency_app_id: str = "relief-emergency-v2"
     emergency_data_dir: Path = Path(".local/emergency")
     emergency_web_port: int = Field(default=6066, ge=1, le=65535)
     # Prometheus /metrics of the worker (0: off); scraped by deploy/prometheus/

@@ -52,7 +52,7 @@ class IntakeSettings(BaseSettings):
 
     # /healthz: is the processor consuming what intake accepts? Its consumer group is the
     # processor's Faust app id (the same setting the processor reads).
-    emergency_app_id: str = Field(default="relief-emergency", min_length=1, max_length=249)
+    emergency_app_id: str = Field(default="relief-emergency-v2", min_length=1, max_length=249)
     # Read from Kafka in the background this often, never per request; each call bounded.
     intake_health_interval_s: float = Field(default=5.0, gt=0, le=300)
     intake_health_timeout_s: float = Field(default=5.0, gt=0, le=60)

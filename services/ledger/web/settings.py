@@ -35,7 +35,7 @@ class DashboardSettings(BaseSettings):
     # and the processor's committed group offsets. Empty bootstrap: no lag metrics.
     kafka_bootstrap: str = "127.0.0.1:19092"
     dashboard_lag_interval_s: float = Field(default=5.0, gt=0, le=600)
-    emergency_app_id: str = "relief-emergency"
+    emergency_app_id: str = "relief-emergency-v2"  # the processor's consumer group
     intake_topic: str = topics.INTAKE
     decisions_topic: str = topics.DECISIONS
     ledger_topic: str = topics.POSTINGS
