@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -46,6 +47,16 @@ def worker(loglevel: str) -> None:
     except PreflightFailed as failed:
         failed.exit()
     app = create_app(settings)
+    # A local copy ahead of its changelog would stop Faust at every start: drop it.
+    from services.emergency.adapters.faust_app import STATE_TABLE
+    from services.emergency.adapters.local_store import check_local_store
+
+    check_local_store(
+        settings.kafka_bootstrap,
+        Path(app.conf.tabledir),
+        STATE_TABLE,
+        f"{settings.emergency_app_id}-{STATE_TABLE}-changelog",
+    )
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
 

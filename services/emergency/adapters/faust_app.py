@@ -37,6 +37,7 @@ import os
 import weakref
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -281,12 +282,20 @@ def _current(event: Any) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+STATE_TABLE = "state"
+
+
+def data_dir(settings: EmergencySettings) -> Path:
+    return settings.emergency_data_dir / settings.emergency_app_id
+
+
 def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> faust.App:
     app = faust.App(
         settings.emergency_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="rocksdb://",
-        datadir=str(settings.emergency_data_dir),
+        # one folder per app id: a new state format never reads an old one's files
+        datadir=str(data_dir(settings)),
         # DESIGN: Faust's exactly_once is experimental; correctness comes from
         # deterministic ids and the ack-before-store order above.
         processing_guarantee="at_least_once",
@@ -315,7 +324,7 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
     )
     # Keys name what they hold ("t/<town>", "c/<town>/<case>", ... see domain/book.py);
     # values are JSON objects (Faust's json codec) that the domain's models validate.
-    table = app.Table("state", partitions=partitions)
+    table = app.Table(STATE_TABLE, partitions=partitions)
     sink = OutputSink(
         settings.kafka_bootstrap,
         settings.emergency_output_timeout_s,

@@ -136,7 +136,11 @@ def test_a_grant_the_reserve_cannot_cover_is_escalated_to_the_county_fund() -> N
     assert town.s.reserve.available_fen == 0  # never below zero
     assert town.s.county_held_fen == CAP
     # the county pays it when the town confirms
-    assert types(town(paid("case-50", CAP, at=T0 + hours(2)))) == ["ReliefPaid", "Posting", "DeadlineMet"]
+    assert types(town(paid("case-50", CAP, at=T0 + hours(2)))) == [
+        "ReliefPaid",
+        "Posting",
+        "DeadlineMet",
+    ]
     assert town.s.county_held_fen == 0 and town.s.county_paid_fen == CAP
 
 
