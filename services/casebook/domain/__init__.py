@@ -1,0 +1,1 @@
+"""The casebook's pure core: the fold of decisions into rows, submissions, the views."""

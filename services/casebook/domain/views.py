@@ -1,0 +1,91 @@
+"""What the casebook answers over HTTP (and what its clients read back): plain models."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from services.casebook.domain.submissions import SubmissionStatus
+
+MAX_STORY = 1_000  # decisions in one case's story at most
+MAX_DEADLINES = 1_000  # open deadlines listed per town at most
+MAX_OPEN_CASES = 10_000  # unpaid advances listed at most
+MAX_SUBMISSION_DECISIONS = 100  # decisions one record causes (a handful in practice)
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class DecisionEntry(_View):
+    """A decision on the case, with the rule and the figures it used (DESIGN rule 6) and,
+    for refusals and rejections, its written reasons (P9)."""
+
+    event_id: uuid.UUID
+    type: str
+    rule: str
+    case_status: str | None
+    occurred_at: datetime
+    recorded_at: datetime | None
+    causation_id: uuid.UUID | None
+    amount_fen: int | None
+    figures: dict[str, int | str]
+    reason: str | None = None
+
+
+class DeadlineView(_View):
+    case_id: str
+    kind: str  # relief_24h (R5) or paperwork_5d (P1)
+    due_at: datetime  # as the grant states it
+    state: str  # open, warned, met, breached, void
+    warned: bool = False
+
+
+class CaseStory(_View):
+    """A case of one town: where it stands, its money and deadlines, and every decision."""
+
+    town: str
+    case_id: str
+    status: str
+    funded_by: str | None
+    granted_fen: int
+    paid_fen: int
+    recovery_fen: int
+    opened_at: datetime
+    updated_at: datetime
+    granted_at: datetime | None
+    deadlines: list[DeadlineView]
+    decisions: list[DecisionEntry]
+
+
+class OpenCase(_View):
+    """An urgent advance not yet paid or cancelled, with its 24-hour deadline as the
+    decisions stand (`relief_state`: open, warned, or breached once a tick judged it)."""
+
+    town: str
+    case_id: str
+    status: str  # advanced (the town reserve) or escalated (the county fund)
+    funded_by: str | None
+    granted_fen: int
+    granted_at: datetime | None
+    relief_due_at: datetime | None
+    relief_state: str | None
+
+
+class OpenCases(_View):
+    total: int
+    cases: list[OpenCase]
+
+
+class SubmissionView(_View):
+    """What became of a record intake accepted (its event id is in the 202)."""
+
+    event_id: uuid.UUID
+    status: SubmissionStatus
+    town: str | None = None
+    type: str | None = None
+    correlation_id: str | None = None
+    reason: str | None = None  # rejected: why, ID numbers masked
+    decisions: list[DecisionEntry] = []
