@@ -1,0 +1,755 @@
+"""The casebook in PostgreSQL (asyncpg): migrations, the batch writer, the reads.
+
+Exactly once: a batch's rows and the consumer positions they came from are written in
+one transaction. A decision id seen again (the processor re-sends a batch it had not
+acknowledged) inserts nothing, and only decisions inserted now are folded into the
+cases, so a replay changes nothing. Each batch transaction takes one advisory lock
+first: two writers on one database (a `rebuild` racing a restarted `run`) take turns,
+and whichever inserts a decision first folds it, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from importlib import resources
+from typing import Any, TypeVar
+
+import asyncpg
+
+from schemas.decisions import Decision
+from services.casebook.domain.fold import (
+    CaseKey,
+    CaseRow,
+    DeadlineKey,
+    DeadlineRow,
+    DeadlineState,
+    fold,
+)
+from services.casebook.domain.submissions import (
+    Answer,
+    Rejection,
+    Submitted,
+    answer,
+    visible,
+)
+from services.casebook.domain.views import (
+    MAX_STORY,
+    MAX_SUBMISSION_DECISIONS,
+    CaseStory,
+    DeadlineView,
+    DecisionEntry,
+    OpenCase,
+    OpenCases,
+    SubmissionView,
+)
+
+log = logging.getLogger("relief.casebook.postgres")
+
+Pool = asyncpg.Pool
+Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+T = TypeVar("T")
+
+MIGRATIONS_PACKAGE = "services.casebook.migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# The service role's rights, table by table: the story is append-only; the rest is a
+# projection that the fold rewrites.
+GRANTS = {
+    "decisions": "SELECT, INSERT",
+    "cases": "SELECT, INSERT, UPDATE",
+    "deadlines": "SELECT, INSERT, UPDATE",
+    "submissions": "SELECT, INSERT",
+    "rejections": "SELECT, INSERT",
+    "positions": "SELECT, INSERT, UPDATE",
+    "progress": "SELECT, INSERT, UPDATE",
+}
+WRITER_LOCK = "relief.casebook.writer"
+MIGRATE_LOCK = "relief.casebook.migrate"
+LOCK_TIMEOUT_MS = 30_000
+QUERY_TIMEOUT_S = 10.0
+
+
+class CasebookDatabaseError(RuntimeError):
+    """The database is not in a state the casebook can work with."""
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+# ---------------------------------------------------------------- migrations
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for item in resources.files(MIGRATIONS_PACKAGE).iterdir():
+        match = _MIGRATION_NAME.fullmatch(item.name)
+        if match:
+            found.append(Migration(int(match.group(1)), item.name, item.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise CasebookDatabaseError(f"migration versions must be 1..n without gaps: {versions}")
+    return found
+
+
+def _quote_ident(name: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        raise CasebookDatabaseError(f"role name {name!r} is not a plain identifier")
+    return f'"{name}"'
+
+
+async def migrate(owner_url: str, app_role: str) -> list[str]:
+    """Create the casebook's schema and apply the migrations not yet applied, as the
+    owner role; grant the service role its rights. Idempotent; returns the names applied."""
+    applied_now: list[str] = []
+    role = _quote_ident(app_role)
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(MIGRATE_LOCK))
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS casebook")
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS casebook.migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    checksum text NOT NULL)"""
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM casebook.migrations")
+        }
+        for m in migrations():
+            if m.version in done:
+                if done[m.version] != m.checksum:
+                    raise CasebookDatabaseError(
+                        f"migration {m.name} was changed after it was applied; "
+                        "write a new migration instead (or rebuild the casebook)"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO casebook.migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    m.version,
+                    m.name,
+                    m.checksum,
+                )
+            applied_now.append(m.name)
+            log.info("applied migration %s", m.name)
+        async with conn.transaction():
+            await conn.execute("REVOKE ALL ON SCHEMA casebook FROM PUBLIC")
+            await conn.execute(f"GRANT USAGE ON SCHEMA casebook TO {role}")
+            await conn.execute(f"GRANT SELECT ON casebook.migrations TO {role}")
+            for table, rights in GRANTS.items():
+                await conn.execute(f"REVOKE ALL ON casebook.{table} FROM PUBLIC, {role}")
+                await conn.execute(f"GRANT {rights} ON casebook.{table} TO {role}")
+        await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(MIGRATE_LOCK))
+    finally:
+        await conn.close()
+    return applied_now
+
+
+async def drop(owner_url: str) -> None:
+    """Drop the casebook's schema and everything in it (a rebuild starts from nothing).
+    Waits for the batch in flight of any writer, so none is cut in half."""
+    conn = await asyncpg.connect(owner_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(WRITER_LOCK))
+            await conn.execute("DROP SCHEMA IF EXISTS casebook CASCADE")
+    finally:
+        await conn.close()
+
+
+# ---------------------------------------------------------------- retries
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter (STYLE "a limit on everything")."""
+
+    attempts_max: int = 10
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+
+    def delay_s(self, attempt: int) -> float:
+        capped: float = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        return capped * (0.5 + random.random() / 2)
+
+
+# A PostgreSQL restart seen from the client: the transaction was rolled back (or, if the
+# commit itself was cut, perhaps not: the retry is then a no-op, ids and positions
+# being deduplicated).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.SerializationError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def with_retries(action: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
+    for attempt in range(policy.attempts_max):
+        try:
+            return await action()
+        except TRANSIENT_ERRORS as exc:
+            if attempt + 1 >= policy.attempts_max:
+                raise
+            delay = policy.delay_s(attempt)
+            log.warning(
+                "%s failed (%s: %s); retry %d/%d in %.2f s",
+                what,
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                policy.attempts_max - 1,
+                delay,
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def connect_pool(url: str, size_max: int) -> Pool:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=size_max)
+    if pool is None:  # pragma: no cover - create_pool returns a pool when awaited
+        raise CasebookDatabaseError("could not create a connection pool")
+    return pool
+
+
+# ---------------------------------------------------------------- the writer
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadDecision:
+    """A decision as read from Kafka, with where it was."""
+
+    decision: Decision
+    partition: int
+    offset: int
+    raw: str  # the record as the processor wrote it (its own canonical JSON)
+
+
+@dataclasses.dataclass
+class Batch:
+    """What one poll brought, parsed: written together with the positions."""
+
+    decisions: list[ReadDecision] = dataclasses.field(default_factory=list)
+    submissions: list[Submitted] = dataclasses.field(default_factory=list)
+    rejections: list[Rejection] = dataclasses.field(default_factory=list)
+    positions: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stored:
+    decisions: int  # new decisions (a re-sent one is not counted)
+    duplicates: int
+    cases: int  # case rows written
+    submissions: int
+    rejections: int
+
+
+def _reason(d: Decision) -> str | None:
+    for name in ("reasons", "reason"):
+        value = getattr(d, name, None)
+        if value is not None:
+            return str(value)
+    return None
+
+
+def _decision_row(r: ReadDecision) -> tuple[Any, ...]:
+    d = r.decision
+    amount = getattr(d, "amount_fen", None)
+    return (
+        d.event_id,
+        d.town,
+        d.correlation_id,
+        d.type,
+        d.rule,
+        None if d.case_status is None else d.case_status.value,
+        d.causation_id,
+        d.occurred_at,
+        d.recorded_at,
+        amount if isinstance(amount, int) else None,
+        _reason(d),
+        json.dumps(d.figures, ensure_ascii=False, sort_keys=True),
+        r.raw,
+        r.partition,
+        r.offset,
+    )
+
+
+INSERT_DECISIONS = """
+INSERT INTO casebook.decisions (event_id, town, case_id, type, rule, case_status,
+       causation_id, occurred_at, recorded_at, amount_fen, reason, figures, body,
+       source_partition, source_offset)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::uuid[], $8::timestamptz[], $9::timestamptz[],
+                     $10::bigint[], $11::text[], $12::jsonb[], $13::jsonb[],
+                     $14::integer[], $15::bigint[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id"""
+
+CASE_COLUMNS = (
+    "town",
+    "case_id",
+    "status",
+    "funded_by",
+    "granted_fen",
+    "paid_fen",
+    "recovery_fen",
+    "granted_at",
+    "opened_at",
+    "updated_at",
+    "decisions",
+    "last_type",
+    "last_rule",
+)
+UPSERT_CASES = """
+INSERT INTO casebook.cases (town, case_id, status, funded_by, granted_fen, paid_fen,
+       recovery_fen, granted_at, opened_at, updated_at, decisions, last_type, last_rule)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                     $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[],
+                     $10::timestamptz[], $11::integer[], $12::text[], $13::text[])
+ON CONFLICT (town, case_id) DO UPDATE SET
+    status = EXCLUDED.status, funded_by = EXCLUDED.funded_by,
+    granted_fen = EXCLUDED.granted_fen, paid_fen = EXCLUDED.paid_fen,
+    recovery_fen = EXCLUDED.recovery_fen, granted_at = EXCLUDED.granted_at,
+    opened_at = EXCLUDED.opened_at, updated_at = EXCLUDED.updated_at,
+    decisions = EXCLUDED.decisions, last_type = EXCLUDED.last_type,
+    last_rule = EXCLUDED.last_rule"""
+
+UPSERT_DEADLINES = """
+INSERT INTO casebook.deadlines (town, case_id, kind, due_at, state, opened_by, closed_by)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                     $6::uuid[], $7::uuid[])
+ON CONFLICT (town, case_id, kind) DO UPDATE SET
+    due_at = EXCLUDED.due_at, state = EXCLUDED.state, opened_by = EXCLUDED.opened_by,
+    closed_by = EXCLUDED.closed_by"""
+
+INSERT_SUBMISSIONS = """
+INSERT INTO casebook.submissions (event_id, type, town, correlation_id, org,
+       source_partition, source_offset)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::integer[], $7::bigint[])
+ON CONFLICT (event_id) DO NOTHING"""
+
+INSERT_REJECTIONS = """
+INSERT INTO casebook.rejections (rejected_id, source_event_id, source_type, town, reason,
+       source_partition, source_offset)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                     $6::integer[], $7::bigint[])
+ON CONFLICT (rejected_id) DO NOTHING"""
+
+UPSERT_POSITIONS = """
+INSERT INTO casebook.positions (topic, partition, next_offset)
+SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[])
+ON CONFLICT (topic, partition) DO UPDATE
+    SET next_offset = greatest(positions.next_offset, EXCLUDED.next_offset)"""
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
+def _case_from(r: asyncpg.Record) -> CaseRow:
+    return CaseRow(**{c: r[c] for c in CASE_COLUMNS})
+
+
+def _deadline_from(r: asyncpg.Record) -> DeadlineRow:
+    return DeadlineRow(
+        town=r["town"],
+        case_id=r["case_id"],
+        kind=r["kind"],
+        due_at=r["due_at"],
+        state=DeadlineState(r["state"]),
+        opened_by=str(r["opened_by"]),
+        closed_by=None if r["closed_by"] is None else str(r["closed_by"]),
+    )
+
+
+class CasebookStore:
+    """Writes batches with their positions, one transaction each; reads positions."""
+
+    def __init__(self, pool: Pool, retry: RetryPolicy | None = None) -> None:
+        self.pool = pool
+        self.retry = retry or RetryPolicy()
+
+    async def positions(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+        rows = await with_retries(
+            lambda: self.pool.fetch(
+                "SELECT topic, partition, next_offset FROM casebook.positions "
+                "WHERE topic = ANY($1::text[])",
+                list(topics),
+            ),
+            self.retry,
+            "reading positions",
+        )
+        return {(r["topic"], int(r["partition"])): int(r["next_offset"]) for r in rows}
+
+    async def store(self, batch: Batch) -> Stored:
+        return await with_retries(lambda: self._store_once(batch), self.retry, "storing a batch")
+
+    async def _store_once(self, batch: Batch) -> Stored:
+        conn = await self.pool.acquire()
+        try:
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(WRITER_LOCK))
+                result = await self._write(conn, batch)
+        except TRANSIENT_ERRORS:
+            # a connection cut mid-protocol must not go back to the pool half-used
+            with contextlib.suppress(asyncpg.InterfaceError):
+                conn.terminate()
+            raise
+        finally:
+            await self.pool.release(conn)
+        return result
+
+    async def _write(self, conn: Conn, batch: Batch) -> Stored:
+        unique: dict[uuid.UUID, ReadDecision] = {}
+        for r in batch.decisions:
+            unique.setdefault(r.decision.event_id, r)  # the first copy in the log stands
+        rows = [_decision_row(r) for r in unique.values()]
+        inserted: set[uuid.UUID] = set()
+        if rows:
+            inserted = {
+                r["event_id"] for r in await conn.fetch(INSERT_DECISIONS, *_columns(rows, 15))
+            }
+        new = [r.decision for r in unique.values() if r.decision.event_id in inserted]
+        written_cases = await self._fold(conn, new) if new else 0
+        if batch.submissions:
+            await conn.execute(
+                INSERT_SUBMISSIONS,
+                *_columns(
+                    [
+                        (s.event_id, s.type, s.town, s.correlation_id, s.org, s.partition, s.offset)
+                        for s in batch.submissions
+                    ],
+                    7,
+                ),
+            )
+        if batch.rejections:
+            await conn.execute(
+                INSERT_REJECTIONS,
+                *_columns(
+                    [
+                        (
+                            j.rejected_id,
+                            j.source_event_id,
+                            j.source_type,
+                            j.town,
+                            j.reason,
+                            j.source_partition,
+                            j.source_offset,
+                        )
+                        for j in batch.rejections
+                    ],
+                    7,
+                ),
+            )
+        if batch.positions:
+            items = sorted(batch.positions.items())
+            await conn.execute(
+                UPSERT_POSITIONS,
+                [t for (t, _), _ in items],
+                [p for (_, p), _ in items],
+                [o for _, o in items],
+            )
+        return Stored(
+            decisions=len(new),
+            duplicates=len(batch.decisions) - len(new),
+            cases=written_cases,
+            submissions=len(batch.submissions),
+            rejections=len(batch.rejections),
+        )
+
+    async def _fold(self, conn: Conn, new: Sequence[Decision]) -> int:
+        keys = sorted({(d.town, d.correlation_id) for d in new})
+        towns, ids = [k[0] for k in keys], [k[1] for k in keys]
+        current: dict[CaseKey, CaseRow] = {
+            (r["town"], r["case_id"]): _case_from(r)
+            for r in await conn.fetch(
+                """SELECT c.* FROM casebook.cases c
+                     JOIN unnest($1::text[], $2::text[]) AS k(town, case_id)
+                    USING (town, case_id)""",
+                towns,
+                ids,
+            )
+        }
+        deadlines: dict[DeadlineKey, DeadlineRow] = {
+            (r["town"], r["case_id"], r["kind"]): _deadline_from(r)
+            for r in await conn.fetch(
+                """SELECT d.* FROM casebook.deadlines d
+                     JOIN unnest($1::text[], $2::text[]) AS k(town, case_id)
+                    USING (town, case_id)""",
+                towns,
+                ids,
+            )
+        }
+        folded = fold(current, deadlines, new)
+        if folded.cases:
+            case_rows = [
+                tuple(getattr(c, col) for col in CASE_COLUMNS)
+                for _, c in sorted(folded.cases.items())
+            ]
+            await conn.execute(UPSERT_CASES, *_columns(case_rows, len(CASE_COLUMNS)))
+        if folded.deadlines:
+            deadline_rows = [
+                (
+                    d.town,
+                    d.case_id,
+                    d.kind,
+                    d.due_at,
+                    d.state.value,
+                    uuid.UUID(d.opened_by),
+                    None if d.closed_by is None else uuid.UUID(d.closed_by),
+                )
+                for _, d in sorted(folded.deadlines.items())
+            ]
+            await conn.execute(UPSERT_DEADLINES, *_columns(deadline_rows, 7))
+        return len(folded.cases)
+
+    async def set_progress(self, processed_through: Mapping[int, int]) -> None:
+        """The processor's committed offsets on the intake topic, once the casebook has
+        read everything it had sent by then (adapters/kafka.py)."""
+        if not processed_through:
+            return
+        items = sorted(processed_through.items())
+        await with_retries(
+            lambda: self.pool.execute(
+                """INSERT INTO casebook.progress (partition, processed_through)
+                    SELECT * FROM unnest($1::integer[], $2::bigint[])
+                    ON CONFLICT (partition) DO UPDATE SET processed_through =
+                        greatest(progress.processed_through, EXCLUDED.processed_through)""",
+                [p for p, _ in items],
+                [o for _, o in items],
+            ),
+            self.retry,
+            "storing progress",
+        )
+
+
+# ---------------------------------------------------------------- reads
+
+STORY_SQL = """
+SELECT event_id, type, rule, case_status, occurred_at, recorded_at, causation_id,
+       amount_fen, figures, reason
+  FROM casebook.decisions
+ WHERE town = $1 AND case_id = $2
+ ORDER BY source_partition, source_offset
+ LIMIT $3"""
+
+
+def _entry(r: asyncpg.Record) -> DecisionEntry:
+    return DecisionEntry(
+        event_id=r["event_id"],
+        type=r["type"],
+        rule=r["rule"],
+        case_status=r["case_status"],
+        occurred_at=r["occurred_at"],
+        recorded_at=r["recorded_at"],
+        causation_id=r["causation_id"],
+        amount_fen=r["amount_fen"],
+        figures=json.loads(r["figures"]),
+        reason=r["reason"],
+    )
+
+
+def _deadline_view(r: asyncpg.Record) -> DeadlineView:
+    return DeadlineView(
+        case_id=r["case_id"],
+        kind=r["kind"],
+        due_at=r["due_at"],
+        state=r["state"],
+        warned=r["state"] == DeadlineState.WARNED.value,
+    )
+
+
+async def case_story(db: Pool, town: str, case_id: str) -> CaseStory | None:
+    """A case of `town` with its whole story; None when the town has no such case."""
+    async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        row = await conn.fetchrow(
+            "SELECT * FROM casebook.cases WHERE town = $1 AND case_id = $2",
+            town,
+            case_id,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        if row is None:
+            return None
+        deadlines = await conn.fetch(
+            "SELECT * FROM casebook.deadlines WHERE town = $1 AND case_id = $2 ORDER BY kind",
+            town,
+            case_id,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        story = await conn.fetch(STORY_SQL, town, case_id, MAX_STORY, timeout=QUERY_TIMEOUT_S)
+    return CaseStory(
+        town=row["town"],
+        case_id=row["case_id"],
+        status=row["status"],
+        funded_by=row["funded_by"],
+        granted_fen=row["granted_fen"],
+        paid_fen=row["paid_fen"],
+        recovery_fen=row["recovery_fen"],
+        opened_at=row["opened_at"],
+        updated_at=row["updated_at"],
+        granted_at=row["granted_at"],
+        deadlines=[_deadline_view(d) for d in deadlines],
+        decisions=[_entry(d) for d in story],
+    )
+
+
+async def open_deadlines(db: Pool, town: str, limit: int) -> list[DeadlineView]:
+    """The town's deadlines not yet met, breached or voided, soonest first (R5, P1)."""
+    rows = await db.fetch(
+        """SELECT * FROM casebook.deadlines
+             WHERE town = $1 AND state IN ('open', 'warned')
+             ORDER BY due_at, case_id, kind LIMIT $2""",
+        town,
+        limit,
+        timeout=QUERY_TIMEOUT_S,
+    )
+    return [_deadline_view(r) for r in rows]
+
+
+async def open_cases(db: Pool, town: str | None, limit: int) -> OpenCases:
+    """Urgent advances not yet paid or cancelled, oldest first (every town when None),
+    with their 24-hour deadline as the decisions stand."""
+    rows = await db.fetch(
+        """SELECT c.town, c.case_id, c.status, c.funded_by, c.granted_fen, c.granted_at,
+                   d.due_at, d.state, count(*) OVER () AS total
+              FROM casebook.cases c
+              LEFT JOIN casebook.deadlines d
+                ON d.town = c.town AND d.case_id = c.case_id AND d.kind = 'relief_24h'
+             WHERE c.status IN ('advanced', 'escalated')
+               AND ($1::text IS NULL OR c.town = $1)
+             ORDER BY c.granted_at, c.town, c.case_id
+             LIMIT $2""",
+        town,
+        limit,
+        timeout=QUERY_TIMEOUT_S,
+    )
+    return OpenCases(
+        total=int(rows[0]["total"]) if rows else 0,
+        cases=[
+            OpenCase(
+                town=r["town"],
+                case_id=r["case_id"],
+                status=r["status"],
+                funded_by=r["funded_by"],
+                granted_fen=r["granted_fen"],
+                granted_at=r["granted_at"],
+                relief_due_at=r["due_at"],
+                relief_state=r["state"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def submission(
+    db: Pool, event_id: uuid.UUID, town: str | None, org: str | None
+) -> SubmissionView:
+    """What became of the record `event_id`, as a reader scoped to `town` / `org` may
+    see it: anything the scope may not see reads as pending (as if unknown)."""
+    async with db.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        seen_row = await conn.fetchrow(
+            "SELECT * FROM casebook.submissions WHERE event_id = $1",
+            event_id,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        decided = await conn.fetch(
+            """SELECT town, case_id, event_id, type, rule, case_status, occurred_at,
+                       recorded_at, causation_id, amount_fen, figures, reason
+                  FROM casebook.decisions WHERE causation_id = $1
+                 ORDER BY source_partition, source_offset LIMIT $2""",
+            event_id,
+            MAX_SUBMISSION_DECISIONS,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        rejected_row = await conn.fetchrow(
+            """SELECT * FROM casebook.rejections WHERE source_event_id = $1
+                 ORDER BY source_partition, source_offset LIMIT 1""",
+            event_id,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        progress = None
+        if seen_row is not None:
+            progress = await conn.fetchval(
+                "SELECT processed_through FROM casebook.progress WHERE partition = $1",
+                seen_row["source_partition"],
+                timeout=QUERY_TIMEOUT_S,
+            )
+    seen = None
+    if seen_row is not None:
+        seen = Submitted(
+            event_id=seen_row["event_id"],
+            type=seen_row["type"],
+            town=seen_row["town"],
+            correlation_id=seen_row["correlation_id"],
+            org=seen_row["org"],
+            partition=seen_row["source_partition"],
+            offset=seen_row["source_offset"],
+        )
+    rejected = None
+    if rejected_row is not None:
+        rejected = Rejection(
+            rejected_id=rejected_row["rejected_id"],
+            source_event_id=rejected_row["source_event_id"],
+            source_type=rejected_row["source_type"],
+            town=rejected_row["town"],
+            reason=rejected_row["reason"],
+            source_partition=rejected_row["source_partition"],
+            source_offset=rejected_row["source_offset"],
+        )
+    ans: Answer = answer(
+        seen,
+        [(r["town"], r["case_id"]) for r in decided],
+        rejected,
+        None if progress is None else int(progress),
+    )
+    if not visible(ans, seen, town, org):
+        return SubmissionView(event_id=event_id, status=answer(None, [], None, None).status)
+    return SubmissionView(
+        event_id=event_id,
+        status=ans.status,
+        town=ans.town,
+        type=ans.type,
+        correlation_id=ans.correlation_id,
+        reason=ans.reason,
+        decisions=[_entry(r) for r in decided],
+    )
+
+
+async def ready(db: Pool) -> bool:
+    """The schema is there and answers."""
+    return bool(
+        await db.fetchval(
+            "SELECT to_regclass($1) IS NOT NULL", "casebook.cases", timeout=QUERY_TIMEOUT_S
+        )
+    )

@@ -1,0 +1,138 @@
+"""Composition root of the casebook: settings, the PostgreSQL store, the Kafka consumer,
+the progress watcher and the metrics of the `run` process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+from services.casebook.adapters import postgres
+from services.casebook.adapters.kafka import CasebookConsumer, Counts, ProgressWatcher
+from services.casebook.adapters.postgres import RetryPolicy, Stored
+from services.casebook.settings import CasebookSettings
+
+log = logging.getLogger("relief.casebook")
+
+
+class RunMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.decisions = Counter(
+            "relief_casebook_decisions", "Decisions folded into the casebook", registry=r
+        )
+        self.duplicates = Counter(
+            "relief_casebook_duplicates",
+            "Decisions read again (a re-sent batch of the processor): stored once",
+            registry=r,
+        )
+        self.submissions = Counter(
+            "relief_casebook_submissions", "Intake records read as submissions", registry=r
+        )
+        self.rejections = Counter(
+            "relief_casebook_rejections", "Dead letters of intake records read", registry=r
+        )
+        self.batches = Counter("relief_casebook_batches", "Batches committed", registry=r)
+        self.batch_seconds = Histogram(
+            "relief_casebook_batch_seconds",
+            "PostgreSQL transaction of one batch (rows and positions)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+    def observe(self, stored: Stored, seconds: float) -> None:
+        self.batches.inc()
+        self.batch_seconds.observe(seconds)
+        self.decisions.inc(stored.decisions)
+        self.duplicates.inc(stored.duplicates)
+        self.submissions.inc(stored.submissions)
+        self.rejections.inc(stored.rejections)
+
+
+def retry_policy(settings: CasebookSettings) -> RetryPolicy:
+    return RetryPolicy(
+        attempts_max=settings.casebook_pg_retry_attempts,
+        backoff_base_s=settings.casebook_pg_retry_base_s,
+        backoff_max_s=settings.casebook_pg_retry_max_s,
+    )
+
+
+def consumer_for(
+    settings: CasebookSettings, pool: postgres.Pool, metrics: RunMetrics | None = None
+) -> CasebookConsumer:
+    return CasebookConsumer(
+        postgres.CasebookStore(pool, retry_policy(settings)),
+        bootstrap=settings.kafka_bootstrap,
+        intake_topic=settings.intake_topic,
+        decisions_topic=settings.decisions_topic,
+        rejected_topic=settings.rejected_topic,
+        batch_max=settings.casebook_batch_max,
+        poll_timeout_ms=settings.casebook_poll_timeout_ms,
+        on_batch=None if metrics is None else metrics.observe,
+    )
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+
+
+async def run(settings: CasebookSettings, stop: asyncio.Event | None = None) -> Counts:
+    """Keep the casebook until `stop` (or SIGTERM / SIGINT)."""
+    stop = stop or asyncio.Event()
+    _on_signals(stop)
+    metrics = RunMetrics()
+    if settings.casebook_metrics_port:
+        try:
+            start_http_server(settings.casebook_metrics_port, registry=metrics.registry)
+        except OSError as exc:  # a second casebook on the same host: no metrics, no crash
+            log.warning("no /metrics on port %d: %s", settings.casebook_metrics_port, exc)
+    pool = await postgres.connect_pool(settings.database_url, settings.casebook_pool_max)
+    try:
+        consumer = consumer_for(settings, pool, metrics)
+        tasks = [asyncio.create_task(consumer.run(stop))]
+        if settings.casebook_progress_interval_s > 0:
+            watcher = ProgressWatcher(
+                consumer,
+                group=settings.emergency_app_id,
+                interval_s=settings.casebook_progress_interval_s,
+                timeout_s=settings.casebook_kafka_timeout_s,
+            )
+            tasks.append(asyncio.create_task(watcher.run(stop)))
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a consumer that failed fails the process: restarted
+        finally:
+            stop.set()
+            for task in tasks:
+                if not task.done():
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await asyncio.wait_for(task, 30)
+        log.info("stopped: %s", consumer.counts)
+        return consumer.counts
+    finally:
+        await pool.close()
+
+
+async def rebuild(settings: CasebookSettings, stop: asyncio.Event | None = None) -> Counts:
+    """Drop the casebook's schema, create it again and replay the topics up to their ends
+    as they are now. A `run` that is running meanwhile fails on the missing schema and is
+    restarted; the writers' lock keeps the two from folding the same decision twice."""
+    stop = stop or asyncio.Event()
+    _on_signals(stop)
+    await postgres.drop(settings.database_owner_url)
+    await postgres.migrate(settings.database_owner_url, settings.casebook_app_role)
+    pool = await postgres.connect_pool(settings.database_url, settings.casebook_pool_max)
+    try:
+        consumer = consumer_for(settings, pool)
+        await consumer.run(stop, until_caught_up=True)
+        return consumer.counts
+    finally:
+        await pool.close()

@@ -1,0 +1,54 @@
+"""Settings of the casebook (`python -m services.casebook ...`), prefix RELIEF_.
+Every limit is named here (STYLE "a limit on everything")."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas import topics
+
+
+class CasebookSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RELIEF_", extra="ignore")
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    # the service role: writes the casebook's own schema, nothing else
+    database_url: str = "postgresql://relief_app@127.0.0.1:15432/relief"
+    # the owner role: creates the schema and runs the migrations
+    database_owner_url: str = "postgresql://relief_owner@127.0.0.1:15432/relief"
+    casebook_app_role: str = Field(default="relief_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    intake_topic: str = Field(default=topics.INTAKE, min_length=1, max_length=249)
+    decisions_topic: str = Field(default=topics.DECISIONS, min_length=1, max_length=249)
+    rejected_topic: str = Field(default=topics.REJECTED, min_length=1, max_length=249)
+    # the processor's consumer group on the intake topic: how far it has got tells a
+    # submission that decided nothing (an incident reported) from one not read yet
+    emergency_app_id: str = Field(default="relief-emergency-v2", min_length=1, max_length=249)
+
+    # Records per PostgreSQL transaction, with the positions (DESIGN "batched").
+    casebook_batch_max: int = Field(default=5_000, ge=1, le=50_000)
+    casebook_poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    casebook_pool_max: int = Field(default=4, ge=1, le=50)
+    # A PostgreSQL restart: bounded retries with backoff, then crash and be restarted.
+    casebook_pg_retry_attempts: int = Field(default=12, ge=1, le=100)
+    casebook_pg_retry_base_s: float = Field(default=0.2, gt=0, le=10)
+    casebook_pg_retry_max_s: float = Field(default=5.0, gt=0, le=60)
+    # How often the processor's committed offsets are looked at (0: never; then a
+    # submission that decides nothing stays pending).
+    casebook_progress_interval_s: float = Field(default=2.0, ge=0, le=600)
+    casebook_kafka_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    # /metrics of the consumer; 0: none
+    casebook_metrics_port: int = Field(default=9103, ge=0, le=65535)
+
+    # The HTTP reads (`serve`)
+    casebook_host: str = "127.0.0.1"
+    casebook_port: int = Field(default=8070, ge=1, le=65535)
+    # SHA-256 hex digests of the tokens of the services that read (intake, the finance
+    # dashboard), comma-separated. Only hashes are configured; empty: every read is 401.
+    casebook_token_hashes: str = ""
+    casebook_read_pool_max: int = Field(default=8, ge=1, le=100)
+    casebook_retry_after_s: int = Field(default=5, ge=1, le=3_600)
+
+    def topic_names(self) -> tuple[str, str, str]:
+        return (self.intake_topic, self.decisions_topic, self.rejected_topic)
