@@ -14,7 +14,15 @@ from typing import Annotated, Literal
 from pydantic import Field, StrictInt
 
 from schemas.envelope import MAX_SHORT_TEXT, RequiredText, UtcDatetime
-from schemas.intake import CaseRecord
+from schemas.identity import HouseholdRef
+from schemas.intake import (
+    MAX_PERSONS_PER_REQUEST,
+    CaseRecord,
+    IncidentId,
+    ReliefCategory,
+    Urgency,
+    _Part,
+)
 from schemas.money import Fen, NonNegativeFen
 
 MAX_FIGURES = 32
@@ -43,6 +51,18 @@ class CaseStatus(StrEnum):
     REFERRED = "referred"  # R7: referred to the county of origin
 
 
+class CaseFacts(_Part):
+    """What the request registered, carried by the first decision of a case, so that a
+    reader (and the processor rebuilding its state) needs nothing but the decisions."""
+
+    household_ref: HouseholdRef
+    category: ReliefCategory
+    urgency: Urgency
+    incident_id: IncidentId | None = None
+    requested_fen: Fen
+    persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
+
+
 class Decision(CaseRecord):
     """The envelope plus the rule and the figures that explain the decision, and the
     status of the case after it (None for a decision about a town, not a case).
@@ -53,6 +73,8 @@ class Decision(CaseRecord):
     rule: str = Field(pattern=RULE_PATTERN, max_length=32)
     figures: Figures = Field(default_factory=dict)
     case_status: CaseStatus | None = None
+    # on the first decision of a case only (optional in version 1, like case_status)
+    opened: CaseFacts | None = None
 
 
 class FundedBy(StrEnum):

@@ -48,6 +48,7 @@ from services.emergency.domain.common import (
     at_of,
     deadline_decision,
     envelope,
+    facts,
     open_case,
     schedule_deadlines,
     store_case,
@@ -101,6 +102,7 @@ def request_urgent(
             funded_by=funded_by,
             paperwork_due_at=paperwork.due_at,
             case_status=CaseStatus.ADVANCED if on_reserve else CaseStatus.ESCALATED,
+            opened=facts(record),
         )
     ]
     if not on_reserve:
@@ -215,7 +217,7 @@ def payment(book: Book, record: PaymentConfirmed, rules: Rules) -> list[BaseMode
     return out + reserve_low(book, record, rules)
 
 
-def cancel(book: Book, record: AdvanceCancelled) -> list[BaseModel]:
+def cancel(book: Book, record: AdvanceCancelled, rules: Rules) -> list[BaseModel]:
     case = open_case(book, record.case_id)
     if case.status not in _HELD:
         raise Refuse(f"case is {case.status.value}: no unpaid advance to cancel")
@@ -256,6 +258,7 @@ def cancel(book: Book, record: AdvanceCancelled) -> list[BaseModel]:
     return [
         voided,
         posting(record, PostingKind.ADVANCE_VOIDED, lines, "advance cancelled before payment"),
+        *reserve_low(book, record, rules),
     ]
 
 

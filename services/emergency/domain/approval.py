@@ -25,6 +25,7 @@ from services.emergency.domain.common import (
     at_of,
     case_date,
     envelope,
+    facts,
     open_case,
     store_case,
 )
@@ -62,6 +63,7 @@ def request_expenditure(
                     requested_fen=record.requested_fen,
                     cap_fen=judged.cap_fen,
                     case_status=CaseStatus.DELIBERATION,
+                    opened=facts(record),
                 )
             ]
         amount = judged.amount_fen  # below the floor -> the floor (R3)
@@ -82,6 +84,7 @@ def request_expenditure(
             amount_fen=amount,
             approver_level=ApproverLevel.COUNTY,
             case_status=CaseStatus.AWAITING_APPROVAL,
+            opened=facts(record),
         )
     ]
 
@@ -107,6 +110,7 @@ def approve(
             amount_fen=amount,
             approver_level=level,
             case_status=CaseStatus.APPROVED,
+            opened=facts(cause) if isinstance(cause, ReliefRequested) else None,
         )
     ]
     on_reserve = level is ApproverLevel.TOWN and book.s.reserve.covers(amount)

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from schemas.decisions import (
+    CaseFacts,
     DeadlineBreached,
     DeadlineKind,
     DeadlineMet,
@@ -15,6 +16,7 @@ from schemas.decisions import (
     Decision,
 )
 from schemas.envelope import Actor, Record, Role, derived_id, to_cst
+from schemas.intake import ReliefRequested
 from schemas.policy import Policy
 from schemas.towns import County
 from services.emergency.domain.book import Book
@@ -58,6 +60,18 @@ def envelope(cause: Record, kind: str, *parts: str, **overrides: Any) -> dict[st
     fields["actor"] = PROCESSOR
     fields.update(overrides)
     return fields
+
+
+def facts(record: ReliefRequested) -> CaseFacts:
+    """What a request registered, for the first decision of its case to carry."""
+    return CaseFacts(
+        household_ref=record.household_ref,
+        category=record.category,
+        urgency=record.urgency,
+        incident_id=record.incident_id,
+        requested_fen=record.requested_fen,
+        persons=record.persons,
+    )
 
 
 def open_case(book: Book, case_id: str) -> Case:

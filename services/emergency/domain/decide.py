@@ -152,7 +152,7 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
         case PaymentConfirmed():
             return advance.payment(book, record, rules)
         case AdvanceCancelled():
-            return advance.cancel(book, record)
+            return advance.cancel(book, record, rules)
         case PaperworkCompleted():
             return advance.paperwork(book, record)
         case CaseReviewed():

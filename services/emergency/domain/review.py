@@ -10,6 +10,7 @@ from schemas.decisions import ApproverLevel, FundedBy, RecoveryClaimed, ReliefAp
 from schemas.envelope import Record
 from schemas.intake import CaseReviewed, ReviewOutcome
 from schemas.postings import AccountKind, PostingKind, account, transfer
+from services.emergency.domain.advance import reserve_low
 from services.emergency.domain.approval import approve, reject
 from services.emergency.domain.book import Book
 from services.emergency.domain.bookkeeping import (
@@ -106,7 +107,7 @@ def review(book: Book, record: CaseReviewed, rules: Rules) -> list[BaseModel]:
         )
     out.extend(settle(book, record, case))
     store_case(book, case.model_copy(update={"status": CaseStatus.REVIEWED}), at_of(record))
-    return out
+    return out + reserve_low(book, record, rules)
 
 
 def settle(book: Book, cause: Record, case: Case) -> list[BaseModel]:

@@ -22,6 +22,7 @@ from services.emergency.domain.common import (
     Rules,
     at_of,
     envelope,
+    facts,
     open_case,
     store_case,
 )
@@ -49,6 +50,7 @@ def request_transitional(
         amount_fen=instalment * months,
         approver_level=ApproverLevel.COUNTY,
         case_status=CaseStatus.TRANSITIONAL,
+        opened=facts(record),
     )
     case = case.model_copy(
         update={

@@ -19,9 +19,11 @@ from schemas import topics
 from schemas.envelope import Actor, Record, Role
 from schemas.policy import load_config
 from schemas.postings import NORMAL_SIDE, Posting, Side, parse_account
+from schemas.topics import RejectedRecord
 from services.emergency.adapters.outputs import Output, rejected_record, to_output
 from services.emergency.domain.book import Book
 from services.emergency.domain.decide import Rules, decide
+from services.emergency.domain.evolve import evolve
 from services.emergency.domain.state import Case, TownState
 
 CONFIG = load_config()
@@ -142,6 +144,9 @@ class Town:
     store: dict[str, Any] = field(default_factory=dict)
     offset: int = 0
     outputs: list[Output] = field(default_factory=list)
+    # the same state rebuilt by folding the outputs (and the incident facts) with `evolve`
+    rebuilt: dict[str, Any] = field(default_factory=dict)
+    check_rebuild: bool = True  # after every record: the fold equals what decide left
 
     def __call__(self, record: Record) -> list[BaseModel]:
         if isinstance(record, i.ClockTick):
@@ -162,7 +167,30 @@ class Town:
                 outs.append(rejected_record(topics.INTAKE, 0, self.offset, verdict.refused, None))
         self.offset += 1
         self.outputs.extend(outs)
+        self._fold(record, [o.record for o in outs])
+        if self.check_rebuild:
+            assert self.business() == self.rebuilt_snapshot(), f"rebuilt differs after {record}"
         return [o.record for o in outs]
+
+    def _fold(self, record: Record, outs: list[BaseModel]) -> None:
+        events: list[BaseModel] = [o for o in outs if not isinstance(o, RejectedRecord)]
+        refused = len(events) < len(outs)
+        if isinstance(record, i.IncidentReported | i.IncidentClosed) and not refused:
+            events.append(record)  # a fact the bureau reported, not a decision
+        for event in events:
+            town = getattr(event, "town", None)
+            if town is None or town == "__clock__":
+                continue
+            book = Book(town, self.rebuilt.get)
+            evolve(book, event, RULES)
+            for key, value in book.changes():
+                if value is None:
+                    self.rebuilt.pop(key, None)
+                else:
+                    self.rebuilt[key] = value
+
+    def rebuilt_snapshot(self) -> dict[str, Any]:
+        return _business(self.rebuilt)
 
     def run(self, records: Iterable[Record]) -> list[BaseModel]:
         return [r for rec in records for r in self(rec)]
@@ -206,6 +234,9 @@ class Town:
                 value.pop("clock", None)
         return snap
 
+    def business(self) -> dict[str, Any]:
+        return _business(self.store)
+
     def records(self) -> list[BaseModel]:
         return [o.record for o in self.outputs]
 
@@ -223,6 +254,17 @@ class Town:
             acct: (v if NORMAL_SIDE[parse_account(acct)[0]] is Side.DEBIT else -v)
             for acct, v in totals.items()
         }
+
+
+def _business(store: dict[str, Any]) -> dict[str, Any]:
+    """The state `evolve` rebuilds: towns (less their clock and wheel position), open
+    cases, grants, incidents and finished cases; not the applied ids or the wheel."""
+    snap = copy.deepcopy({k: v for k, v in store.items() if k[0] in "tcgid"})
+    for key, value in snap.items():
+        if key.startswith("t/"):
+            value.pop("clock", None)
+            value.pop("wheel_minute", None)
+    return snap
 
 
 def types(records: Iterable[BaseModel]) -> list[str]:

@@ -153,6 +153,14 @@ def test_finance_is_alerted_once_when_the_reserve_falls_below_20_percent() -> No
         ]
     [low] = lows
     assert low.threshold_fen == SIZE // 5 and low.available_fen < SIZE // 5
+    assert town.s.low_alerted
+    # Cancelling advances brings the reserve back above the threshold: the alert clears
+    # (and the state rebuilt from the decisions says so too: Town checks it every record).
+    for n in range(44, 30, -1):
+        town(cancelled(f"c{n}", at=T0 + hours(1)))
+    assert not town.s.low_alerted
+    lows = [r for r in town(urgent("c-again", CAP, household=99)) if isinstance(r, d.ReserveLow)]
+    assert lows == []  # above the threshold: no alert
 
 
 def test_replenishment_tops_up_to_the_size_and_never_above() -> None:

@@ -1,0 +1,290 @@
+"""`evolve(book, event, rules)`: the processor's state as the fold of what it decided.
+
+The decisions (relief.decisions.v1) say what they imply — the case they open (`opened`),
+where it stands after them (`case_status`), its due times — and the postings
+(ledger.postings.v1) say how money moved. Folding them, in order, with the incidents the
+bureau reported, gives back the business state that `decide` left: each town's reserve
+and county money, its alert, its counters, the open cases with their deadlines and
+schedules, the P6 grants and the marks of finished and refused cases. So the state can be
+rebuilt from the processor's own output, and no reader has to re-derive a rule: what
+`evolve` needs from the rules is configuration only (warning leads), never a judgement.
+
+Left out, being bookkeeping rather than business: the partition clock, the marks of
+applied command ids, and which wheel minutes a tick has already dropped (a rebuilt
+wheel may hold references that a later tick finds finished and skips).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from schemas import decisions as d
+from schemas.intake import IncidentClosed, IncidentReported
+from schemas.postings import AccountKind, Posting, PostingKind, parse_account
+from services.emergency.domain.book import Book, minute_of
+from services.emergency.domain.common import DAYS_PER_MONTH, Rules, at_of, store_case
+from services.emergency.domain.deadlines import Deadline, DeadlineState
+from services.emergency.domain.state import (
+    INCIDENT_RETENTION,
+    TRANSITIONAL_GRACE,
+    Case,
+    CaseMark,
+    CaseStatus,
+    GrantMark,
+    IncidentMark,
+    TownState,
+)
+
+
+class NotFoldable(RuntimeError):
+    """An event the state cannot follow (a case never opened): the log is not ours."""
+
+
+def evolve(book: Book, event: BaseModel, rules: Rules) -> None:
+    """Fold one record the processor emitted (or an incident fact) into the book."""
+    if isinstance(event, Posting):
+        _money(book, event, rules)
+    elif isinstance(event, IncidentReported | IncidentClosed):
+        _incident(book, event)
+    elif isinstance(event, d.Decision):
+        _decision(book, event, rules)
+
+
+# ======================================================================= money
+
+
+def _lines(posting: Posting, kind: AccountKind, side: str) -> int:
+    return sum(
+        line.amount_fen
+        for line in posting.lines
+        if line.side.value == side and parse_account(line.account)[0] is kind
+    )
+
+
+def _money(book: Book, posting: Posting, rules: Rules) -> None:
+    kind = PostingKind(posting.kind)
+    amount = posting.amount_fen
+    if kind is PostingKind.RESERVE_FUNDED and book.state is None:
+        state = TownState.new(posting.town, amount)
+        book.put_state(
+            state.model_copy(
+                update={"opened": True, "wheel_minute": minute_of(posting.occurred_at)}
+            )
+        )
+        return
+    s = book.s
+    reserve = s.reserve
+    if kind is PostingKind.ADVANCE_GRANTED:
+        book.update(reserve=reserve.hold(amount))
+        _held_by(book, posting, d.FundedBy.TOWN_RESERVE)
+    elif kind is PostingKind.ESCALATED_ADVANCE:
+        book.update(county_held_fen=s.county_held_fen + amount)
+        _held_by(book, posting, d.FundedBy.COUNTY_FUND)
+    elif kind is PostingKind.PAYMENT_CONFIRMED:
+        paid = _lines(posting, AccountKind.RELIEF_PAID, "debit")
+        released = _lines(posting, AccountKind.TOWN_RESERVE, "debit")
+        book.update(reserve=reserve.pay(paid + released, paid))
+    elif kind is PostingKind.ESCALATED_PAID:
+        paid = _lines(posting, AccountKind.RELIEF_PAID, "debit")
+        released = _lines(posting, AccountKind.COUNTY_FUND, "debit")
+        book.update(
+            county_held_fen=s.county_held_fen - paid - released,
+            county_paid_fen=s.county_paid_fen + paid,
+        )
+    elif kind is PostingKind.ADVANCE_VOIDED:
+        if _lines(posting, AccountKind.TOWN_RESERVE, "debit"):
+            book.update(reserve=reserve.release(amount))
+        else:
+            book.update(county_held_fen=s.county_held_fen - amount)
+    elif kind is PostingKind.RESERVE_REPLENISHED:
+        book.update(reserve=reserve.replenish(amount))
+    elif kind in (PostingKind.TOP_UP, PostingKind.TRANSITIONAL_INSTALMENT):
+        book.update(county_paid_fen=s.county_paid_fen + amount)
+    # R4 + P11: the "reserve low" alert clears as soon as the reserve is back above it.
+    state = book.s
+    threshold = rules.policy.reserve_low_threshold_fen(state.reserve.size_fen)
+    if state.low_alerted and not state.reserve.is_low(threshold):
+        book.update(low_alerted=False)
+
+
+def _held_by(book: Book, posting: Posting, funded_by: d.FundedBy) -> None:
+    """An approval's hold says where its money is held (an advance's grant says it too)."""
+    case = book.case(posting.correlation_id)
+    if case is not None and case.funded_by != funded_by.value:
+        book.put_case(case.model_copy(update={"funded_by": funded_by.value}))
+
+
+# ======================================================================= incidents
+
+
+def _incident(book: Book, fact: IncidentReported | IncidentClosed) -> None:
+    mark = book.incident(fact.incident_id)
+    if book.state is None:
+        raise NotFoldable(f"incident {fact.incident_id} before its town was opened")
+    if isinstance(fact, IncidentReported):
+        if mark is None:
+            book.put_incident(fact.incident_id, IncidentMark(status="open"))
+            book.update(open_incidents=book.s.open_incidents + 1)
+    elif mark is not None and mark.status != "closed":
+        at = at_of(fact)
+        book.put_incident(fact.incident_id, IncidentMark(status="closed", closed_at=at))
+        book.update(open_incidents=book.s.open_incidents - 1)
+        book.schedule(at + INCIDENT_RETENTION, f"i:{fact.incident_id}")
+
+
+# ======================================================================= cases
+
+
+def _decision(book: Book, event: d.Decision, rules: Rules) -> None:
+    at = event.occurred_at
+    if isinstance(event, d.ReserveLow):
+        book.update(low_alerted=True)
+        return
+    if isinstance(event, d.AdvanceRefused | d.ReferredToOriginCounty):
+        status = CaseStatus.REFUSED if isinstance(event, d.AdvanceRefused) else CaseStatus.REFERRED
+        book.mark_finished(
+            event.correlation_id,
+            CaseMark(request_id=str(event.causation_id), status=status, finished_at=at),
+        )
+        return
+    if event.case_status is None:
+        return  # a town's decision with nothing for a case (ReplenishmentRefused)
+    case = _open(book, event) if event.opened is not None else book.case(event.correlation_id)
+    if case is None:
+        raise NotFoldable(f"{event.type} for case {event.correlation_id} that is not open")
+    updates: dict[str, Any] = {"status": event.case_status}
+    policy = rules.policy
+
+    match event:
+        case d.AdvanceGranted():
+            updates.update(
+                granted_fen=event.amount_fen,
+                funded_by=event.funded_by.value,
+                relief_deadline=_deadline(
+                    d.DeadlineKind.RELIEF_24H, case.received_at, event.due_at,
+                    policy.relief_warning_lead,
+                ),
+            )  # fmt: skip
+            if event.paperwork_due_at is not None:
+                updates["paperwork_deadline"] = _deadline(
+                    d.DeadlineKind.PAPERWORK_5D, case.received_at, event.paperwork_due_at,
+                    policy.paperwork_warning_lead,
+                )  # fmt: skip
+            _grant(book, case, at)
+        case d.ApprovalRequired():
+            updates["granted_fen"] = event.amount_fen
+        case d.ReliefApproved() if event.case_status is CaseStatus.APPROVED:
+            updates["granted_fen"] = event.amount_fen
+            _grant(book, case, case.received_at)
+        case d.ReliefApproved() if event.case_status is CaseStatus.TRANSITIONAL:
+            if event.opened is not None:  # P5: the schedule starts with the request
+                instalment = int(event.figures["instalment_fen"])
+                updates.update(
+                    granted_fen=event.amount_fen,
+                    funded_by=d.FundedBy.COUNTY_FUND.value,
+                    instalment_fen=instalment,
+                    instalments_total=event.amount_fen // instalment,
+                    instalments_paid=0,
+                    next_instalment_at=at,
+                )
+                _grant(book, case, at)
+            else:  # P5: extended; an ended schedule resumes a month after its last
+                updates.update(
+                    granted_fen=event.amount_fen,
+                    instalments_total=event.amount_fen // case.instalment_fen,
+                    next_instalment_at=case.next_instalment_at
+                    or case.received_at + timedelta(days=DAYS_PER_MONTH * case.instalments_paid),
+                    schedule_ended_at=None,
+                )
+        case d.ReliefRejected() | d.AdvanceVoided():
+            if isinstance(event, d.AdvanceVoided):
+                updates.update(
+                    relief_deadline=_void(case.relief_deadline),
+                    paperwork_deadline=_void(case.paperwork_deadline),
+                )
+            mark = book.grant(case.cause_key)
+            if mark is not None and mark.case_id == case.case_id:
+                book.drop_grant(case.cause_key)
+        case d.ReliefPaid():
+            updates["paid_fen"] = event.amount_fen
+        case d.DeadlineWarned() | d.DeadlineMet() | d.DeadlineBreached():
+            field = (
+                "relief_deadline"
+                if event.deadline is d.DeadlineKind.RELIEF_24H
+                else "paperwork_deadline"
+            )
+            deadline: Deadline | None = getattr(case, field)
+            if deadline is None:
+                raise NotFoldable(f"{event.type} for a case without a {event.deadline.value}")
+            outcome = {
+                d.DeadlineWarned: DeadlineState.WARNED,
+                d.DeadlineMet: DeadlineState.MET,
+                d.DeadlineBreached: DeadlineState.BREACHED,
+            }[type(event)]
+            updates[field] = deadline.model_copy(update={"state": outcome})
+        case d.TransitionalInstalmentPaid():
+            due = case.next_instalment_at
+            if due is None:
+                raise NotFoldable(f"instalment {event.instalment_no} with none due")
+            more = event.instalment_no < case.instalments_total
+            updates.update(
+                instalments_paid=event.instalment_no,
+                paid_fen=case.paid_fen + event.amount_fen,
+                next_instalment_at=due + timedelta(days=DAYS_PER_MONTH) if more else None,
+                schedule_ended_at=None if more else due,
+            )
+        case _:
+            pass  # the status says it all (escalated, deliberation, reviewed, recovery)
+    case = case.model_copy(update=updates)
+    _schedule(book, case)
+    store_case(book, case, at)
+
+
+def _open(book: Book, event: d.Decision) -> Case:
+    facts = event.opened
+    if facts is None:
+        raise NotFoldable("no case facts")
+    cause = facts.incident_id or facts.category.value
+    case = Case(
+        case_id=event.correlation_id,
+        request_id=str(event.causation_id),
+        town=event.town,
+        household_ref=facts.household_ref,
+        category=facts.category.value,
+        urgency=facts.urgency.value,
+        cause_key=f"{facts.household_ref}|{cause}",
+        requested_fen=facts.requested_fen,
+        status=event.case_status or CaseStatus.ADVANCED,
+        received_at=event.occurred_at,
+    )
+    book.put_case(case)
+    return case
+
+
+def _deadline(kind: d.DeadlineKind, start: datetime, due: datetime, lead: timedelta) -> Deadline:
+    return Deadline(kind=kind.value, due_at=due, warn_at=max(start, due - lead))
+
+
+def _void(deadline: Deadline | None) -> Deadline | None:
+    if deadline is None:
+        return None
+    return deadline.model_copy(update={"state": DeadlineState.VOID})
+
+
+def _grant(book: Book, case: Case, at: datetime) -> None:
+    book.put_grant(case.cause_key, GrantMark(case_id=case.case_id, granted_at=at))
+
+
+def _schedule(book: Book, case: Case) -> None:
+    ref = f"c:{case.case_id}"
+    for deadline in (case.relief_deadline, case.paperwork_deadline):
+        if deadline is not None and deadline.is_open:
+            book.schedule(deadline.warn_at, ref)
+            book.schedule(deadline.due_at, ref)
+    if case.next_instalment_at is not None:
+        book.schedule(case.next_instalment_at, ref)
+    elif case.schedule_ended_at is not None:
+        book.schedule(case.schedule_ended_at + TRANSITIONAL_GRACE, ref)
