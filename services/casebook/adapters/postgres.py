@@ -319,6 +319,10 @@ CASE_COLUMNS = (
     "case_id",
     "status",
     "funded_by",
+    "category",
+    "urgency",
+    "requested_fen",
+    "incident_id",
     "granted_fen",
     "paid_fen",
     "recovery_fen",
@@ -330,13 +334,17 @@ CASE_COLUMNS = (
     "last_rule",
 )
 UPSERT_CASES = """
-INSERT INTO casebook.cases (town, case_id, status, funded_by, granted_fen, paid_fen,
-       recovery_fen, granted_at, opened_at, updated_at, decisions, last_type, last_rule)
-SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[],
-                     $6::bigint[], $7::bigint[], $8::timestamptz[], $9::timestamptz[],
-                     $10::timestamptz[], $11::integer[], $12::text[], $13::text[])
+INSERT INTO casebook.cases (town, case_id, status, funded_by, category, urgency,
+       requested_fen, incident_id, granted_fen, paid_fen, recovery_fen, granted_at,
+       opened_at, updated_at, decisions, last_type, last_rule)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[],
+                     $11::bigint[], $12::timestamptz[], $13::timestamptz[],
+                     $14::timestamptz[], $15::integer[], $16::text[], $17::text[])
 ON CONFLICT (town, case_id) DO UPDATE SET
     status = EXCLUDED.status, funded_by = EXCLUDED.funded_by,
+    category = EXCLUDED.category, urgency = EXCLUDED.urgency,
+    requested_fen = EXCLUDED.requested_fen, incident_id = EXCLUDED.incident_id,
     granted_fen = EXCLUDED.granted_fen, paid_fen = EXCLUDED.paid_fen,
     recovery_fen = EXCLUDED.recovery_fen, granted_at = EXCLUDED.granted_at,
     opened_at = EXCLUDED.opened_at, updated_at = EXCLUDED.updated_at,
@@ -613,6 +621,10 @@ async def case_story(db: Pool, town: str, case_id: str) -> CaseStory | None:
         case_id=row["case_id"],
         status=row["status"],
         funded_by=row["funded_by"],
+        category=row["category"],
+        urgency=row["urgency"],
+        requested_fen=row["requested_fen"],
+        incident_id=row["incident_id"],
         granted_fen=row["granted_fen"],
         paid_fen=row["paid_fen"],
         recovery_fen=row["recovery_fen"],

@@ -4,6 +4,8 @@ Every figure a row holds is one a decision states; nothing here applies a rule a
 
 - a case's `status` is the `case_status` of its latest decision that names one (a
   decision about a town, such as ReserveLow, names none and leaves the case as it was);
+- what the request registered (category, urgency, amount requested, incident) is what
+  the case's first decision carries (`opened`);
 - amounts: what was granted (AdvanceGranted, ReliefApproved), paid (ReliefPaid,
   TransitionalInstalmentPaid) and claimed back (RecoveryClaimed), and who funds it;
 - deadlines are due when the decisions say: AdvanceGranted.due_at for relief within
@@ -66,6 +68,10 @@ class CaseRow:
     last_type: str
     last_rule: str
     funded_by: str | None = None
+    category: str | None = None
+    urgency: str | None = None
+    requested_fen: int | None = None
+    incident_id: str | None = None
     granted_fen: int = 0
     paid_fen: int = 0
     recovery_fen: int = 0  # claimed back, fines included (P8)
@@ -153,6 +159,13 @@ def _case(row: CaseRow | None, d: Decision) -> CaseRow | None:
         "last_type": d.type,
         "last_rule": d.rule,
     }
+    if d.opened is not None:
+        changes.update(
+            category=d.opened.category.value,
+            urgency=d.opened.urgency.value,
+            requested_fen=d.opened.requested_fen,
+            incident_id=d.opened.incident_id,
+        )
     match d:
         case AdvanceGranted():
             changes.update(

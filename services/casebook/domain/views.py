@@ -50,6 +50,10 @@ class CaseStory(_View):
     case_id: str
     status: str
     funded_by: str | None
+    category: str | None  # what the request registered, as its first decision says
+    urgency: str | None
+    requested_fen: int | None
+    incident_id: str | None
     granted_fen: int
     paid_fen: int
     recovery_fen: int

@@ -45,6 +45,11 @@ CREATE TABLE casebook.cases (
     town         text NOT NULL CHECK (town ~ '^\d{6,12}$'),
     case_id      text NOT NULL CHECK (length(case_id) BETWEEN 1 AND 64),
     status       text NOT NULL CHECK (length(status) BETWEEN 1 AND 32),
+    -- what the request registered, as the case's first decision carries it
+    category     text CHECK (length(category) <= 32),
+    urgency      text CHECK (urgency IN ('urgent', 'expenditure')),
+    requested_fen bigint CHECK (requested_fen > 0),
+    incident_id  text CHECK (length(incident_id) <= 64),
     funded_by    text CHECK (funded_by IN ('town_reserve', 'county_fund')),
     granted_fen  bigint NOT NULL CHECK (granted_fen >= 0),
     paid_fen     bigint NOT NULL CHECK (paid_fen >= 0),

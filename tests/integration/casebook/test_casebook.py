@@ -114,6 +114,13 @@ async def test_two_towns_their_stories_their_deadlines_and_a_rebuild_gives_the_s
             80_000,
         )
         assert (tianzhuang["status"], tianzhuang["paid_fen"]) == ("paid", 30_000)
+        # what each request registered, as its first decision carries it
+        assert (qifeng["category"], qifeng["requested_fen"], qifeng["incident_id"]) == (
+            "emergency",
+            80_000,
+            FLOOD,
+        )
+        assert tianzhuang["incident_id"] == FIRE
         assert {d["event_id"] for d in qifeng["decisions"]}.isdisjoint(
             d["event_id"] for d in tianzhuang["decisions"]
         )

@@ -10,6 +10,7 @@ from typing import Any
 
 from schemas import decisions as d
 from schemas.envelope import Actor, Role, derived_id
+from schemas.intake import ReliefCategory, Urgency
 
 QIFENG = "370321101"
 TIANZHUANG = "370321102"
@@ -57,6 +58,13 @@ def granted(
         funded_by=d.FundedBy.COUNTY_FUND if county else d.FundedBy.TOWN_RESERVE,
         paperwork_due_at=at + timedelta(days=4, hours=1) if paperwork else None,
         case_status=d.CaseStatus.ESCALATED if county else d.CaseStatus.ADVANCED,
+        opened=d.CaseFacts(
+            household_ref="h_" + "0" * 31 + "7",
+            category=ReliefCategory.EMERGENCY,
+            urgency=Urgency.URGENT,
+            incident_id="flood-0720",
+            requested_fen=amount_fen + 1,
+        ),
     )
 
 

@@ -69,6 +69,13 @@ def test_a_grant_opens_both_deadlines_due_as_it_states_them() -> None:
         "town_reserve",
         0,
     )
+    # what the request registered, as the first decision carries it
+    assert (row.category, row.urgency, row.requested_fen, row.incident_id) == (
+        "emergency",
+        "urgent",
+        80_001,
+        "flood-0720",
+    )
     relief = book.deadlines[(QIFENG, "case-1", "relief_24h")]
     paperwork = book.deadlines[(QIFENG, "case-1", "paperwork_5d")]
     # the grant's own figures (23 h and 4 days 1 h here), not 24 h and 5 days again
