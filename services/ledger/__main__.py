@@ -42,14 +42,6 @@ def run() -> None:
 
 
 @cli.command()
-def decisions() -> None:
-    """Keep the processor's decisions as a read model (case stories, open deadlines)."""
-    from services.ledger.app import run_decisions
-
-    asyncio.run(run_decisions(LedgerSettings()))
-
-
-@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable report")
 def verify(as_json: bool) -> None:
     """Recompute the hash chains and the balances; exit 1 at the first disagreement."""

@@ -31,8 +31,6 @@ class LedgerSettings(BaseSettings):
     ledger_app_role: str = Field(default="relief_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     ledger_topic: str = topics.POSTINGS
     ledger_rejected_topic: str = topics.REJECTED
-    # the processor's decisions, kept as a read model (case stories, open deadlines)
-    decisions_topic: str = topics.DECISIONS
 
     # Postings per PostgreSQL transaction. One commit per posting would cap the service at
     # ~3k rows/s; a batch commits together with its consumer positions (DESIGN "batched").
@@ -88,34 +86,6 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
             consumer.duplicates,
             consumer.alerts,
             consumer.rejected,
-        )
-    finally:
-        await pool.close()
-
-
-async def run_decisions(settings: LedgerSettings, stop: asyncio.Event | None = None) -> None:
-    """Project relief.decisions.v1 into PostgreSQL until `stop` (or SIGTERM / SIGINT)."""
-    from services.ledger.adapters.decisions import DecisionsProjection
-
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    pool = await connect_pool(settings.database_url, settings.ledger_pool_max)
-    try:
-        projection = DecisionsProjection(
-            pool,
-            bootstrap=settings.kafka_bootstrap,
-            topic=settings.decisions_topic,
-            rejected_topic=settings.ledger_rejected_topic,
-            batch_max=settings.ledger_batch_max_postings,
-            poll_timeout_ms=settings.ledger_poll_timeout_ms,
-            retry=settings.retry_policy(),
-        )
-        await projection.run(stop)
-        log.info(
-            "stopped: %d decisions stored, %d rejected", projection.stored, projection.rejected
         )
     finally:
         await pool.close()

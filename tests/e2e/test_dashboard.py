@@ -29,7 +29,7 @@ import pytest
 from deploy.local import stack as local_stack
 from tests.conftest import need_tool
 from tests.integration.ledger.conftest import ledger_database
-from tests.integration.metrics.conftest import Story
+from tests.integration.metrics.conftest import CASEBOOK_TOKEN, Story, casebook_side
 from tests.unit.emergency.builders import QIFENG
 
 pytestmark = pytest.mark.e2e
@@ -111,8 +111,8 @@ class Browser:
 
 @pytest.fixture
 async def story(stack: local_stack.StackInfo) -> AsyncIterator[Story]:
-    async with ledger_database(stack) as db:
-        s = Story(db, datetime.now(UTC).replace(microsecond=0))
+    async with ledger_database(stack) as db, casebook_side(stack) as casebook:
+        s = Story(db, datetime.now(UTC).replace(microsecond=0), casebook)
         await s.opening()
         yield s
 
@@ -125,6 +125,9 @@ def dashboard(story: Story, tmp_path: Path) -> Iterator[str]:
         "RELIEF_DATABASE_URL": story.db.app_url,
         "RELIEF_DASHBOARD_TOKEN_HASHES": hashlib.sha256(TOKEN.encode()).hexdigest(),
         "RELIEF_DASHBOARD_INTERVAL_S": "0.5",
+        # open cases come from the casebook
+        "RELIEF_CASEBOOK_URL": story.casebook.url,
+        "RELIEF_CASEBOOK_TOKEN": CASEBOOK_TOKEN,
         "RELIEF_KAFKA_BOOTSTRAP": "",  # the page needs no Kafka
     }
     log = open(tmp_path / "dashboard.log", "wb")  # noqa: SIM115 - the child writes it
@@ -178,7 +181,8 @@ async def browser(tmp_path: Path) -> AsyncIterator[Browser]:
 async def test_a_towns_bar_drops_live_when_a_posting_lands(
     story: Story, dashboard: str, browser: Browser
 ) -> None:
-    await story.apply(story.advance("wall-1", 100_000, hours_ago=25))  # breached, unpaid
+    # unpaid past its 24 hours, and the clock's tick has judged it: breached
+    await story.apply(story.advance("wall-1", 100_000, hours_ago=25), story.tick())
     async with aiohttp.ClientSession() as http:
         for _ in range(100):
             try:

@@ -60,7 +60,6 @@ LEDGER_TABLES = (
     "ledger_lines",
     "ledger_alerts",
     "ledger_positions",
-    "relief_decisions",
 )
 # Entries read per round trip by `verify` and statements (bounded memory).
 VERIFY_CHUNK_ENTRIES = 5_000

@@ -3,12 +3,15 @@
     GET /              the page (no data in it; it asks for a token)
     GET /api/snapshot  the current snapshot as JSON              (finance or county token)
     GET /events        server-sent events: a snapshot whenever it changes  (token)
+    GET /api/towns/{town}/reserve   a town's reserve and its last movements
+                                    (finance, county or service token: intake reads it)
     GET /metrics       Prometheus metrics of the ledger
     GET /healthz       200 once a snapshot was read
 
 One background task reads a snapshot every `dashboard_interval_s` (cheaply: only when the
-journal's last seq moved, or every few seconds for the clock-driven parts) and hands the
-same bytes to every connected page, so a wall screen and twenty laptops cost one query.
+journal's last seq or the casebook's open cases moved, or every few seconds for the
+day's figures) and hands the same bytes to every connected page, so a wall screen and
+twenty laptops cost one query. Open cases come from the casebook over HTTP.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ from schemas.policy import load_config
 from services.ledger.adapters import postgres
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web import snapshot as snap
-from services.ledger.web.auth import TokenCheck, bearer, parse_hashes
+from services.ledger.web.auth import ROLES, VIEWERS, TokenCheck, bearer, parse_hashes
+from services.ledger.web.casebook import OpenCasesReader
 from services.ledger.web.lag import LagReader
 from services.ledger.web.settings import DashboardSettings
 
@@ -42,10 +46,11 @@ STATIC_FILES = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
 }
-# Re-read even when the journal did not move: "today" and breaches depend on the clock.
+# Re-read even when the journal did not move: "today" depends on the clock.
 FULL_REFRESH_S = 10.0
 SHUTDOWN_S = 5.0  # then open streams are cut
 KEEPALIVE_S = 15.0  # an SSE comment, so proxies keep the stream open
+MAX_MOVEMENTS = 1_000  # a reserve's movements in one answer at most
 
 SETTINGS_KEY = web.AppKey("settings", DashboardSettings)
 TOKENS_KEY = web.AppKey("tokens", TokenCheck)
@@ -61,6 +66,13 @@ class Hub:
         self.county = config.county
         self.relief_deadline = config.policy.relief_deadline
         self.metrics = metrics
+        self.cases = OpenCasesReader(
+            settings.casebook_url,
+            settings.casebook_token,
+            settings.casebook_timeout_s,
+            settings.dashboard_max_open_cases,
+        )
+        self._cases: dict[str, Any] | None = None  # the casebook's last answer
         self.pool: postgres.Pool | None = None
         self.current: bytes | None = None  # the last snapshot, as SSE-ready JSON
         self.changed = asyncio.Condition()
@@ -92,6 +104,7 @@ class Hub:
                 await task
         if self.pool is not None:
             await self.pool.close()
+        await self.cases.close()
 
     async def _loop(self, interval_s: float, step: Any) -> None:
         while True:
@@ -108,8 +121,13 @@ class Hub:
         if self.pool is None:
             raise RuntimeError("hub used before start")
         version = await snap.version(self.pool)
+        fresh = await self.cases.read()
+        cases_moved = fresh is not None and fresh != self._cases
+        if fresh is not None:
+            self._cases = fresh
         stale = time.monotonic() - self._read_at >= FULL_REFRESH_S
-        if not force and version == self._version and not stale and self.current is not None:
+        unchanged = version == self._version and not cases_moved and not stale
+        if not force and unchanged and self.current is not None:
             return
         started = time.perf_counter()
         async with (
@@ -121,9 +139,11 @@ class Hub:
                 self.county,
                 self.relief_deadline,
                 datetime.now(UTC),
-                max_open_cases=self.settings.dashboard_max_open_cases,
+                open_cases=self._cases,
                 max_postings=self.settings.dashboard_max_postings,
             )
+        # what the page shows of open cases is current only if the casebook just answered
+        data["open_cases_known"] = fresh is not None
         self.metrics.observe_snapshot(data, time.perf_counter() - started)
         self._version, self._read_at = version, time.monotonic()
         data["verification"] = snap.verification(self.verified)
@@ -206,9 +226,9 @@ def _token(request: web.Request) -> str | None:
     return bearer(request.headers.get("Authorization")) or request.query.get("token")
 
 
-def _authorized(request: web.Request) -> None:
+def _authorized(request: web.Request, roles: tuple[str, ...] = VIEWERS) -> None:
     viewer = request.app[TOKENS_KEY].viewer(_token(request))
-    if viewer is None:
+    if viewer is None or viewer.role not in roles:
         raise web.HTTPUnauthorized(
             text=json.dumps({"error": "a finance or county token is required"}),
             content_type="application/json",
@@ -235,6 +255,39 @@ async def api_snapshot(request: web.Request) -> web.Response:
     if hub.current is None:
         raise web.HTTPServiceUnavailable(text="no snapshot read yet")
     return web.Response(body=hub.current, content_type="application/json", charset="utf-8")
+
+
+async def api_reserve(request: web.Request) -> web.Response:
+    """A town's reserve: available, held, and its last movements with the running
+    balance (R4). Intake serves it to towns, scoped to their own town."""
+    _authorized(request, ROLES)
+    hub = request.app[HUB_KEY]
+    if hub.pool is None:
+        raise web.HTTPServiceUnavailable(text="the ledger is not connected yet")
+    town = request.match_info["town"]
+    try:
+        limit = min(max(int(request.query.get("movements", "100")), 1), MAX_MOVEMENTS)
+    except ValueError:
+        raise web.HTTPBadRequest(text="movements: a number") from None
+    balances = {b.kind: b.balance_fen for b in await postgres.balances(hub.pool, town)}
+    movements = await postgres.reserve_movements(hub.pool, town, limit=limit)
+    return web.json_response(
+        {
+            "town": town,
+            "available_fen": balances.get("town_reserve", 0),
+            "held_fen": balances.get("town_reserve_held", 0),
+            "movements": [
+                {
+                    "posting_id": str(m.posting_id),
+                    "kind": m.kind,
+                    "occurred_at": m.occurred_at.isoformat(),
+                    "change_fen": m.change_fen,
+                    "balance_fen": m.balance_fen,
+                }
+                for m in movements
+            ],
+        }
+    )
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -291,6 +344,7 @@ def build_app(settings: DashboardSettings, metrics: LedgerMetrics | None = None)
     app.router.add_get("/", static)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/api/snapshot", api_snapshot)
+    app.router.add_get(r"/api/towns/{town:\d{6,12}}/reserve", api_reserve)
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)

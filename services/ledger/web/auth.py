@@ -1,4 +1,5 @@
-"""Who may look: finance or county staff holding a token whose SHA-256 is configured.
+"""Who may look: finance or county staff holding a token whose SHA-256 is configured,
+and services (intake) that read a town's reserve on their callers' behalf.
 
 Tokens travel as `Authorization: Bearer <token>`; the browser's EventSource cannot set a
 header, so `?token=` is accepted as well (served over TLS in front, as everything is).
@@ -11,7 +12,8 @@ import hashlib
 import hmac
 import re
 
-ROLES = ("finance", "county")
+ROLES = ("finance", "county", "service")
+VIEWERS = ("finance", "county")  # the dashboard itself; services read the reserve API only
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 MAX_TOKEN_CHARS = 512  # a limit on everything (STYLE)
 MAX_TOKENS = 1_000

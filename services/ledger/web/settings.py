@@ -31,6 +31,12 @@ class DashboardSettings(BaseSettings):
     dashboard_max_postings: int = Field(default=20, ge=1, le=500)
     dashboard_pool_max: int = Field(default=4, ge=1, le=50)
 
+    # Open cases and their deadlines come from the casebook (over HTTP, with a service
+    # token), as the processor's decisions state them. Empty URL: none are shown.
+    casebook_url: str = ""
+    casebook_token: str = Field(default="", repr=False)
+    casebook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
     # Consumer lag for /metrics: Kafka end offsets against the ledger's stored positions
     # and the processor's committed group offsets. Empty bootstrap: no lag metrics.
     kafka_bootstrap: str = "127.0.0.1:19092"

@@ -1,14 +1,11 @@
-"""What the finance dashboard shows, read from the ledger in one consistent snapshot.
-
-Everything comes from the journal (the ledger holds postings, not decisions):
+"""What the finance dashboard shows, in one consistent snapshot of the ledger, with the
+open cases as the casebook keeps them:
 
 - reserves: the balances of `town_reserve`, `town_reserve_held` and `relief_paid` per
   town, against each town's configured size (R4: 50,000 yuan);
-- open urgent cases: an advance posting (`advance_granted` held on the town reserve, or
-  `escalated_advance` on the county fund) made under R5/R4 — its memo names the rule —
-  with no later `payment_confirmed`, `escalated_paid` or `advance_voided` posting of the
-  same case (correlation id). Its 24-hour deadline is the posting's occurred_at (the
-  request's broker stamp) + the policy's relief deadline;
+- open urgent cases: advances not yet paid or cancelled, with their 24-hour deadline
+  due as the grant states it and breached once the processor decided so (R5) — read
+  from the casebook (`casebook.py`), never worked out again from postings here;
 - today (a China Standard Time day, by event time): grants, payments and escalations;
 - the last postings, the chain's head and the last verification.
 
@@ -29,11 +26,7 @@ from schemas.towns import County
 from services.ledger.adapters import postgres
 
 ADVANCE_KINDS = ("advance_granted", "escalated_advance")
-CLOSING_KINDS = ("payment_confirmed", "escalated_paid", "advance_voided")
 PAYMENT_KINDS = ("payment_confirmed", "escalated_paid")
-# The rules under which the processor holds an urgent advance (decide.py's memos):
-# R5 relief first (town reserve), R4 escalated to the county fund.
-URGENT_MEMO_PATTERNS = ("R5:%", "R4:%")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,21 +37,6 @@ class VerifyStatus:
     problems: tuple[str, ...]
     verified_at: datetime
 
-
-OPEN_CASES_SQL = """
-SELECT e.correlation_id, e.town, e.kind, e.occurred_at, e.seq,
-       (SELECT sum(l.amount_fen) FROM ledger_lines l
-         WHERE l.posting_id = e.posting_id AND l.side = 'debit') AS amount_fen,
-       count(*) OVER () AS total
-  FROM ledger_entries e
- WHERE e.kind = ANY($1::text[])
-   AND (e.memo LIKE ANY($3::text[]))
-   AND ($5::text IS NULL OR e.town = $5)
-   AND NOT EXISTS (SELECT 1 FROM ledger_entries c
-                    WHERE c.town = e.town AND c.correlation_id = e.correlation_id
-                      AND c.kind = ANY($2::text[]) AND c.seq > e.seq)
- ORDER BY e.occurred_at, e.seq
- LIMIT $4"""
 
 TODAY_SQL = """
 SELECT e.kind, count(*) AS n, coalesce(sum(x.amount_fen), 0) AS amount_fen
@@ -104,36 +82,19 @@ def day_bounds(now: datetime) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-async def open_advances(
-    db: postgres.Pool | postgres.Conn, town: str | None, limit: int
-) -> list[Any]:
-    """Urgent advances not yet paid or voided, oldest first (all towns when town is None).
-    Rows: correlation_id, town, kind, occurred_at, seq, amount_fen, total."""
-    return list(
-        await db.fetch(
-            OPEN_CASES_SQL,
-            list(ADVANCE_KINDS),
-            list(CLOSING_KINDS),
-            list(URGENT_MEMO_PATTERNS),
-            limit,
-            town,
-        )
-    )
-
-
 async def read(
     conn: postgres.Conn,
     county: County,
     relief_deadline: timedelta,
     now: datetime,
     *,
-    max_open_cases: int,
+    open_cases: Mapping[str, Any] | None,
     max_postings: int,
 ) -> dict[str, Any]:
-    """The dashboard's data; call inside one read-only repeatable-read transaction."""
+    """The dashboard's data; call inside one read-only repeatable-read transaction.
+    `open_cases` is the casebook's answer (None: it did not answer)."""
     by_town = await postgres.balances_by_town(conn)
     start, end = day_bounds(now)
-    open_rows = await open_advances(conn, None, max_open_cases)
     today_rows = await conn.fetch(TODAY_SQL, start, end, list(PAYMENT_KINDS))
     last_rows = await conn.fetch(LAST_POSTINGS_SQL, max_postings)
     head = await conn.fetchrow(HEAD_SQL)
@@ -142,12 +103,11 @@ async def read(
     return shape(
         county,
         by_town,
-        open_rows,
+        open_cases,
         today_rows,
         last_rows,
         head,
         relief_deadline=relief_deadline,
-        now=now,
         day=start,
         kind_counts=kinds,
         alert_counts=alerts,
@@ -161,13 +121,12 @@ def _money(fen: int) -> dict[str, Any]:
 def shape(
     county: County,
     by_town: Mapping[str, Mapping[str, int]],
-    open_rows: Sequence[Any],  # asyncpg Records or dicts: rows by column name
-    today_rows: Sequence[Any],
+    open_cases: Mapping[str, Any] | None,  # the casebook's /v1/open-cases, None: unknown
+    today_rows: Sequence[Any],  # asyncpg Records or dicts: rows by column name
     last_rows: Sequence[Any],
     head: Any,
     *,
     relief_deadline: timedelta,
-    now: datetime,
     day: datetime,
     kind_counts: Mapping[str, int],
     alert_counts: Mapping[str, int],
@@ -195,22 +154,22 @@ def shape(
         )
     c = by_town.get("county", {})
     cases = []
-    for r in open_rows:
-        due = r["occurred_at"] + relief_deadline
+    for r in (open_cases or {}).get("cases", []):
         cases.append(
             {
-                "case": r["correlation_id"],
+                "case": r["case_id"],
                 "town": r["town"],
                 "town_zh": names.get(r["town"], {}).get("zh", r["town"]),
                 "town_en": names.get(r["town"], {}).get("en", r["town"]),
-                "funded_by": "county_fund" if r["kind"] == "escalated_advance" else "town_reserve",
-                "amount": _money(int(r["amount_fen"] or 0)),
-                "granted_at": r["occurred_at"].isoformat(),
-                "due_at": due.isoformat(),
-                "breached": due <= now,
+                "funded_by": r["funded_by"] or "town_reserve",
+                "amount": _money(int(r["granted_fen"] or 0)),
+                "granted_at": r["granted_at"],
+                "due_at": r["relief_due_at"],
+                # as the processor decided it on a tick, not worked out again here (R5)
+                "breached": r["relief_state"] == "breached",
             }
         )
-    open_total = int(open_rows[0]["total"]) if open_rows else 0
+    open_total = int((open_cases or {}).get("total", 0))
     today: dict[str, dict[str, Any]] = {
         k: {"count": 0, **_money(0)} for k in ("grants", "payments", "escalations")
     }
@@ -259,6 +218,7 @@ def shape(
         },
         "open_cases": cases,
         "open_cases_total": open_total,
+        "open_cases_known": open_cases is not None,
         "today": today,
         "postings": postings,
         "head": head_out,

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web.app import build_app
 from services.ledger.web.settings import DashboardSettings
-from tests.integration.metrics.conftest import Story
+from tests.integration.metrics.conftest import CASEBOOK_TOKEN, Story
 from tests.unit.emergency.builders import QIFENG
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,11 @@ FINANCE_TOKEN = "finance-token-for-tests"
 COUNTY_TOKEN = "county-token-for-tests"
 
 
-def settings_for(app_url: str) -> DashboardSettings:
+def settings_for(app_url: str, casebook_url: str = "") -> DashboardSettings:
     return DashboardSettings(
         database_url=app_url,
+        casebook_url=casebook_url,
+        casebook_token=CASEBOOK_TOKEN,
         dashboard_token_hashes=",".join(
             [
                 hashlib.sha256(FINANCE_TOKEN.encode()).hexdigest(),
@@ -44,7 +46,9 @@ def settings_for(app_url: str) -> DashboardSettings:
 
 @pytest.fixture
 async def client(story: Story) -> AsyncIterator[TestClient[Any, Any]]:
-    app = build_app(settings_for(story.db.app_url), LedgerMetrics(CollectorRegistry()))
+    app = build_app(
+        settings_for(story.db.app_url, story.casebook.url), LedgerMetrics(CollectorRegistry())
+    )
     async with TestClient(TestServer(app)) as c:
         for _ in range(100):
             if (await c.get("/healthz")).status == 200:
@@ -86,10 +90,11 @@ async def test_the_snapshot_shows_reserves_open_cases_today_and_the_chain(
     story: Story, client: TestClient[Any, Any]
 ) -> None:
     await story.apply(
-        story.advance("case-a", 100_000, hours_ago=26),  # unpaid past 24 h: breached
+        story.advance("case-a", 100_000, hours_ago=26),  # unpaid past 24 h: a tick breaches it
         story.advance("case-b", 100_000, hours_ago=2),
         story.advance("case-c", 100_000, hours_ago=1),
         story.payment("case-c", 100_000, hours_ago=0.5),
+        story.tick(),
     )
     await asyncio.sleep(0.8)  # a refresh and a verification
     data = await snapshot(client)
