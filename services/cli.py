@@ -4,6 +4,11 @@ The API is RELIEF_API_URL (default http://127.0.0.1:8080), the token RELIEF_TOKE
 are typed and shown in yuan ("1,234.56"); the API itself speaks integer fen. Every write
 sends an Idempotency-Key (given with --key, or a fresh one), so re-running a command with
 the same --key is safe: the API returns the first answer and records nothing new.
+
+A write is answered once Kafka holds it; the processor decides it a moment later. With
+--wait a write then asks what became of it (GET /v1/submissions/{event_id}) until it is
+decided or rejected, at most --wait-s seconds, and prints the outcome: exit 1 when it was
+rejected, 3 when it is still pending at the end of the wait.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,6 +32,12 @@ TIMEOUT_S = 60.0
 # Bulk files are sent in pieces of this many rows (each piece is one request, with its
 # own Idempotency-Key derived from --key), so the progress bar moves and no request is huge.
 CSV_ROWS_PER_REQUEST = 500
+# --wait: how often the submission is asked after, and for how long by default
+WAIT_POLL_S = 0.5
+WAIT_DEFAULT_S = 60.0
+WAIT_MAX_S = 3_600.0
+EXIT_REJECTED = 1
+EXIT_STILL_PENDING = 3
 
 
 class Api:
@@ -99,12 +111,79 @@ def _fen(text: str, name: str) -> int:
         raise click.BadParameter(str(exc), param_hint=name) from None
 
 
-def _accepted(data: dict[str, Any]) -> None:
+def _accepted(ctx: click.Context, data: dict[str, Any]) -> None:
     click.echo(
         f"recorded {data['type']} {data['correlation_id']} (town {data['town']}) "
         f"at {data['recorded_at']} — event {data['event_id']}, "
         f"partition {data['partition']} offset {data['offset']}"
     )
+    wait_s = ctx.meta.get("wait_s")
+    if wait_s is not None:
+        _wait_for(_api(ctx), str(data["event_id"]), float(wait_s))
+
+
+def _decision_line(d: dict[str, Any]) -> str:
+    text = f"  {d['occurred_at']}  {d['type']:<22} {d['rule']:<8}"
+    if d.get("amount_fen") is not None:
+        text += f" {yuan(d['amount_fen']):>12} yuan"
+    if d.get("case_status"):
+        text += f"  -> {d['case_status']}"
+    if d.get("reason"):
+        text += f"  ({d['reason']})"
+    return text
+
+
+def _wait_for(api: Api, event_id: str, wait_s: float) -> None:
+    """Ask what became of the submission until it is decided or rejected (bounded)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        answer = api.request("GET", f"/v1/submissions/{event_id}")
+        status = answer.get("status")
+        if status == "decided":
+            decisions = answer.get("decisions", [])
+            n = len(decisions)
+            click.echo(
+                f"decided: {n} decision{'' if n == 1 else 's'}" if n else "decided: recorded"
+            )
+            for d in decisions:
+                click.echo(_decision_line(d))
+            return
+        if status == "rejected":
+            click.echo(f"rejected: {answer.get('reason')}")
+            sys.exit(EXIT_REJECTED)
+        if time.monotonic() >= deadline:
+            click.echo(
+                f"still pending after {wait_s:g} s (ask again: relief submission {event_id})"
+            )
+            sys.exit(EXIT_STILL_PENDING)
+        time.sleep(WAIT_POLL_S)
+
+
+def _set_wait(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    if param.name == "wait" and value:
+        ctx.meta.setdefault("wait_s", WAIT_DEFAULT_S)
+    elif param.name == "wait_s" and value is not None:
+        ctx.meta["wait_s"] = value
+
+
+def wait_option(f: Any) -> Any:
+    """--wait and --wait-s on a write (kept in the context, not in each signature)."""
+    f = click.option(
+        "--wait-s",
+        type=click.FloatRange(0, WAIT_MAX_S),
+        default=None,
+        expose_value=False,
+        callback=_set_wait,
+        help=f"with --wait: how long at most [{WAIT_DEFAULT_S:g}]",
+    )(f)
+    return click.option(
+        "--wait",
+        is_flag=True,
+        expose_value=False,
+        is_eager=True,
+        callback=_set_wait,
+        help="wait until the processor decided or rejected it, and print the outcome",
+    )(f)
 
 
 key_option = click.option(
@@ -158,6 +237,7 @@ def incident() -> None:
 @click.option("--injured", type=int, default=0)
 @click.option("--household-head-id", "ids", multiple=True, help="repeat for each household")
 @key_option
+@wait_option
 @click.pass_context
 def incident_report(
     ctx: click.Context,
@@ -180,7 +260,7 @@ def incident_report(
         "casualties": {"dead": dead, "injured": injured},
         "household_head_ids": list(ids),
     }
-    _accepted(_api(ctx).request("POST", "/v1/incidents", body=body, key=_key(key)))
+    _accepted(ctx, _api(ctx).request("POST", "/v1/incidents", body=body, key=_key(key)))
 
 
 @incident.command("update")
@@ -191,6 +271,7 @@ def incident_report(
 @click.option("--household-head-id", "ids", multiple=True)
 @click.option("--note", default="")
 @key_option
+@wait_option
 @click.pass_context
 def incident_update(
     ctx: click.Context,
@@ -206,7 +287,8 @@ def incident_update(
     if dead is not None or injured is not None:
         body["casualties"] = {"dead": dead or 0, "injured": injured or 0}
     _accepted(
-        _api(ctx).request("POST", f"/v1/incidents/{incident_id}/updates", body=body, key=_key(key))
+        ctx,
+        _api(ctx).request("POST", f"/v1/incidents/{incident_id}/updates", body=body, key=_key(key)),
     )
 
 
@@ -215,17 +297,19 @@ def incident_update(
 @click.argument("incident_id")
 @click.option("--note", default="")
 @key_option
+@wait_option
 @click.pass_context
 def incident_close(
     ctx: click.Context, town: str, incident_id: str, note: str, key: str | None
 ) -> None:
     _accepted(
+        ctx,
         _api(ctx).request(
             "POST",
             f"/v1/incidents/{incident_id}/close",
             body={"town": town, "note": note},
             key=_key(key),
-        )
+        ),
     )
 
 
@@ -256,6 +340,7 @@ def case() -> None:
 @click.option("--persons", type=int, default=1, show_default=True)
 @click.option("--incident-id", default=None)
 @key_option
+@wait_option
 @click.pass_context
 def case_register(
     ctx: click.Context,
@@ -281,7 +366,7 @@ def case_register(
         "persons": persons,
         "incident_id": incident_id,
     }
-    _accepted(_api(ctx).request("POST", "/v1/cases", body=body, key=_key(key)))
+    _accepted(ctx, _api(ctx).request("POST", "/v1/cases", body=body, key=_key(key)))
 
 
 @case.command("pay")
@@ -291,6 +376,7 @@ def case_register(
 @click.option("--bank-reference", default=None)
 @click.option("--cash", is_flag=True, help="paid in cash (P9: only where needed)")
 @key_option
+@wait_option
 @click.pass_context
 def case_pay(
     ctx: click.Context,
@@ -308,7 +394,9 @@ def case_pay(
         "method": "cash" if cash else "bank",
         "bank_reference": bank_reference,
     }
-    _accepted(_api(ctx).request("POST", f"/v1/cases/{case_id}/payments", body=body, key=_key(key)))
+    _accepted(
+        ctx, _api(ctx).request("POST", f"/v1/cases/{case_id}/payments", body=body, key=_key(key))
+    )
 
 
 @case.command("paperwork")
@@ -316,16 +404,18 @@ def case_pay(
 @click.argument("case_id")
 @click.option("--note", default="")
 @key_option
+@wait_option
 @click.pass_context
 def case_paperwork(ctx: click.Context, town: str, case_id: str, note: str, key: str | None) -> None:
     """Paperwork completed (P1: within 5 days)."""
     _accepted(
+        ctx,
         _api(ctx).request(
             "POST",
             f"/v1/cases/{case_id}/paperwork",
             body={"town": town, "note": note},
             key=_key(key),
-        )
+        ),
     )
 
 
@@ -334,15 +424,17 @@ def case_paperwork(ctx: click.Context, town: str, case_id: str, note: str, key: 
 @click.argument("case_id")
 @click.option("--reason", required=True)
 @key_option
+@wait_option
 @click.pass_context
 def case_cancel(ctx: click.Context, town: str, case_id: str, reason: str, key: str | None) -> None:
     _accepted(
+        ctx,
         _api(ctx).request(
             "POST",
             f"/v1/cases/{case_id}/cancellation",
             body={"town": town, "reason": reason},
             key=_key(key),
-        )
+        ),
     )
 
 
@@ -357,6 +449,7 @@ def case_cancel(ctx: click.Context, town: str, case_id: str, reason: str, key: s
 @click.option("--fine-multiple", type=click.IntRange(1, 3), default=None)
 @click.option("--reasons", default="")
 @key_option
+@wait_option
 @click.pass_context
 def case_review(
     ctx: click.Context,
@@ -378,7 +471,9 @@ def case_review(
         "fine_multiple": fine_multiple,
         "reasons": reasons,
     }
-    _accepted(_api(ctx).request("POST", f"/v1/cases/{case_id}/reviews", body=body, key=_key(key)))
+    _accepted(
+        ctx, _api(ctx).request("POST", f"/v1/cases/{case_id}/reviews", body=body, key=_key(key))
+    )
 
 
 @case.command("deliberate")
@@ -388,6 +483,7 @@ def case_review(
 @click.option("--refuse", is_flag=True)
 @click.option("--reasons", required=True)
 @key_option
+@wait_option
 @click.pass_context
 def case_deliberate(
     ctx: click.Context,
@@ -406,21 +502,44 @@ def case_deliberate(
         "approved_fen": _fen(approve_yuan, "--approve-yuan") if approve_yuan else None,
     }
     _accepted(
-        _api(ctx).request("POST", f"/v1/cases/{case_id}/deliberations", body=body, key=_key(key))
+        ctx,
+        _api(ctx).request("POST", f"/v1/cases/{case_id}/deliberations", body=body, key=_key(key)),
     )
 
 
 @case.command("show")
+@town_option
 @click.argument("case_id")
 @click.pass_context
-def case_show(ctx: click.Context, case_id: str) -> None:
-    """A case's status and history."""
-    data = _api(ctx).request("GET", f"/v1/cases/{case_id}")
-    click.echo(f"case {data['case_id']} (town {data['town']}): {data['status']}")
-    for h in data["history"]:
-        click.echo(
-            f"  {h['occurred_at']}  {h['kind']:<24} {yuan(h['amount_fen']):>14} yuan  {h['memo']}"
-        )
+def case_show(ctx: click.Context, town: str, case_id: str) -> None:
+    """A case of a town: where it stands, its money, deadlines and every decision."""
+    data = _api(ctx).request("GET", f"/v1/towns/{town}/cases/{case_id}")
+    click.echo(
+        f"case {data['case_id']} (town {data['town']}): {data['status']} — "
+        f"granted {yuan(data['granted_fen'])} yuan, paid {yuan(data['paid_fen'])} yuan"
+        + (f", funded by {data['funded_by']}" if data.get("funded_by") else "")
+    )
+    for d in data["deadlines"]:
+        click.echo(f"  deadline {d['kind']:<12} due {d['due_at']}  {d['state']}")
+    for d in data["decisions"]:
+        click.echo(_decision_line(d))
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--wait", "wait", is_flag=True, help="until it is decided or rejected")
+@click.option("--wait-s", type=click.FloatRange(0, WAIT_MAX_S), default=WAIT_DEFAULT_S)
+@click.pass_context
+def submission(ctx: click.Context, event_id: str, wait: bool, wait_s: float) -> None:
+    """What became of a write (the event id it was recorded under): pending, decided
+    with its decisions, or rejected with the reason."""
+    if wait:
+        _wait_for(_api(ctx), event_id, wait_s)
+        return
+    answer = _api(ctx).request("GET", f"/v1/submissions/{event_id}")
+    click.echo(f"{answer['status']}" + (f": {answer['reason']}" if answer.get("reason") else ""))
+    for d in answer.get("decisions", []):
+        click.echo(_decision_line(d))
 
 
 # ---------------------------------------------------------------- reserves
@@ -451,15 +570,17 @@ def reserve_show(ctx: click.Context, town: str) -> None:
 @town_option
 @click.option("--yuan", "amount", required=True)
 @key_option
+@wait_option
 @click.pass_context
 def reserve_replenish(ctx: click.Context, town: str, amount: str, key: str | None) -> None:
     _accepted(
+        ctx,
         _api(ctx).request(
             "POST",
             f"/v1/towns/{town}/reserve/replenishments",
             body={"amount_fen": _fen(amount, "--yuan")},
             key=_key(key),
-        )
+        ),
     )
 
 
@@ -467,15 +588,17 @@ def reserve_replenish(ctx: click.Context, town: str, amount: str, key: str | Non
 @town_option
 @click.option("--yuan", "amount", required=True)
 @key_option
+@wait_option
 @click.pass_context
 def reserve_fund(ctx: click.Context, town: str, amount: str, key: str | None) -> None:
     _accepted(
+        ctx,
         _api(ctx).request(
             "POST",
             f"/v1/towns/{town}/reserve/fundings",
             body={"amount_fen": _fen(amount, "--yuan")},
             key=_key(key),
-        )
+        ),
     )
 
 
@@ -485,7 +608,7 @@ def reserve_fund(ctx: click.Context, town: str, amount: str, key: str | None) ->
 def deadlines(ctx: click.Context, town: str) -> None:
     """Open deadlines of a town (R5, P1)."""
     for d in _api(ctx).request("GET", f"/v1/towns/{town}/deadlines"):
-        click.echo(f"  {d['due_at']}  {d['kind']:<12} {d['case_id']}")
+        click.echo(f"  {d['due_at']}  {d['kind']:<12} {d['state']:<7} {d['case_id']}")
 
 
 # ---------------------------------------------------------------- bulk

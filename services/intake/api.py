@@ -29,15 +29,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
-from schemas.policy import load_policy
 from schemas.registry import encode
 from schemas.towns import County, load_county
 from services.intake.adapters.kafka import Ack, KafkaSink, ProduceUnavailable, RecordSink
 from services.intake.adapters.processor import HealthMonitor, OffsetsReader
-from services.intake.adapters.reads import LedgerReadSource, NoReadSource
+from services.intake.adapters.reads import HttpReadSource, NoReadSource
 from services.intake.domain import health as health_model
 from services.intake.domain import requests as rq
-from services.intake.domain.authz import Action, Decision, may, may_for_town, may_register
+from services.intake.domain.authz import (
+    Action,
+    Decision,
+    may,
+    may_for_town,
+    may_register,
+    submission_scope,
+)
 from services.intake.domain.hardship_csv import (
     CsvRefused,
     RowReport,
@@ -57,8 +63,10 @@ from services.intake.domain.reads import (
     CaseView,
     DeadlineView,
     ReadNotAvailable,
+    ReadScope,
     ReadSource,
     ReserveView,
+    SubmissionView,
 )
 from services.intake.domain.tokens import (
     Principal,
@@ -455,12 +463,14 @@ def create_app(
         )
     if reads is None:
         reads = (
-            LedgerReadSource(
-                settings.database_url,
-                settings.intake_read_pool_max,
-                load_policy(settings.policy_file).paperwork_deadline,
+            HttpReadSource(
+                casebook_url=settings.casebook_url,
+                casebook_token=settings.casebook_token,
+                ledger_url=settings.ledger_url,
+                ledger_token=settings.ledger_token,
+                timeout_s=settings.intake_read_timeout_s,
             )
-            if settings.database_url
+            if settings.casebook_url or settings.ledger_url
             else NoReadSource()
         )
     if health is None:
@@ -908,18 +918,42 @@ def create_app(
     # -------------------------------------------------------- reads
 
     @app.get(
-        "/v1/cases/{case_id}", response_model=CaseView, responses=READ_RESPONSES, tags=["reads"]
+        "/v1/towns/{town}/cases/{case_id}",
+        response_model=CaseView,
+        responses=READ_RESPONSES,
+        tags=["reads"],
     )
     async def read_case(
+        town: TownPath,
         case_id: CaseIdPath,
         principal: by(Action.READ),  # type: ignore[valid-type]
     ) -> CaseView:
-        """A case's status and history, from the ledger (town: own cases only)."""
-        view = await intake.reads.case(case_id)
+        """A case of a town: where it stands, its money, its deadlines and every decision
+        with its rule, figures and reasons, as the processor decided them (town: own town
+        only). A case id is unique only within its town."""
+        intake.place(principal, Action.READ, town, ("path", "town"))
+        view = await intake.reads.case(town, case_id)
         if view is None:
-            raise Refused(404, f"no postings for case {case_id} (yet)")
-        _check(may_for_town(principal, Action.READ, view.town))
+            raise Refused(404, f"town {town} has no case {case_id} (yet)")
         return view
+
+    @app.get(
+        "/v1/submissions/{event_id}",
+        response_model=SubmissionView,
+        responses=READ_RESPONSES,
+        tags=["reads"],
+    )
+    async def read_submission(
+        event_id: uuid.UUID,
+        principal: by(Action.READ_SUBMISSION),  # type: ignore[valid-type]
+    ) -> SubmissionView:
+        """What became of a record this API accepted (the `event_id` of its 202):
+        `pending` (not decided yet, or not known yet), `decided` with the decisions it
+        caused, or `rejected` with the reason. A town's token sees its own town's, the
+        bureau's and a department's their own organisation's; anything else reads as
+        pending."""
+        town, org = submission_scope(principal)
+        return await intake.reads.submission(event_id, ReadScope(town=town, org=org))
 
     @app.get(
         "/v1/towns/{town}/reserve",
@@ -945,7 +979,8 @@ def create_app(
         town: TownPath,
         principal: by(Action.READ),  # type: ignore[valid-type]
     ) -> list[DeadlineView]:
-        """Open deadlines of a town's cases (R5: 24 h, P1: 5 days)."""
+        """Open deadlines of a town's cases (R5: 24 h, P1: 5 days), due as the processor's
+        grants state them."""
         intake.place(principal, Action.READ, town, ("path", "town"))
         return await intake.reads.deadlines(town)
 

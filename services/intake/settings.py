@@ -31,9 +31,13 @@ class IntakeSettings(BaseSettings):
     intake_tokens_file: Path | None = None
     # Hex HMAC key turning resident ID numbers into household refs; empty: the dev key.
     id_hash_key: str = ""
-    # PostgreSQL read side (the ledger); empty: read endpoints answer 503.
-    database_url: str = ""
-    intake_read_pool_max: int = Field(default=4, ge=1, le=50)
+    # The read side, over HTTP with a service token: cases, deadlines and submissions from
+    # the casebook, reserves from the ledger. Empty URL: those reads answer 503.
+    casebook_url: str = ""
+    casebook_token: str = Field(default="", repr=False)
+    ledger_url: str = ""
+    ledger_token: str = Field(default="", repr=False)
+    intake_read_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     # Bounded waits: a produce not acknowledged within this is answered 503 + Retry-After.
     intake_produce_timeout_s: float = Field(default=10.0, gt=0, le=120)

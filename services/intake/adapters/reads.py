@@ -1,174 +1,170 @@
-"""Read sources: the ledger's PostgreSQL read side, or none (503 with a clear body)."""
+"""Read sources: the casebook and the ledger over HTTP, or none (503 with a clear body).
+
+Intake authorises the caller (its token, its town) and asks on its behalf with a
+service token, naming the scope in every request: a case by (town, case id), a town's
+deadlines, a submission for the caller's town or organisation. It reads no other
+service's tables and imports none of their code.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from datetime import timedelta
+import uuid
+from typing import TypeVar
 
-import asyncpg
+import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.intake.domain.reads import (
-    MAX_HISTORY,
     MAX_MOVEMENTS,
     CaseView,
     DeadlineView,
-    DecisionEntry,
-    HistoryEntry,
     ReadNotAvailable,
-    ReserveMovementView,
+    ReadScope,
     ReserveView,
-    case_status,
+    SubmissionView,
 )
-from services.ledger.adapters import postgres as ledger
-from services.ledger.adapters.decisions import case_decisions, open_deadlines
 
 log = logging.getLogger("relief.intake.reads")
+M = TypeVar("M", bound=BaseModel)
 
 NOT_CONFIGURED = (
-    "read side not configured: set RELIEF_DATABASE_URL to the ledger's PostgreSQL "
-    "(the service role) to read cases and reserves"
+    "read side not configured: set RELIEF_CASEBOOK_URL (cases, deadlines, submissions) "
+    "and RELIEF_LEDGER_URL (reserves), with their tokens"
 )
-MAX_DEADLINES = 1_000  # open urgent cases listed per town at most
-QUERY_TIMEOUT_S = 5.0
+DEFAULT_TIMEOUT_S = 5.0
+_DEADLINES = TypeAdapter(list[DeadlineView])
 
 
 class NoReadSource:
     """No read side configured: every read is 503 with NOT_CONFIGURED."""
 
-    async def case(self, case_id: str) -> CaseView | None:
-        raise ReadNotAvailable(NOT_CONFIGURED)
-
-    async def reserve(self, town: str, size_fen: int) -> ReserveView:
+    async def case(self, town: str, case_id: str) -> CaseView | None:
         raise ReadNotAvailable(NOT_CONFIGURED)
 
     async def deadlines(self, town: str) -> list[DeadlineView]:
+        raise ReadNotAvailable(NOT_CONFIGURED)
+
+    async def submission(self, event_id: uuid.UUID, scope: ReadScope) -> SubmissionView:
+        raise ReadNotAvailable(NOT_CONFIGURED)
+
+    async def reserve(self, town: str, size_fen: int) -> ReserveView:
         raise ReadNotAvailable(NOT_CONFIGURED)
 
     async def close(self) -> None:
         return None
 
 
-class LedgerReadSource:
-    """Cases and reserves from the ledger's tables (services/ledger read functions)."""
+class _Service:
+    """One HTTP service read with a bearer token; every failure is ReadNotAvailable."""
 
     def __init__(
-        self, url: str, pool_max: int, paperwork_deadline: timedelta = timedelta(days=5)
+        self,
+        name: str,
+        url: str,
+        token: str,
+        timeout_s: float,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.url = url
-        self.pool_max = pool_max
-        self.paperwork_deadline = paperwork_deadline
-        self._pool: asyncpg.Pool | None = None
-        self._lock = asyncio.Lock()
+        self.name = name
+        self.url = url.rstrip("/")
+        self._client: httpx.AsyncClient | None = None
+        if self.url:
+            self._client = httpx.AsyncClient(
+                base_url=self.url,
+                headers={"Authorization": f"Bearer {token}"} if token else {},
+                timeout=httpx.Timeout(timeout_s),
+                transport=transport,
+            )
 
-    async def _db(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        async with self._lock:
-            if self._pool is None:
-                try:
-                    self._pool = await asyncio.wait_for(
-                        ledger.connect_pool(self.url, self.pool_max), QUERY_TIMEOUT_S
-                    )
-                except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-                    raise ReadNotAvailable(
-                        f"the ledger database does not answer: {type(exc).__name__}"
-                    ) from exc
-            return self._pool
-
-    async def case(self, case_id: str) -> CaseView | None:
-        db = await self._db()
+    async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response | None:
+        """The answer (None for 404); ReadNotAvailable for anything but 200 and 404."""
+        if self._client is None:
+            raise ReadNotAvailable(NOT_CONFIGURED)
         try:
-            rows = await db.fetch(
-                """SELECT e.posting_id, e.kind, e.town, e.occurred_at, e.recorded_at, e.memo,
-                          coalesce(sum(l.amount_fen) FILTER (WHERE l.side = 'debit'), 0)
-                              AS amount_fen
-                     FROM ledger_entries e JOIN ledger_lines l USING (posting_id)
-                    WHERE e.correlation_id = $1
-                    GROUP BY e.seq, e.posting_id
-                    ORDER BY e.seq LIMIT $2""",
-                case_id,
-                MAX_HISTORY,
-                timeout=QUERY_TIMEOUT_S,
-            )
-            decided = await case_decisions(db, case_id, MAX_HISTORY)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
-        if not rows and not decided:
+            response = await self._client.get(path, params=params)
+        except httpx.HTTPError as exc:
+            problem = type(exc).__name__
+            raise ReadNotAvailable(f"the {self.name} does not answer: {problem}") from exc
+        if response.status_code == 404:
             return None
-        decisions = [
-            DecisionEntry(
-                event_id=d["event_id"],
-                type=d["type"],
-                rule=d["rule"],
-                occurred_at=d["occurred_at"],
-                figures=body.get("figures", {}),
-                reason=body.get("reasons") or body.get("reason"),
-            )
-            for d in decided
-            for body in [json.loads(d["body"])]
-        ]
-        history = [
-            HistoryEntry(
-                posting_id=r["posting_id"],
-                kind=r["kind"],
-                occurred_at=r["occurred_at"],
-                recorded_at=r["recorded_at"],
-                memo=r["memo"],
-                amount_fen=int(r["amount_fen"]),
-            )
-            for r in rows
-        ]
-        return CaseView(
-            case_id=case_id,
-            town=rows[0]["town"] if rows else decided[0]["town"],
-            status=case_status([h.kind for h in history], [d.type for d in decisions]),
-            history=history,
-            decisions=decisions,
+        if response.status_code != 200:
+            # a 401 here is intake's own misconfiguration, never the caller's fault
+            log.warning("%s answered %d to %s", self.name, response.status_code, path)
+            raise ReadNotAvailable(f"the {self.name} answered {response.status_code}")
+        return response
+
+    def parse(self, response: httpx.Response, model: type[M]) -> M:
+        try:
+            return model.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise ReadNotAvailable(f"the {self.name} answered something unreadable") from exc
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class HttpReadSource:
+    """Cases, deadlines and submissions from the casebook; reserves from the ledger."""
+
+    def __init__(
+        self,
+        *,
+        casebook_url: str,
+        casebook_token: str,
+        ledger_url: str,
+        ledger_token: str,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        casebook_transport: httpx.AsyncBaseTransport | None = None,
+        ledger_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.casebook = _Service(
+            "casebook", casebook_url, casebook_token, timeout_s, casebook_transport
         )
+        self.ledger = _Service("ledger", ledger_url, ledger_token, timeout_s, ledger_transport)
+
+    async def case(self, town: str, case_id: str) -> CaseView | None:
+        response = await self.casebook.get(f"/v1/towns/{town}/cases/{case_id}")
+        return None if response is None else self.casebook.parse(response, CaseView)
+
+    async def deadlines(self, town: str) -> list[DeadlineView]:
+        response = await self.casebook.get(f"/v1/towns/{town}/deadlines")
+        if response is None:
+            raise ReadNotAvailable("the casebook does not know this read")
+        try:
+            return _DEADLINES.validate_json(response.content)
+        except ValidationError as exc:
+            raise ReadNotAvailable("the casebook answered something unreadable") from exc
+
+    async def submission(self, event_id: uuid.UUID, scope: ReadScope) -> SubmissionView:
+        params = {k: v for k, v in (("town", scope.town), ("org", scope.org)) if v is not None}
+        response = await self.casebook.get(f"/v1/submissions/{event_id}", params)
+        if response is None:
+            raise ReadNotAvailable("the casebook does not know this read")
+        return self.casebook.parse(response, SubmissionView)
 
     async def reserve(self, town: str, size_fen: int) -> ReserveView:
-        db = await self._db()
-        try:
-            balances = {b.kind: b.balance_fen for b in await ledger.balances(db, town)}
-            movements = await ledger.reserve_movements(db, town, limit=MAX_MOVEMENTS)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
+        response = await self.ledger.get(
+            f"/api/towns/{town}/reserve", {"movements": str(MAX_MOVEMENTS)}
+        )
+        if response is None:
+            raise ReadNotAvailable("the ledger does not know this read")
+        data = self.ledger.parse(response, _LedgerReserve)
         return ReserveView(
             town=town,
             size_fen=size_fen,
-            available_fen=balances.get("town_reserve", 0),
-            held_fen=balances.get("town_reserve_held", 0),
-            movements=[
-                ReserveMovementView(
-                    posting_id=m.posting_id,
-                    kind=m.kind,
-                    occurred_at=m.occurred_at,
-                    change_fen=m.change_fen,
-                    balance_fen=m.balance_fen,
-                )
-                for m in movements
-            ],
+            available_fen=data.available_fen,
+            held_fen=data.held_fen,
+            movements=data.movements,
         )
 
-    async def deadlines(self, town: str) -> list[DeadlineView]:
-        """Open deadlines of the town's urgent advances, from the processor's decisions:
-        relief within 24 h (R5, due as the grant says) and paperwork within 5 days (P1),
-        until met, breached or voided."""
-        db = await self._db()
-        try:
-            rows = await open_deadlines(db, town, self.paperwork_deadline, MAX_DEADLINES)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-            raise ReadNotAvailable(f"ledger read failed: {type(exc).__name__}") from exc
-        return [
-            DeadlineView(
-                case_id=r["case_id"], kind=r["deadline"], due_at=r["due_at"], warned=r["warned"]
-            )
-            for r in rows
-        ]
-
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self.casebook.close()
+        await self.ledger.close()
+
+
+class _LedgerReserve(ReserveView):
+    """The ledger's answer: its balances and movements (the size is the county's)."""
+
+    size_fen: int = 0

@@ -31,6 +31,7 @@ class Action(StrEnum):
     REPLENISH_RESERVE = "replenish_reserve"
     PUSH_HARDSHIP_LIST = "push_hardship_list"
     READ = "read"
+    READ_SUBMISSION = "read_submission"
 
 
 ALLOWED: dict[Action, frozenset[Role]] = {
@@ -54,6 +55,17 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.PUSH_HARDSHIP_LIST: frozenset({Role.DEPARTMENT}),
     # section 十: supervision reads everything; a town reads its own town
     Action.READ: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS, Role.FINANCE, Role.AUDITOR}),
+    # whoever writes may see what became of what it wrote (scoped: submission_scope)
+    Action.READ_SUBMISSION: frozenset(
+        {
+            Role.TOWN,
+            Role.CIVIL_AFFAIRS,
+            Role.FINANCE,
+            Role.AUDITOR,
+            Role.EMERGENCY_BUREAU,
+            Role.DEPARTMENT,
+        }
+    ),
 }
 
 
@@ -106,3 +118,14 @@ def may_register(principal: Principal, town: str, urgency: Urgency) -> Decision:
             False, "urgent cases are registered by their town (R5: relief first within 24 h)"
         )
     return ALLOW
+
+
+def submission_scope(principal: Principal) -> tuple[str | None, str | None]:
+    """(town, org) a principal's submission reads are limited to: a town sees its own
+    town's, the bureau and departments their own organisation's; county staff who read
+    everything (civil affairs, finance, auditors) see every town's."""
+    if principal.role is Role.TOWN:
+        return principal.town, None
+    if principal.role in ALLOWED[Action.READ]:
+        return None, None
+    return None, principal.org

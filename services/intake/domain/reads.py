@@ -1,60 +1,93 @@
 """What the read endpoints answer, and the `ReadSource` they are answered from.
 
-The processor's state lives in Faust tables and the ledger in PostgreSQL; intake reads
-only the ledger's read side (services/ledger/adapters/postgres.py). What the ledger does
-not hold (open deadlines live in the processor's tables) is `ReadNotAvailable` -> 503.
+Intake keeps no read model of its own and reads no other service's tables: cases,
+deadlines and submissions come from the casebook, a town's reserve from the ledger,
+each over HTTP (adapters/reads.py). Where a case stands is what the processor's
+decisions say (`case_status`), as the casebook keeps it: nothing here derives it again.
+A read side that does not answer is `ReadNotAvailable` -> 503.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import datetime
+from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
-from schemas.postings import PostingKind
-
-MAX_HISTORY = 1_000
 MAX_MOVEMENTS = 100
 
 
 class ReadNotAvailable(RuntimeError):
-    """The read side cannot answer this (not configured, or not built yet): 503."""
+    """The read side cannot answer (not configured, or not answering): 503."""
 
 
 class _View(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-
-class HistoryEntry(_View):
-    posting_id: uuid.UUID
-    kind: str
-    occurred_at: datetime
-    recorded_at: datetime | None
-    memo: str
-    amount_fen: int  # the posting's total debits (= credits)
+    # what the read side sends beyond these fields is not intake's to pass on
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class DecisionEntry(_View):
-    """A decision of the processor on the case, with the rule and figures it used
-    (DESIGN rule 6) and, for refusals and rejections, its written reasons (P9)."""
+    """A decision of the processor, with the rule and the figures it used (DESIGN rule
+    6) and, for refusals and rejections, its written reasons (P9)."""
 
     event_id: uuid.UUID
     type: str
     rule: str
+    case_status: str | None = None  # where the case stood after it
     occurred_at: datetime
+    causation_id: uuid.UUID | None = None  # the submission that caused it
+    amount_fen: int | None = None
     figures: dict[str, int | str]
     reason: str | None = None
 
 
-class CaseView(_View):
+class DeadlineView(_View):
     case_id: str
+    kind: str  # relief_24h (R5) or paperwork_5d (P1)
+    due_at: datetime  # as the grant states it
+    state: str = "open"  # open, warned, met, breached, void
+    warned: bool = False
+
+
+class CaseView(_View):
+    """A case of one town, as its decisions state it: status, money, deadlines, story."""
+
     town: str
+    case_id: str
     status: str
-    history: list[HistoryEntry]  # the money: postings in the ledger
-    decisions: list[DecisionEntry] = []  # everything decided, money or not
+    funded_by: str | None = None
+    category: str | None = None  # what the request registered
+    urgency: str | None = None
+    requested_fen: int | None = None
+    incident_id: str | None = None
+    granted_fen: int = 0
+    paid_fen: int = 0
+    recovery_fen: int = 0
+    opened_at: datetime
+    updated_at: datetime
+    granted_at: datetime | None = None
+    deadlines: list[DeadlineView] = []
+    decisions: list[DecisionEntry] = []
+
+
+class SubmissionStatus(StrEnum):
+    PENDING = "pending"  # not decided yet (or not known yet)
+    DECIDED = "decided"  # the processor decided it: the decisions it caused
+    REJECTED = "rejected"  # the processor refused it: the reason
+
+
+class SubmissionView(_View):
+    """What became of a record this API accepted (the `event_id` of its 202)."""
+
+    event_id: uuid.UUID
+    status: SubmissionStatus
+    town: str | None = None
+    type: str | None = None
+    correlation_id: str | None = None
+    reason: str | None = None  # rejected: why (ID numbers masked)
+    decisions: list[DecisionEntry] = []
 
 
 class ReserveMovementView(_View):
@@ -73,57 +106,23 @@ class ReserveView(_View):
     movements: list[ReserveMovementView]
 
 
-class DeadlineView(_View):
-    case_id: str
-    kind: str  # relief_24h (R5) or paperwork_5d (P1)
-    due_at: datetime
-    warned: bool = False
+class ReadScope(BaseModel):
+    """Whose submissions a reader sees: a town's token its town's, a bureau's or a
+    department's its own organisation's; county staff (no scope) every town's."""
 
+    model_config = ConfigDict(frozen=True)
 
-# The status a case reaches with each posting kind, in the order of its life (R5, P1, P8).
-_STATUS_BY_KIND = {
-    PostingKind.ADVANCE_GRANTED.value: "advance_granted",
-    PostingKind.ESCALATED_ADVANCE.value: "escalated_to_county_fund",
-    PostingKind.ADVANCE_VOIDED.value: "advance_voided",
-    PostingKind.PAYMENT_CONFIRMED.value: "paid",
-    PostingKind.ESCALATED_PAID.value: "paid",
-    PostingKind.RELIEF_PAID_BY_COUNTY.value: "paid",
-    PostingKind.TOP_UP.value: "topped_up",
-    PostingKind.TRANSITIONAL_INSTALMENT.value: "instalment_paid",
-    PostingKind.RECOVERY_CLAIMED.value: "recovery_claimed",
-    PostingKind.RECOVERY_COLLECTED.value: "recovered",
-}
-
-
-# What a case without money moving is waiting for or ended with, by its latest decision.
-_STATUS_BY_DECISION = {
-    "AdvanceRefused": "refused",
-    "ReferredToOriginCounty": "referred_to_origin_county",
-    "DeliberationRequired": "deliberation_required",
-    "ApprovalRequired": "awaiting_county_approval",
-    "ReliefRejected": "rejected",
-}
-
-
-def case_status(kinds: Sequence[str], decision_types: Sequence[str] = ()) -> str:
-    """The case's money status from its postings, latest first; else what its decisions
-    say; "no_postings" if neither tells."""
-    for kind in reversed(kinds):
-        status = _STATUS_BY_KIND.get(kind)
-        if status is not None:
-            return status
-    for decision in reversed(decision_types):
-        status = _STATUS_BY_DECISION.get(decision)
-        if status is not None:
-            return status
-    return "no_postings"
+    town: str | None = None
+    org: str | None = None
 
 
 class ReadSource(Protocol):
-    async def case(self, case_id: str) -> CaseView | None: ...
-
-    async def reserve(self, town: str, size_fen: int) -> ReserveView: ...
+    async def case(self, town: str, case_id: str) -> CaseView | None: ...
 
     async def deadlines(self, town: str) -> list[DeadlineView]: ...
+
+    async def submission(self, event_id: uuid.UUID, scope: ReadScope) -> SubmissionView: ...
+
+    async def reserve(self, town: str, size_fen: int) -> ReserveView: ...
 
     async def close(self) -> None: ...

@@ -1,13 +1,13 @@
 """The intake API in process (httpx ASGITransport) with a real Kafka producer, writing to a
-topic of its own per test (LogAppendTime, as the real intake topic)."""
+topic of its own per test (LogAppendTime, as the real intake topic); and a real server
+with its whole read side: the casebook and the ledger, each a real server of its own."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import socket
+import hashlib
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -16,20 +16,30 @@ from typing import cast
 import asyncpg
 import httpx
 import pytest
-import uvicorn
+from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import CollectorRegistry
 
 from deploy.local import stack as local_stack
 from deploy.local.topics import ensure_topics
 from schemas.registry import IntakeRecord, decode
+from services.casebook.adapters import postgres as casebook_postgres
+from services.casebook.adapters.http import create_app as casebook_app
+from services.casebook.settings import CasebookSettings
 from services.intake.adapters.kafka import KafkaSink
 from services.intake.adapters.reads import NoReadSource
 from services.intake.api import create_app
 from services.intake.settings import IntakeSettings
 from services.ledger.adapters import postgres as ledger_postgres
+from services.ledger.adapters.metrics import LedgerMetrics
+from services.ledger.web.app import build_app as ledger_app
+from services.ledger.web.settings import DashboardSettings
+from tests.integration.servers import free_port, serve_uvicorn
 from tests.unit.intake.people import KEY_HEX, token_table
 
 PARTITIONS = 3
+SERVICE_TOKEN = "intake-reads-service-token"
+SERVICE_HASH = hashlib.sha256(SERVICE_TOKEN.encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,7 +120,6 @@ def settings_for(bootstrap: str, topic: str, **extra: object) -> IntakeSettings:
         intake_topic=topic,
         id_hash_key=KEY_HEX,
         intake_tokens_file=None,
-        database_url="",
         **extra,  # type: ignore[arg-type]
     )
 
@@ -130,38 +139,83 @@ async def client(stack: local_stack.StackInfo, topic: Topic) -> AsyncIterator[ht
         await sink.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _on(url: str, db: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + db
 
 
-@pytest.fixture(scope="module")
-def ledger_url(stack: local_stack.StackInfo) -> Iterator[str]:
-    """A freshly migrated, empty ledger database; its service-role URL."""
-    name = f"intake_{uuid.uuid4().hex[:10]}"
-
-    def on(url: str, db: str) -> str:
-        return url.rsplit("/", 1)[0] + "/" + db
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(on(stack.admin_url, "postgres"))
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"'))
+async def _admin(stack: local_stack.StackInfo, sql: str) -> None:
+    conn = await asyncpg.connect(_on(stack.admin_url, "postgres"))
     try:
-        asyncio.run(ledger_postgres.migrate(on(stack.owner_url, name), local_stack.APP_ROLE))
-        yield on(stack.app_url, name)
+        await conn.execute(sql)
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await conn.close()
 
 
 @pytest.fixture(scope="module")
-def server(stack: local_stack.StackInfo, ledger_url: str) -> Iterator[str]:
-    """A real uvicorn server in a thread (its own event loop, Kafka producer and reads)."""
+def read_database(stack: local_stack.StackInfo) -> Iterator[str]:
+    """A fresh database with the ledger and the casebook migrated, each into its own
+    tables (as on the local stack); the service role's URL."""
+    name = f"intake_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_admin(stack, f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"'))
+    try:
+        owner = _on(stack.owner_url, name)
+        asyncio.run(ledger_postgres.migrate(owner, local_stack.APP_ROLE))
+        asyncio.run(casebook_postgres.migrate(owner, local_stack.APP_ROLE))
+        yield _on(stack.app_url, name)
+    finally:
+        asyncio.run(_admin(stack, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def casebook_url(stack: local_stack.StackInfo, read_database: str) -> Iterator[str]:
+    """The casebook's reads (`services.casebook serve`), a real server in a thread."""
+    settings = CasebookSettings(database_url=read_database, casebook_token_hashes=SERVICE_HASH)
+    url, srv, thread = serve_uvicorn(casebook_app(settings))
+    try:
+        yield url
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def ledger_url(stack: local_stack.StackInfo, read_database: str) -> Iterator[str]:
+    """The ledger's HTTP side (`services.ledger serve`), a real server in a thread."""
+    settings = DashboardSettings(
+        database_url=read_database,
+        dashboard_token_hashes=f"service:{SERVICE_HASH}",
+        kafka_bootstrap="",
+        dashboard_verify_interval_s=3600,
+    )
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(ledger_app(settings, LedgerMetrics(CollectorRegistry())))
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def read_settings(casebook_url: str, ledger_url: str) -> dict[str, str]:
+    return {
+        "casebook_url": casebook_url,
+        "casebook_token": SERVICE_TOKEN,
+        "ledger_url": ledger_url,
+        "ledger_token": SERVICE_TOKEN,
+    }
+
+
+@pytest.fixture(scope="module")
+def server(stack: local_stack.StackInfo, casebook_url: str, ledger_url: str) -> Iterator[str]:
+    """A real uvicorn server in a thread (its own event loop, Kafka producer and reads
+    from the casebook and the ledger, real servers too)."""
     topic = f"test.intake.fuzz.{uuid.uuid4().hex[:10]}"
     asyncio.run(
         ensure_topics(
@@ -171,22 +225,10 @@ def server(stack: local_stack.StackInfo, ledger_url: str) -> Iterator[str]:
             names={topic: {"message.timestamp.type": "LogAppendTime"}},
         )
     )
-    settings = settings_for(stack.kafka_bootstrap, topic).model_copy(
-        update={"database_url": ledger_url}
-    )
-    app = create_app(settings, tokens=token_table())
-    port = _free_port()
-    srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-    )
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
+    settings = settings_for(stack.kafka_bootstrap, topic, **read_settings(casebook_url, ledger_url))
+    url, srv, thread = serve_uvicorn(create_app(settings, tokens=token_table()))
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
         srv.should_exit = True
         thread.join(10)

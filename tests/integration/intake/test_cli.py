@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from deploy.local import stack as local_stack
+from deploy.local.topics import ensure_topics
 from schemas.identity import check_char
 from services.cli import main
+from services.intake.api import create_app
 from services.intake.domain.tokens import parse_tokens, token_hash
-from tests.unit.intake.people import SHAOHAI, SUOZHEN, bad_check, make_id
+from tests.integration.casebook.conftest import CasebookDb, Processor, Topics, running
+from tests.integration.casebook.conftest import settings_for as casebook_settings
+from tests.integration.intake.conftest import PARTITIONS, read_settings, settings_for
+from tests.integration.servers import serve_uvicorn
+from tests.unit.intake.people import SHAOHAI, SUOZHEN, bad_check, make_id, token_table
 
 
 def run(server: str, token: str, *args: str) -> tuple[int, str]:
@@ -149,3 +159,92 @@ def test_token_add_stores_only_the_hash(tmp_path: Path) -> None:
         main, ["token", "add", "--role", "town", "--org", "x", "--file", str(tmp_path / "t.toml")]
     )
     assert result.exit_code == 1 and "town is required" in result.output
+
+
+# ---------------------------------------------------------------- --wait
+
+
+@pytest.fixture
+async def pipeline(
+    stack: local_stack.StackInfo, read_database: str, casebook_url: str, unique: str
+) -> AsyncIterator[tuple[str, Processor]]:
+    """An intake server on a topic of its own, the real rules deciding from it, and the
+    casebook reading what they decide into the database the casebook server reads."""
+    topics = Topics(
+        intake=f"test.cli.intake.{unique}",
+        decisions=f"test.cli.decisions.{unique}",
+        rejected=f"test.cli.rejected.{unique}",
+        group=f"test-cli-emergency-{unique}",
+    )
+    await ensure_topics(
+        stack.kafka_bootstrap,
+        PARTITIONS,
+        1,
+        names={
+            topics.intake: {"message.timestamp.type": "LogAppendTime"},
+            topics.decisions: {},
+            topics.rejected: {},
+        },
+    )
+    app_url = read_database
+    db = CasebookDb(admin_url="", owner_url="", app_url=app_url)
+    settings = settings_for(
+        stack.kafka_bootstrap,
+        topics.intake,
+        **read_settings(casebook_url, ""),
+    )
+    url, srv, thread = serve_uvicorn(create_app(settings, tokens=token_table()))
+    try:
+        async with running(casebook_settings(stack, db, topics)):
+            yield url, Processor(stack.kafka_bootstrap, topics)
+    finally:
+        srv.should_exit = True
+        thread.join(10)
+
+
+async def _while_deciding(processor: Processor, *args: str) -> tuple[int, str]:
+    """The CLI in a thread (it blocks while it waits), the processor deciding meanwhile."""
+    job = asyncio.create_task(asyncio.to_thread(run, *args))
+    while not job.done():
+        await processor.step()
+        await asyncio.sleep(0.2)
+    return await job
+
+
+async def test_wait_prints_what_became_of_a_write(pipeline: tuple[str, Processor]) -> None:
+    url, processor = pipeline
+    register = (
+        "case",
+        "register",
+        "--town",
+        SUOZHEN,
+        "--case-id",
+        "wait-1",
+        "--category",
+        "emergency",
+        "--household-head-id",
+        make_id(401),
+        "--yuan",
+        "800",
+        "--reason",
+        "flooded",
+        "--wait",
+        "--wait-s",
+        "60",
+    )
+    code, out = await _while_deciding(processor, url, "tok-suozhen", *register)
+    assert code == 0, out
+    assert "decided: 1 decision\n" in out and "AdvanceGranted" in out and "-> advanced" in out
+
+    stray = ("case", "pay", "nobody", "--town", SUOZHEN, "--yuan", "10", "--cash", "--wait")
+    code, out = await _while_deciding(processor, url, "tok-suozhen", *stray)
+    assert code == 1, out
+    assert "rejected:" in out and "nobody" in out
+
+    # nothing decides it within the wait: still pending, exit 3
+    lonely = ("case", "pay", "wait-1", "--town", SUOZHEN, "--yuan", "800", "--cash")
+    code, out = run(url, "tok-suozhen", *lonely, "--wait", "--wait-s", "1")
+    assert code == 3 and "still pending after 1 s" in out
+
+    code, out = run(url, "tok-suozhen", "case", "show", "wait-1", "--town", SUOZHEN)
+    assert code == 0 and "case wait-1 (town 370321001): advanced" in out, out

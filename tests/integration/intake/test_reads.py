@@ -1,128 +1,225 @@
-"""Reads through intake's read side, fed by the real rules: their postings stored by the
-ledger, their decisions projected from a real Kafka topic by the decisions read model."""
+"""Reads through intake, answered by the casebook: two towns write through the API onto
+real Kafka, the real rules decide, the casebook reads the decisions and dead letters,
+and each town reads its own cases and what became of its submissions — never another's."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import timedelta
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
 
-import asyncpg
+import httpx
+import pytest
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
-from schemas.postings import Posting
-from services.emergency.adapters.outputs import Output
-from services.intake.adapters.reads import LedgerReadSource
-from services.ledger.adapters import postgres as ledger
-from services.ledger.adapters.decisions import DecisionsProjection
-from tests.integration.emergency.test_worker import produce
-from tests.unit.emergency.builders import (
-    QIFENG,
-    T0,
-    Town,
-    cancelled,
-    hours,
-    incident,
-    paid,
-    paperwork,
-    urgent,
+from schemas.decisions import AdvanceGranted
+from services.casebook.adapters.http import create_app as casebook_app
+from services.intake.adapters.kafka import KafkaSink
+from services.intake.adapters.reads import HttpReadSource
+from services.intake.api import create_app
+from tests.integration.casebook.conftest import (
+    TOKEN,
+    CasebookDb,
+    Processor,
+    Topics,
+    casebook_database,
+    eventually,
+    running,
 )
-from tests.unit.ledger.stories import incoming
+from tests.integration.casebook.conftest import settings_for as casebook_settings
+from tests.integration.intake.conftest import Topic, settings_for
+from tests.unit.intake.people import SHAOHAI, SUOZHEN, auth, make_id, token_table
 
 
-async def _store_postings(url: str, outputs: list[Output], first_offset: int) -> None:
-    postings = [o.record for o in outputs if isinstance(o.record, Posting)]
-    pool = await ledger.connect_pool(url, 1)
-    try:
-        store = ledger.LedgerStore(pool, ledger.RetryPolicy(3, 0.1, 1.0))
-        batch = [incoming(p, offset=first_offset + n) for n, p in enumerate(postings)]
-        await store.store_batch(batch, {("ledger.postings.v1", 0): first_offset + len(batch)})
-    finally:
-        await pool.close()
+def _iso(moment: datetime | None) -> str:
+    assert moment is not None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
-async def _project(url: str, bootstrap: str, topic: str, rejected: str, want: int) -> int:
-    """Run the decisions read model until `want` rows are stored; returns the row count."""
-    pool = await ledger.connect_pool(url, 2)
-    stop = asyncio.Event()
-    projection = DecisionsProjection(
-        pool,
-        bootstrap=bootstrap,
-        topic=topic,
-        rejected_topic=rejected,
-        batch_max=500,
-        poll_timeout_ms=100,
-    )
-    task = asyncio.create_task(projection.run(stop))
-    try:
-        for _ in range(300):
-            count = int(await pool.fetchval("SELECT count(*) FROM relief_decisions"))
-            if count >= want or task.done():
-                break
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)  # anything beyond `want` would arrive now
-        return int(await pool.fetchval("SELECT count(*) FROM relief_decisions"))
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 30)
-        await pool.close()
+class World:
+    def __init__(self, api: httpx.AsyncClient, processor: Processor) -> None:
+        self.api = api
+        self.processor = processor
 
+    async def write(self, token: str, path: str, body: dict[str, Any]) -> uuid.UUID:
+        answer = await self.api.post(path, json=body, headers=auth(token))
+        assert answer.status_code == 202, answer.text
+        return uuid.UUID(answer.json()["event_id"])
 
-async def test_case_stories_and_open_deadlines_from_decisions(
-    ledger_url: str, stack: local_stack.StackInfo, unique: str
-) -> None:
-    topic, rejected = f"test.decisions.{unique}", f"test.rejected.{unique}"
-    await ensure_topics(stack.kafka_bootstrap, partitions=3, names={topic: {}, rejected: {}})
-    town = Town()
-    town(incident("flood-0720"))
-    town(urgent("case-1", 80_000, at=T0, household=1))
-    town(urgent("case-2", 50_000, at=T0 + hours(1), household=2))
-    town(urgent("case-3", 50_000, at=T0 + hours(1), household=3))
-    town(urgent("case-dup", 30_000, at=T0 + hours(2), household=1))  # P6: refused
-    town(paid("case-1", 80_000, at=T0 + hours(2)))
-    town(paperwork("case-1", at=T0 + hours(30)))
-    town(cancelled("case-3", at=T0 + hours(3)))
-    decisions = [o.record for o in town.outputs if o.topic == "relief.decisions.v1"]
-    await _store_postings(ledger_url, town.outputs, 0)
-    await produce(stack.kafka_bootstrap, topic, decisions)  # type: ignore[arg-type]
-
-    stored = await _project(ledger_url, stack.kafka_bootstrap, topic, rejected, len(decisions))
-    assert stored == len(decisions)
-    # a second run resumes from its stored positions: nothing twice (and a redelivery of
-    # the same ids would be a no-op on the primary key)
-    assert await _project(ledger_url, stack.kafka_bootstrap, topic, rejected, 0) == stored
-
-    reads = LedgerReadSource(ledger_url, 1, paperwork_deadline=timedelta(days=5))
-    try:
-        open_now = [(d.case_id, d.kind, d.due_at) for d in await reads.deadlines(QIFENG)]
-        assert open_now == [
-            ("case-2", "relief_24h", T0 + hours(25)),  # R5: unpaid
-            ("case-2", "paperwork_5d", T0 + hours(1) + timedelta(days=5)),  # P1
-        ]  # case-1 met both, case-3 was cancelled, case-dup was refused
-
-        refused = await reads.case("case-dup")
-        assert refused is not None and refused.status == "refused"
-        assert refused.history == []  # no money moved
-        [decision] = refused.decisions
-        assert (decision.type, decision.rule, decision.reason) == (
-            "AdvanceRefused",
-            "P6",
-            "duplicate",
+    async def register(self, token: str, town: str, case: str, fen: int, person: int) -> uuid.UUID:
+        return await self.write(
+            token,
+            "/v1/cases",
+            {
+                "town": town,
+                "case_id": case,
+                "urgency": "urgent",
+                "category": "emergency",
+                "household_head_id": make_id(person),
+                "requested_fen": fen,
+                "reason": "房屋进水，生活用品损毁",
+            },
         )
 
-        story = await reads.case("case-1")
-        assert story is not None and story.status == "paid"
-        assert [d.type for d in story.decisions] == ["AdvanceGranted", "DeadlineMet", "DeadlineMet"]
+    async def pay(self, token: str, town: str, case: str, fen: int) -> uuid.UUID:
+        return await self.write(
+            token,
+            f"/v1/cases/{case}/payments",
+            {"town": town, "amount_fen": fen, "method": "bank", "bank_reference": f"B-{case}"},
+        )
+
+    async def submission(self, token: str, event_id: uuid.UUID) -> dict[str, Any]:
+        answer = await self.api.get(f"/v1/submissions/{event_id}", headers=auth(token))
+        assert answer.status_code == 200, answer.text
+        body: dict[str, Any] = answer.json()
+        return body
+
+    async def settled(self, token: str, event_id: uuid.UUID) -> dict[str, Any]:
+        async def done() -> bool:
+            return bool((await self.submission(token, event_id))["status"] != "pending")
+
+        await eventually(done, f"submission {event_id} decided or rejected")
+        return await self.submission(token, event_id)
+
+
+@pytest.fixture
+async def casebook_db(stack: local_stack.StackInfo) -> AsyncIterator[CasebookDb]:
+    async with casebook_database(stack) as db:
+        yield db
+
+
+@pytest.fixture
+async def world(
+    stack: local_stack.StackInfo, topic: Topic, casebook_db: CasebookDb, unique: str
+) -> AsyncIterator[World]:
+    """Intake writing to `topic`; the rules deciding from it; the casebook reading what
+    they decide and answering intake's reads (in process, over its HTTP API)."""
+    from deploy.local.topics import ensure_topics
+
+    topics = Topics(
+        intake=topic.name,
+        decisions=f"test.intake.decisions.{unique}",
+        rejected=f"test.intake.rejected.{unique}",
+        group=f"test-intake-emergency-{unique}",
+    )
+    await ensure_topics(
+        stack.kafka_bootstrap, 3, 1, names={topics.decisions: {}, topics.rejected: {}}
+    )
+    cb_settings = casebook_settings(stack, casebook_db, topics)
+    cb_app = casebook_app(cb_settings)
+    reads = HttpReadSource(
+        casebook_url="http://casebook",
+        casebook_token=TOKEN,
+        ledger_url="",
+        ledger_token="",
+        casebook_transport=httpx.ASGITransport(app=cb_app),
+    )
+    sink = KafkaSink(stack.kafka_bootstrap, topic.name, timeout_s=15)
+    app = create_app(
+        settings_for(stack.kafka_bootstrap, topic.name),
+        sink=sink,
+        reads=reads,
+        tokens=token_table(),
+    )
+    await sink.start()
+    try:
+        async with (
+            cb_app.router.lifespan_context(cb_app),
+            running(cb_settings),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://intake"
+            ) as c,
+        ):
+            yield World(c, Processor(stack.kafka_bootstrap, topics))
     finally:
         await reads.close()
+        await sink.stop()
 
-    conn = await asyncpg.connect(ledger_url)
-    try:  # the read model is append-only like the journal (P10)
-        try:
-            await conn.execute("DELETE FROM relief_decisions")
-        except asyncpg.PostgresError as exc:
-            assert "permission denied" in str(exc) or "append-only" in str(exc)
-        else:
-            raise AssertionError("the service role deleted decisions")
-    finally:
-        await conn.close()
+
+async def test_each_town_reads_its_own_case_and_what_became_of_its_submissions(
+    world: World,
+) -> None:
+    # the same case id registered by two towns
+    suozhen_case = await world.register("tok-suozhen", SUOZHEN, "case-1", 80_000, 1)
+    shaohai_case = await world.register("tok-shaohai", SHAOHAI, "case-1", 30_000, 2)
+    # a payment for a case Suozhen does not have: accepted at the door (202), refused by
+    # the processor, which intake cannot know when it answers
+    stray = await world.pay("tok-suozhen", SUOZHEN, "case-404", 10_000)
+    before = await world.submission("tok-suozhen", stray)
+    assert (before["status"], before["decisions"], before["reason"]) == ("pending", [], None)
+
+    await world.processor.step()
+    refused = await world.settled("tok-suozhen", stray)
+    assert refused["status"] == "rejected"
+    assert "case-404" in refused["reason"] and refused["decisions"] == []
+    assert (refused["town"], refused["type"]) == (SUOZHEN, "PaymentConfirmed")
+    # nothing of it reached a case: Suozhen has no case-404
+    missing = await world.api.get(
+        f"/v1/towns/{SUOZHEN}/cases/case-404", headers=auth("tok-suozhen")
+    )
+    assert missing.status_code == 404
+
+    granted = await world.settled("tok-suozhen", suozhen_case)
+    assert granted["status"] == "decided" and granted["correlation_id"] == "case-1"
+    assert [d["type"] for d in granted["decisions"]] == ["AdvanceGranted"]
+    assert granted["decisions"][0]["case_status"] == "advanced"
+
+    payment = await world.pay("tok-suozhen", SUOZHEN, "case-1", 80_000)
+    await world.processor.step()
+    paid = await world.settled("tok-suozhen", payment)
+    assert paid["status"] == "decided"
+    assert [d["type"] for d in paid["decisions"]] == ["ReliefPaid", "DeadlineMet"]
+    assert all(d["causation_id"] == str(payment) for d in paid["decisions"])
+
+    # each town reads its own case-1
+    mine = await world.api.get(f"/v1/towns/{SUOZHEN}/cases/case-1", headers=auth("tok-suozhen"))
+    theirs = await world.api.get(f"/v1/towns/{SHAOHAI}/cases/case-1", headers=auth("tok-shaohai"))
+    assert (mine.json()["town"], mine.json()["status"], mine.json()["paid_fen"]) == (
+        SUOZHEN,
+        "paid",
+        80_000,
+    )
+    assert (theirs.json()["town"], theirs.json()["status"], theirs.json()["granted_fen"]) == (
+        SHAOHAI,
+        "advanced",
+        30_000,
+    )
+    assert [d["type"] for d in theirs.json()["decisions"]] == ["AdvanceGranted"]
+    # Shaohai's open deadlines, due as its grant says; Suozhen's relief deadline was met
+    deadlines = await world.api.get(f"/v1/towns/{SHAOHAI}/deadlines", headers=auth("tok-shaohai"))
+    [grant] = [
+        r for r in world.processor.outputs if isinstance(r, AdvanceGranted) and r.town == SHAOHAI
+    ]
+    assert [(d["case_id"], d["kind"], d["due_at"]) for d in deadlines.json()] == [
+        ("case-1", "relief_24h", _iso(grant.due_at)),
+        ("case-1", "paperwork_5d", _iso(grant.paperwork_due_at)),
+    ]
+    suozhen_open = await world.api.get(
+        f"/v1/towns/{SUOZHEN}/deadlines", headers=auth("tok-suozhen")
+    )
+    assert [d["kind"] for d in suozhen_open.json()] == ["paperwork_5d"]
+
+    # a town cannot read another town's case or submission
+    other = await world.api.get(f"/v1/towns/{SUOZHEN}/cases/case-1", headers=auth("tok-shaohai"))
+    assert other.status_code == 403 and "paid" not in other.text
+    for event_id in (payment, stray, suozhen_case):
+        seen = await world.submission("tok-shaohai", event_id)
+        assert (seen["status"], seen["decisions"], seen["reason"], seen["town"]) == (
+            "pending",
+            [],
+            None,
+            None,
+        )
+    own = await world.submission("tok-shaohai", shaohai_case)
+    assert own["status"] == "decided" and own["town"] == SHAOHAI
+    # county staff read both towns; the bureau only its own organisation's submissions
+    assert (await world.submission("tok-civil", payment))["status"] == "decided"
+    assert (await world.submission("tok-bureau", payment))["status"] == "pending"
+    assert (
+        await world.api.get(f"/v1/towns/{SHAOHAI}/cases/case-1", headers=auth("tok-auditor"))
+    ).json()["granted_fen"] == 30_000
+    # a department writes nothing here and reads no cases
+    assert (
+        await world.api.get(f"/v1/towns/{SHAOHAI}/cases/case-1", headers=auth("tok-dept"))
+    ).status_code == 403

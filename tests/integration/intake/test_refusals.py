@@ -246,13 +246,17 @@ async def test_cross_town_reads_refused(client: httpx.AsyncClient) -> None:
     assert answer.status_code == 403 and SHAOHAI in answer.json()["detail"]
     answer = await client.get(f"/v1/towns/{SUOZHEN}/deadlines", headers=auth("tok-dept"))
     assert answer.status_code == 403
+    # a case is read by (town, case id): another town's path is refused before any read
+    answer = await client.get(f"/v1/towns/{SUOZHEN}/cases/case-r1", headers=auth("tok-shaohai"))
+    assert answer.status_code == 403 and SHAOHAI in answer.json()["detail"]
 
 
 async def test_reads_without_a_read_side_are_503(client: httpx.AsyncClient) -> None:
     for path in (
         f"/v1/towns/{SUOZHEN}/reserve",
         f"/v1/towns/{SUOZHEN}/deadlines",
-        "/v1/cases/case-r1",
+        f"/v1/towns/{SUOZHEN}/cases/case-r1",
+        "/v1/submissions/6f1f3b7e-4c1d-5a2e-9b57-2e6f0c3d8a41",
     ):
         answer = await client.get(path, headers=auth("tok-suozhen"))
         assert answer.status_code == 503
