@@ -25,7 +25,6 @@ looks only at the minutes it has passed. Its cost follows what falls due, not wh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -36,7 +35,6 @@ from services.emergency.domain.state import (
     APPLIED_RETENTION,
     CASE_MARK_RETENTION,
     MAX_CAUSE_KEY,
-    MAX_VALUE_BYTES,
     AppliedMark,
     Case,
     CaseMark,
@@ -56,10 +54,6 @@ Lookup = Callable[[str], Any]
 """Reads a stored value (JSON-compatible) by key; None when there is none."""
 
 M = TypeVar("M", bound=BaseModel)
-
-
-class StoredValueTooLarge(RuntimeError):
-    """A value above MAX_VALUE_BYTES: a bug in the sizing of the state, never swallowed."""
 
 
 class WheelHead(BaseModel):
@@ -152,12 +146,7 @@ class Book:
         out: list[tuple[str, Any]] = []
         for key in keys:
             value = self._values[key]
-            encoded = None if value is None else value.model_dump(mode="json")
-            if encoded is not None:
-                size = len(json.dumps(encoded, ensure_ascii=False).encode())
-                if size > MAX_VALUE_BYTES:
-                    raise StoredValueTooLarge(f"{key}: {size} bytes > {MAX_VALUE_BYTES}")
-            out.append((key, encoded))
+            out.append((key, None if value is None else value.model_dump(mode="json")))
         return out
 
     def before_images(self) -> list[tuple[str, Any]]:
@@ -279,8 +268,11 @@ class Book:
             last += 1
             page = Page(refs=())
             head = WheelHead(pages=last + 1)
+        if len(ref) > MAX_REF:
+            raise ValueError(f"wheel reference longer than {MAX_REF}: {ref[:80]!r}")
         self._set(head_key, head)
-        self._set(f"{head_key}/{last}", Page(refs=(*page.refs, ref)))
+        # (validated by hand above: a page is rebuilt on every append, on the hot path)
+        self._set(f"{head_key}/{last}", Page.model_construct(refs=(*page.refs, ref)))
 
     def due_at_minute(self, minute: int) -> list[str]:
         head_key = f"w/{self.town}/{minute}"

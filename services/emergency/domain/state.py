@@ -18,9 +18,10 @@ partition (`book.py` names the keys):
 A finished case's facts live on in the decisions topic and the read side; here it
 leaves only a small mark so that a late command about it gets a clear answer.
 
-Every value has a stated upper size (`MAX_VALUE_BYTES`), checked by the book when it is
-written and by a unit test against the largest value each model allows: Kafka refuses a
-changelog record over 1 MB, and a refused changelog record stops a worker for good.
+Every value has a stated upper size (`MAX_VALUE_BYTES`), held by the bounds of its
+model's fields and proved by a unit test against the largest value each model allows
+(tests/unit/emergency/test_sizes.py): Kafka refuses a changelog record over 1 MB, and a
+refused changelog record stops a worker for good.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class Case(BaseModel):
         """What this case adds to its town's counters (kept exact by the book)."""
         unpaid = self.status in _UNPAID_URGENT and self.relief_deadline is not None
         state = self.relief_deadline.state if self.relief_deadline is not None else None
-        return Counts(
+        return Counts.model_construct(
             open_cases=1,
             urgent_unpaid=int(unpaid),
             urgent_warned=int(unpaid and state is DeadlineState.WARNED),
@@ -128,8 +129,10 @@ class Counts(BaseModel):
     in_deliberation: int = 0  # R6
 
     def plus(self, other: Counts, sign: int = 1) -> Counts:
-        mine, theirs = self.model_dump(), other.model_dump()
-        return Counts(**{k: mine[k] + sign * theirs[k] for k in mine})
+        # on the hot path (every change of a case): plain arithmetic, no validation
+        return Counts.model_construct(
+            **{k: getattr(self, k) + sign * getattr(other, k) for k in Counts.model_fields}
+        )
 
 
 class CaseMark(BaseModel):
