@@ -25,7 +25,13 @@ from schemas import decisions as d
 from schemas.intake import IncidentClosed, IncidentReported
 from schemas.postings import AccountKind, Posting, PostingKind, parse_account
 from services.emergency.domain.book import Book, minute_of
-from services.emergency.domain.common import DAYS_PER_MONTH, Rules, at_of, store_case
+from services.emergency.domain.common import (
+    DAYS_PER_MONTH,
+    Rules,
+    at_of,
+    schedule_deadlines,
+    store_case,
+)
 from services.emergency.domain.deadlines import Deadline, DeadlineState
 from services.emergency.domain.state import (
     INCIDENT_RETENTION,
@@ -279,11 +285,8 @@ def _grant(book: Book, case: Case, at: datetime) -> None:
 
 
 def _schedule(book: Book, case: Case) -> None:
+    schedule_deadlines(book, case)
     ref = f"c:{case.case_id}"
-    for deadline in (case.relief_deadline, case.paperwork_deadline):
-        if deadline is not None and deadline.is_open:
-            book.schedule(deadline.warn_at, ref)
-            book.schedule(deadline.due_at, ref)
     if case.next_instalment_at is not None:
         book.schedule(case.next_instalment_at, ref)
     elif case.schedule_ended_at is not None:
