@@ -76,6 +76,6 @@ def test_the_check_sees_a_crossing(tmp_path: Path) -> None:
     found = crossings(tmp_path)
     assert [f.split(" imports ")[1] for f in found] == [
         "services.ledger.adapters",
-        "services.casebook",
+        "services.casebook.domain",
         "services.emergency.domain.book",
     ]
