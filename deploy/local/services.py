@@ -8,7 +8,9 @@ in `.local/services/`.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -19,6 +21,7 @@ from deploy.local import stack, supervisor
 
 INTAKE_PORT = int(os.environ.get("RELIEF_LOCAL_INTAKE_PORT", "8080"))
 DASHBOARD_PORT = int(os.environ.get("RELIEF_LOCAL_DASHBOARD_PORT", "8090"))
+CASEBOOK_PORT = int(os.environ.get("RELIEF_LOCAL_CASEREADS_PORT", "8070"))
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,13 @@ class Service:
 SERVICES: list[Service] = [
     # the ledger first: its migrations must exist before anything reads it
     Service("ledger", ["services.ledger", "run"], before=[["services.ledger", "migrate"]]),
-    Service("decisions", ["services.ledger", "decisions"]),
+    # the casebook: every case as the decisions state it, and what became of submissions
+    Service("casebook", ["services.casebook", "run"], before=[["services.casebook", "migrate"]]),
+    Service(
+        "casereads",
+        ["services.casebook", "serve", "--port", str(CASEBOOK_PORT)],
+        port=CASEBOOK_PORT,
+    ),
     Service("emergency", ["services.emergency", "worker", "--loglevel", "warn"]),
     Service("clock", ["services.emergency", "clock"]),
     Service(
@@ -65,14 +74,38 @@ def legacy_pidfile(name: str) -> Path:
     return svc_dir() / f"{name}.pid"
 
 
+def service_token() -> str:
+    """The token intake and the dashboard read the casebook and the ledger with, made once
+    per state folder (readable by the owner only)."""
+    path = stack.state_dir() / "service-token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
 def service_env(info: stack.StackInfo) -> dict[str, str]:
     state = stack.state_dir()
+    token = service_token()
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    dashboard_hashes = ",".join(
+        h for h in (os.environ.get("RELIEF_DASHBOARD_TOKEN_HASHES", ""), f"service:{digest}") if h
+    )
     return {
         **os.environ,
         **info.env(),
         "RELIEF_STATE_DIR": str(state),
         "RELIEF_EMERGENCY_DATA_DIR": str(state / "emergency"),
         "RELIEF_INTAKE_TOKENS_FILE": str(state / "tokens.toml"),
+        # reads between services: intake and the dashboard ask the casebook, intake asks
+        # the ledger for reserves, each with the service token
+        "RELIEF_CASEBOOK_URL": f"http://127.0.0.1:{CASEBOOK_PORT}",
+        "RELIEF_CASEBOOK_TOKEN": token,
+        "RELIEF_CASEBOOK_TOKEN_HASHES": digest,
+        "RELIEF_LEDGER_URL": f"http://127.0.0.1:{DASHBOARD_PORT}",
+        "RELIEF_LEDGER_TOKEN": token,
+        "RELIEF_DASHBOARD_TOKEN_HASHES": dashboard_hashes,
         "PYTHONUNBUFFERED": "1",
     }
 
