@@ -9,7 +9,9 @@ and for every batch of intake records it
 3. stores what the books changed, per town, in this order: a journal of the batch (each
    changed key with its value *before* the batch), the new values (the town's figures
    last), then the town's position (the offset of the last record applied to it);
-4. flushes the table's changelog, and only then lets the batch be acknowledged.
+4. sends those writes to the table's changelog itself (one burst on the same idempotent
+   producer, in order per partition) and waits for every ack; only then is the batch
+   acknowledged.
 
 Any failure to decide, send or store exits the process at once without acknowledging
 the batch (`EXIT_*`): the supervisor restarts it and the records are decided again.
@@ -43,6 +45,7 @@ from typing import Any
 import faust
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaProducer
+from faust.types import TP
 
 from schemas import topics
 from schemas.intake import ClockTick
@@ -101,6 +104,18 @@ class OutputSink:
         ]
         await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
 
+    async def send_raw(
+        self, topic: str, records: Sequence[tuple[int, bytes, bytes | None]]
+    ) -> list[Any]:
+        """Records already encoded, each to its partition; their metadata, in order."""
+        if self._producer is None:
+            raise RuntimeError("output sink used before it started")
+        futures = [
+            await self._producer.send(topic, key=key, value=value, partition=partition)
+            for partition, key, value in records
+        ]
+        return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s))
+
 
 def _stamp(message: Any) -> datetime:
     """The broker's LogAppendTime stamp of an intake record: its `recorded_at`."""
@@ -124,13 +139,24 @@ def journal_pages(images: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any
 class Engine:
     """Decides batches of intake events; the only place that touches the table."""
 
-    def __init__(self, rules: Rules, sink: OutputSink, table: Any, partitions: int) -> None:
+    def __init__(
+        self,
+        rules: Rules,
+        sink: OutputSink,
+        table: Any,
+        partitions: int,
+        changelog: str | None = None,
+    ) -> None:
         self.rules = rules
         self.sink = sink
         self.table = table
         self.partitions = partitions
+        # The table's changelog topic. The engine writes it itself, in one burst per batch
+        # on its own idempotent producer, instead of record by record through Faust's
+        # (which cost more than deciding); None: `table` is a plain mapping.
+        self.changelog = changelog
+        self._pending: list[tuple[int, bytes, bytes | None]] = []
         self._checked: set[str] = set()  # towns whose journal this process has read
-        self.flush: Any = None  # async callable: flush the table's changelog producer
 
     # ------------------------------------------------------------- the table, by key
 
@@ -138,11 +164,37 @@ class Engine:
         return self.table.get(key)
 
     def _put(self, key: str, value: Any) -> None:
-        if value is None:
-            with contextlib.suppress(KeyError):
-                del self.table[key]
+        if self.changelog is None:
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    del self.table[key]
+            else:
+                self.table[key] = value
+            return
+        # Faust's own store, and its encoding, so its recovery reads these records back
+        store = self.table.data
+        raw_key = store._encode_key(key)
+        raw_value = None if value is None else store._encode_value(value)
+        if raw_value is None:
+            store._del(raw_key)
         else:
-            self.table[key] = value
+            store._set(raw_key, raw_value)
+        event = faust_streams._current_event.get()
+        partition = event().message.partition  # type: ignore[misc,union-attr]
+        self._pending.append((partition, raw_key, raw_value))
+
+    async def flush(self) -> None:
+        """Send what the batch stored to the changelog and wait for every ack; then tell
+        the store how far its changelog goes (a restart reads only what follows)."""
+        pending, self._pending = self._pending, []
+        if not pending or self.changelog is None:
+            return
+        written = await self.sink.send_raw(self.changelog, pending)
+        last: dict[int, int] = {}
+        for (partition, _, _), meta in zip(pending, written, strict=True):
+            last[partition] = max(last.get(partition, -1), meta.offset)
+        for partition, offset in last.items():
+            self.table.data.set_persisted_offset(TP(self.changelog, partition), offset)
 
     def position(self, town: str) -> int:
         stored = self._get(f"p/{town}")
@@ -258,9 +310,8 @@ class Engine:
                 for town, (event, offset) in applied.items():
                     with _current(event):
                         self.store(books[town], offset)
-            if self.flush is not None and applied:
-                with metrics.stage_timer("flush"):
-                    await asyncio.wait_for(self.flush(), self.sink.timeout_s)
+            with metrics.stage_timer("flush"):
+                await self.flush()
         except Exception:
             log.exception("state not stored; exiting without acknowledging")
             os._exit(EXIT_UNAVAILABLE)
@@ -290,6 +341,7 @@ def data_dir(settings: EmergencySettings) -> Path:
 
 
 def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> faust.App:
+    data_dir(settings).mkdir(parents=True, exist_ok=True)
     app = faust.App(
         settings.emergency_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -335,8 +387,7 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
             topics.REJECTED: settings.rejected_topic,
         },
     )
-    engine = Engine(rules, sink, table, partitions)
-    engine.flush = lambda: app.producer.flush()
+    engine = Engine(rules, sink, table, partitions, changelog=table.changelog_topic.get_topic_name())
     app.conf.relief_engine = engine  # reachable for the web views and tests
 
     @app.agent(intake)
