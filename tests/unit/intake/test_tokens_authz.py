@@ -8,7 +8,14 @@ import pytest
 
 from schemas.envelope import Role
 from schemas.intake import Urgency
-from services.intake.domain.authz import ALLOWED, Action, may, may_for_town, may_register
+from services.intake.domain.authz import (
+    ALLOWED,
+    Action,
+    may,
+    may_for_town,
+    may_register,
+    submission_scope,
+)
 from services.intake.domain.tokens import (
     Principal,
     TokenConfigError,
@@ -19,7 +26,7 @@ from services.intake.domain.tokens import (
     token_hash,
     toml_entry,
 )
-from tests.unit.intake.people import SHAOHAI, SUOZHEN, principal, token_table
+from tests.unit.intake.people import SHAOHAI, SUOZHEN, TOKENS, principal, token_table
 
 
 def test_token_hash_is_sha256_hex() -> None:
@@ -100,8 +107,25 @@ def test_a_town_acts_only_for_itself() -> None:
 def test_finance_is_read_only_except_reserves() -> None:
     finance = principal("tok-finance")
     allowed = {a for a in Action if may(finance, a).allowed}
-    assert allowed == {Action.READ, Action.FUND_RESERVE, Action.REPLENISH_RESERVE}
+    assert allowed == {
+        Action.READ,
+        Action.READ_SUBMISSION,
+        Action.FUND_RESERVE,
+        Action.REPLENISH_RESERVE,
+    }
     assert "read-only" in may(finance, Action.CONFIRM_PAYMENT).reason
+
+
+def test_whose_submissions_each_reader_sees() -> None:
+    # a town its own town's; the bureau and departments their own organisation's;
+    # county staff who read everything, every town's
+    assert submission_scope(principal("tok-suozhen")) == (SUOZHEN, None)
+    assert submission_scope(principal("tok-bureau")) == (None, "桓台县应急管理局")
+    assert submission_scope(principal("tok-dept")) == (None, "桓台县医疗保障局")
+    for county in ("tok-civil", "tok-finance", "tok-auditor"):
+        assert submission_scope(principal(county)) == (None, None)
+    # everyone who writes may ask what became of it
+    assert all(may(principal(t), Action.READ_SUBMISSION).allowed for t in TOKENS)
 
 
 def test_who_registers_which_cases() -> None:
