@@ -40,7 +40,7 @@ class EmergencySettings(BaseSettings):
     emergency_batch_max: int = Field(default=500, ge=1, le=10_000)
     emergency_batch_within_s: float = Field(default=0.05, gt=0, le=5)
     # How long the group waits for a silent worker before its partitions move on
-    emergency_session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    emergency_session_timeout_s: float = Field(default=8.0, ge=6, le=300)
     # The clock: one tick into every intake partition this often (DESIGN "time is an event")
     clock_interval_s: float = Field(default=30.0, gt=0, le=3600)
     # Bounded waits on Kafka acknowledgements of outputs

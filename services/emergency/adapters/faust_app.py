@@ -387,7 +387,9 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
             topics.REJECTED: settings.rejected_topic,
         },
     )
-    engine = Engine(rules, sink, table, partitions, changelog=table.changelog_topic.get_topic_name())
+    engine = Engine(
+        rules, sink, table, partitions, changelog=table.changelog_topic.get_topic_name()
+    )
     app.conf.relief_engine = engine  # reachable for the web views and tests
 
     @app.agent(intake)

@@ -285,3 +285,71 @@ async def test_a_burst_over_every_town_is_decided_completely(
     )
     granted = {r.correlation_id for r in decisions if isinstance(r, d.AdvanceGranted)}
     assert granted == {f"b-{n}" for n in range(n_cases)}
+
+
+async def test_five_thousand_cases_in_one_town_survive_a_sigkill(
+    env: Env, worker: list[subprocess.Popen[bytes]]
+) -> None:
+    """A flood's worth of urgent cases in one town (one town's state once passed Kafka's
+    1 MB record limit at ~900 cases and stopped the worker for good): SIGKILL mid-stream,
+    restart, and every case has exactly one decision; the reserve never went below zero."""
+    n_cases, amount = 5_000, 10_000  # 100 yuan each: the 50,000-yuan reserve holds 500
+    await produce(env.bootstrap, env.intake, [flood(QIFENG)])
+    first = env.start_worker()
+    worker.append(first)
+    cases = [request(QIFENG, f"big-{n}", n, amount) for n in range(n_cases)]
+    producing = asyncio.create_task(produce(env.bootstrap, env.intake, cases))
+    await consume_until(env.bootstrap, env.decisions, lambda got: len(got) >= 1_500, 180, worker)
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    await producing
+    restarted_at = asyncio.get_running_loop().time()
+    worker.append(env.start_worker())
+    seen_before = len(await consume_until(env.bootstrap, env.decisions, lambda got: False, 3))
+
+    back_after: list[float] = []
+
+    def all_decided(got: list[Any]) -> bool:
+        if not back_after and len(got) > seen_before:
+            back_after.append(asyncio.get_running_loop().time() - restarted_at)
+        granted = {r.correlation_id for r in got if isinstance(r, d.AdvanceGranted)}
+        return len(granted) >= n_cases
+
+    decisions = await consume_until(env.bootstrap, env.decisions, all_decided, 300, worker)
+    print(f"\nthe restarted worker decided again after {back_after[0]:.1f} s")
+    assert back_after and back_after[0] < 60  # liveness, not speed: the group moved on
+    grants: dict[str, set[uuid.UUID]] = defaultdict(set)
+    for r in decisions:
+        assert not isinstance(r, d.AdvanceRefused), f"{r.correlation_id}: applied twice?"
+        if isinstance(r, d.AdvanceGranted):
+            grants[r.correlation_id].add(r.event_id)
+    assert len(grants) == n_cases and all(len(ids) == 1 for ids in grants.values())
+    on_reserve = [
+        r
+        for r in decisions
+        if isinstance(r, d.AdvanceGranted) and r.funded_by is d.FundedBy.TOWN_RESERVE
+    ]
+    assert len({r.correlation_id for r in on_reserve}) == 5_000_000 // amount  # R4: exactly full
+    lows = [r.available_fen for r in decisions if isinstance(r, d.ReserveLow)]
+    assert len(lows) == 1 and 0 <= lows[0] < 1_000_000  # alerted once, never below zero
+
+
+async def test_a_worker_refuses_a_wrong_world_with_one_line_per_problem(env: Env) -> None:
+    """Fail fast: a partition count that is not the intake topic's would decide towns on
+    the wrong partition. The worker says so and exits 78; no restart can help."""
+    wrong = {**env.vars, "RELIEF_PARTITIONS": str(PARTITIONS + 1)}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.emergency",
+        "worker",
+        cwd=ROOT,
+        env=wrong,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    stderr = err.decode()
+    assert proc.returncode == 78, stderr[-2000:]
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("preflight:")]
+    assert len(lines) == 1 and f"has {PARTITIONS} partitions" in lines[0], stderr[-2000:]
