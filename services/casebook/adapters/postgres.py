@@ -50,6 +50,7 @@ from services.casebook.domain.views import (
     OpenCase,
     OpenCases,
     SubmissionView,
+    TownOpen,
 )
 
 log = logging.getLogger("relief.casebook.postgres")
@@ -666,7 +667,22 @@ async def open_cases(db: Pool, town: str | None, limit: int) -> OpenCases:
         limit,
         timeout=QUERY_TIMEOUT_S,
     )
+    counts = await db.fetch(
+        """SELECT c.town, count(*) AS open,
+                  count(*) FILTER (WHERE d.state = 'breached') AS breached
+             FROM casebook.cases c
+             LEFT JOIN casebook.deadlines d
+               ON d.town = c.town AND d.case_id = c.case_id AND d.kind = 'relief_24h'
+            WHERE c.status IN ('advanced', 'escalated')
+              AND ($1::text IS NULL OR c.town = $1)
+            GROUP BY c.town""",
+        town,
+        timeout=QUERY_TIMEOUT_S,
+    )
     return OpenCases(
+        by_town={
+            r["town"]: TownOpen(open=int(r["open"]), breached=int(r["breached"])) for r in counts
+        },
         total=int(rows[0]["total"]) if rows else 0,
         cases=[
             OpenCase(

@@ -78,9 +78,15 @@ class OpenCase(_View):
     relief_state: str | None
 
 
+class TownOpen(_View):
+    open: int  # unpaid urgent advances
+    breached: int  # of which the 24-hour deadline was breached (R5)
+
+
 class OpenCases(_View):
     total: int
-    cases: list[OpenCase]
+    cases: list[OpenCase]  # the oldest, up to the limit asked
+    by_town: dict[str, TownOpen] = {}  # every one counted, whatever the limit
 
 
 class SubmissionView(_View):

@@ -83,7 +83,7 @@ class LedgerMetrics:
         )
         self.open_overdue = gauge(
             "relief_ledger_open_advances_overdue",
-            "Unpaid urgent advances older than the 24-hour deadline",
+            "Unpaid urgent advances whose 24-hour deadline was breached (R5)",
         )
         self.verify_ok = gauge("relief_ledger_verify_ok", "1: the last verify held", ())
         self.verify_at = gauge(
@@ -132,10 +132,16 @@ class LedgerMetrics:
         alerts: dict[str, int] = {}
         open_n: dict[str, int] = {}
         overdue_n: dict[str, int] = {}
-        for case in snap["open_cases"]:
-            open_n[case["town"]] = open_n.get(case["town"], 0) + 1
-            if case["breached"]:
-                overdue_n[case["town"]] = overdue_n.get(case["town"], 0) + 1
+        if snap.get("open_by_town"):
+            # the casebook counts every open case, not only those listed on the page
+            for town, counts in snap["open_by_town"].items():
+                open_n[town] = counts["open"]
+                overdue_n[town] = counts["breached"]
+        else:
+            for case in snap["open_cases"]:
+                open_n[case["town"]] = open_n.get(case["town"], 0) + 1
+                if case["breached"]:
+                    overdue_n[case["town"]] = overdue_n.get(case["town"], 0) + 1
         for t in snap["towns"]:
             town = t["code"]
             self.reserve_size.labels(town).set(t["size"]["fen"] / FEN_PER_YUAN)

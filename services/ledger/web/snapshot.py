@@ -170,6 +170,11 @@ def shape(
             }
         )
     open_total = int((open_cases or {}).get("total", 0))
+    # every open case counted per town (the list above stops at its limit)
+    open_by_town = {
+        t: {"open": int(c["open"]), "breached": int(c["breached"])}
+        for t, c in (open_cases or {}).get("by_town", {}).items()
+    }
     today: dict[str, dict[str, Any]] = {
         k: {"count": 0, **_money(0)} for k in ("grants", "payments", "escalations")
     }
@@ -219,6 +224,7 @@ def shape(
         "open_cases": cases,
         "open_cases_total": open_total,
         "open_cases_known": open_cases is not None,
+        "open_by_town": open_by_town,
         "today": today,
         "postings": postings,
         "head": head_out,

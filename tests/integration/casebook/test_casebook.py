@@ -163,6 +163,9 @@ async def test_two_towns_their_stories_their_deadlines_and_a_rebuild_gives_the_s
             (QIFENG, "case-2", "open")
         ]
         assert unpaid["total"] == 1
+        assert unpaid["by_town"] == {QIFENG: {"open": 1, "breached": 0}}
+        # the list stops at its limit; the counts do not
+        assert (await cb.get("/v1/open-cases", params={"limit": 1})).json()["total"] == 1
 
         # without the service token nothing is read
         async with httpx.AsyncClient(

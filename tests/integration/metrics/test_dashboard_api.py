@@ -104,6 +104,7 @@ async def test_the_snapshot_shows_reserves_open_cases_today_and_the_chain(
     assert q["held"]["fen"] == 200_000 and q["paid"]["fen"] == 100_000
     assert [c["case"] for c in data["open_cases"]] == ["case-a", "case-b"]
     assert [c["breached"] for c in data["open_cases"]] == [True, False]
+    assert data["open_by_town"] == {QIFENG: {"open": 2, "breached": 1}}
     assert data["open_cases"][0]["amount"]["yuan"] == "1,000.00"
     assert data["today"]["grants"]["count"] >= 2  # by CST day: case-a may be yesterday's
     assert data["today"]["payments"] == {"count": 1, "fen": 100_000, "yuan": "1,000.00"}
@@ -162,6 +163,7 @@ async def test_metrics_reflect_the_book(story: Story, client: TestClient[Any, An
     assert samples[("relief_ledger_reserve_available_yuan", (("town", QIFENG),))] == 47_000.0
     assert samples[("relief_ledger_reserve_held_yuan", (("town", QIFENG),))] == 3_000.0
     assert samples[("relief_ledger_open_advances", (("town", QIFENG),))] == 3
+    assert samples[("relief_ledger_open_advances_overdue", (("town", QIFENG),))] == 0
     assert samples[("relief_ledger_postings_total", (("kind", "advance_granted"),))] == 3
     assert samples[("relief_ledger_postings_total", (("kind", "reserve_funded"),))] == 1
     assert samples[("relief_ledger_verify_ok", ())] == 1

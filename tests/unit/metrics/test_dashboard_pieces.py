@@ -47,6 +47,7 @@ def test_the_snapshot_shape() -> None:
         {q: {"town_reserve": 4_900_000, "town_reserve_held": 100_000}, "county": {}},
         {
             "total": 2,
+            "by_town": {q: {"open": 2, "breached": 1}},
             "cases": [
                 {
                     "town": q,
@@ -87,6 +88,7 @@ def test_the_snapshot_shape() -> None:
     assert (second["breached"], second["funded_by"]) == (False, "county_fund")
     assert first["town_zh"] == "起凤镇" and first["amount"]["yuan"] == "1,000.00"
     assert data["open_cases_total"] == 2 and data["open_cases_known"] is True
+    assert data["open_by_town"] == {q: {"open": 2, "breached": 1}}
     assert data["today"]["grants"]["count"] == 1 and data["today"]["escalations"]["count"] == 0
     assert data["head"] is None and data["day"] == "2026-07-21"
     assert len(data["towns"]) == len(CONFIG.county.towns)
