@@ -284,3 +284,30 @@ async def _dead_letters(bootstrap: str, topic: str, source: str) -> bool:
         return any(source.encode() in (m.value or b"") for ms in batch.values() for m in ms)
     finally:
         await consumer.stop()
+
+
+async def test_two_writers_on_one_database_fold_each_decision_once(
+    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics
+) -> None:
+    """Two consumers at once (a restarted `run` beside a `rebuild`, or a second `run` by
+    mistake): they take turns on the writers' lock; the rows equal one writer's."""
+    settings = settings_for(stack, casebook_db, topics, casebook_batch_max=3)
+    processor = Processor(stack.kafka_bootstrap, topics)
+    await produce(stack.kafka_bootstrap, topics.intake, story_first_day() + story_second_day())
+    decided = [r for r in await processor.step() if isinstance(r, Decision)]
+    async with running(settings), running(settings):
+        await eventually(lambda: _at_least(casebook_db, "decisions", len(decided)), "all of it")
+        await eventually(lambda: _at_least(casebook_db, "submissions", 12), "every submission")
+        await asyncio.sleep(1.0)  # both have read to the end
+    both = await rows(casebook_db.app_url)
+    await rebuild(settings)
+    assert await rows(casebook_db.app_url) == both
+    # one writer's counts: Qifeng's case-1 has 4 decisions, not 8
+    conn = await asyncpg.connect(casebook_db.app_url)
+    try:
+        folded = await conn.fetchval(
+            "SELECT decisions FROM casebook.cases WHERE town = $1 AND case_id = 'case-1'", QIFENG
+        )
+    finally:
+        await conn.close()
+    assert folded == 4
