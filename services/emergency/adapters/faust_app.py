@@ -127,7 +127,8 @@ def journal_pages(images: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any
     pages: list[list[tuple[str, Any]]] = [[]]
     size = 0
     for key, value in images:
-        entry = len(json.dumps([key, value], ensure_ascii=False).encode())
+        # (most before-images are None: a key the batch created; no need to encode those)
+        entry = len(key) + 8 if value is None else len(json.dumps([key, value]).encode())
         if pages[-1] and size + entry > JOURNAL_PAGE_BYTES:
             pages.append([])
             size = 0

@@ -50,7 +50,7 @@ from services.emergency.domain.common import (
     envelope,
     facts,
     open_case,
-    schedule_deadlines,
+    schedule_case,
     store_case,
 )
 from services.emergency.domain.deadlines import Deadline, DeadlineState
@@ -133,7 +133,7 @@ def request_urgent(
         }
     )
     book.put_case(case)
-    schedule_deadlines(book, case)
+    schedule_case(book, case)
     mark_grant(book, case, at)
     return out + reserve_low(book, record, rules)
 

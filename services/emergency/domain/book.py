@@ -187,18 +187,18 @@ class Book:
     def put_case(self, case: Case) -> Case:
         """Store an open case; the town's counters follow its change exactly."""
         old = self.case(case.case_id)
-        self._count(old, -1)
-        self._count(case, +1)
+        self._recount(old, case)
         self._set(f"c/{self.town}/{case.case_id}", case)
         return case
 
     def finish_case(self, case: Case, at: datetime) -> None:
         """The case leaves the hot state; a mark stays for CASE_MARK_RETENTION."""
-        self._count(self.case(case.case_id), -1)
+        self._recount(self.case(case.case_id), None)
         self._set(f"c/{self.town}/{case.case_id}", None)
-        self.mark_finished(
-            case.case_id, CaseMark(request_id=case.request_id, status=case.status, finished_at=at)
+        mark = CaseMark(
+            request_id=case.request_id, status=case.status, finished_at=at, cause_key=case.cause_key
         )
+        self.mark_finished(case.case_id, mark)
 
     def mark_finished(self, case_id: str, mark: CaseMark) -> None:
         """A case that ended (or never opened: a refused request) keeps its id for
@@ -212,11 +212,19 @@ class Book:
     def forget_finished_case(self, case_id: str) -> None:
         self._set(f"d/{self.town}/{case_id}", None)
 
-    def _count(self, case: Case | None, sign: int) -> None:
-        if case is None:
+    def _recount(self, old: Case | None, new: Case | None) -> None:
+        """The town's counters follow a case from `old` to `new` (None: absent)."""
+        before = old.tally() if old is not None else None
+        after = new.tally() if new is not None else None
+        if before == after:
             return
         state = self.s
-        self.put_state(state.model_copy(update={"counts": state.counts.plus(case.tally(), sign)}))
+        counts = state.counts
+        if before is not None:
+            counts = counts.plus(before, -1)
+        if after is not None:
+            counts = counts.plus(after)
+        self.put_state(state.model_copy(update={"counts": counts}))
 
     # ------------------------------------------------------------- marks
 
@@ -224,8 +232,9 @@ class Book:
         return self._get(f"g/{self.town}/{cause_key}", GrantMark)
 
     def put_grant(self, cause_key: str, mark: GrantMark) -> None:
+        """P6. It leaves with its case's finished mark (CASE_MARK_RETENTION is longer than
+        the P6 window), or is overwritten by a later grant for the same cause."""
         self._set(f"g/{self.town}/{cause_key}", mark)
-        self.schedule(mark.expires_at, f"g:{cause_key}")
 
     def drop_grant(self, cause_key: str) -> None:
         self._set(f"g/{self.town}/{cause_key}", None)
@@ -259,18 +268,20 @@ class Book:
         if state is not None and state.wheel_minute is not None:
             minute = max(minute, state.wheel_minute)
         head_key = f"w/{self.town}/{minute}"
-        head = self._get(head_key, WheelHead) or WheelHead(pages=1)
+        stored_head = self._get(head_key, WheelHead)
+        head = stored_head or WheelHead.model_construct(pages=1)
         last = head.pages - 1
-        page = self._get(f"{head_key}/{last}", Page) or Page(refs=())
+        page = self._get(f"{head_key}/{last}", Page) or Page.model_construct(refs=())
         if ref in page.refs:
             return
         if len(page.refs) >= WHEEL_PAGE:
             last += 1
-            page = Page(refs=())
-            head = WheelHead(pages=last + 1)
-        if len(ref) > MAX_REF:
-            raise ValueError(f"wheel reference longer than {MAX_REF}: {ref[:80]!r}")
-        self._set(head_key, head)
+            page = Page.model_construct(refs=())
+            head = WheelHead.model_construct(pages=last + 1)
+        if len(ref) > MAX_REF or head.pages > MAX_WHEEL_PAGES:
+            raise ValueError(f"wheel reference {ref[:80]!r} or page {head.pages} out of bounds")
+        if head is not stored_head:
+            self._set(head_key, head)
         # (validated by hand above: a page is rebuilt on every append, on the hot path)
         self._set(f"{head_key}/{last}", Page.model_construct(refs=(*page.refs, ref)))
 

@@ -131,10 +131,8 @@ def deadline_decision(
     raise RuleBroken(f"no decision for deadline outcome {outcome}")
 
 
-def schedule_deadlines(book: Book, case: Case) -> None:
-    """Put each open deadline's warning and due time on the wheel (R5, P1)."""
-    ref = f"c:{case.case_id}"
-    for deadline in (case.relief_deadline, case.paperwork_deadline):
-        if deadline is not None and deadline.is_open:
-            book.schedule(deadline.warn_at, ref)
-            book.schedule(deadline.due_at, ref)
+def schedule_case(book: Book, case: Case) -> None:
+    """Put the case's next moment on the wheel (R5, P1, P5; `Case.next_moment`)."""
+    moment = case.next_moment()
+    if moment is not None:
+        book.schedule(moment, f"c:{case.case_id}")

@@ -29,13 +29,12 @@ from services.emergency.domain.common import (
     DAYS_PER_MONTH,
     Rules,
     at_of,
-    schedule_deadlines,
+    schedule_case,
     store_case,
 )
 from services.emergency.domain.deadlines import Deadline, DeadlineState
 from services.emergency.domain.state import (
     INCIDENT_RETENTION,
-    TRANSITIONAL_GRACE,
     Case,
     CaseMark,
     CaseStatus,
@@ -245,7 +244,7 @@ def _decision(book: Book, event: d.Decision, rules: Rules) -> None:
         case _:
             pass  # the status says it all (escalated, deliberation, reviewed, recovery)
     case = case.model_copy(update=updates)
-    _schedule(book, case)
+    schedule_case(book, case)
     store_case(book, case, at)
 
 
@@ -282,12 +281,3 @@ def _void(deadline: Deadline | None) -> Deadline | None:
 
 def _grant(book: Book, case: Case, at: datetime) -> None:
     book.put_grant(case.cause_key, GrantMark(case_id=case.case_id, granted_at=at))
-
-
-def _schedule(book: Book, case: Case) -> None:
-    schedule_deadlines(book, case)
-    ref = f"c:{case.case_id}"
-    if case.next_instalment_at is not None:
-        book.schedule(case.next_instalment_at, ref)
-    elif case.schedule_ended_at is not None:
-        book.schedule(case.schedule_ended_at + TRANSITIONAL_GRACE, ref)

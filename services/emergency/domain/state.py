@@ -90,6 +90,21 @@ class Case(BaseModel):
             d is not None and d.is_open for d in (self.relief_deadline, self.paperwork_deadline)
         )
 
+    def next_moment(self) -> datetime | None:
+        """When time must look at the case next: a deadline's warning or due time, an
+        instalment, the end of an ended schedule's grace (P5). The wheel holds only this
+        moment; looking at the case then puts the one after it on the wheel."""
+        moments = []
+        for deadline in (self.relief_deadline, self.paperwork_deadline):
+            if deadline is not None and deadline.is_open:
+                opened = deadline.state is DeadlineState.OPEN
+                moments.append(deadline.warn_at if opened else deadline.due_at)
+        if self.next_instalment_at is not None:
+            moments.append(self.next_instalment_at)
+        elif self.status is CaseStatus.TRANSITIONAL and self.schedule_ended_at is not None:
+            moments.append(self.schedule_ended_at + TRANSITIONAL_GRACE)
+        return min(moments) if moments else None
+
     def finished(self, now: datetime) -> bool:
         """Nothing more can happen to the case: it leaves the hot state (its story lives on
         in the decisions topic). A paid advance waits for its review (rule 4); a running
@@ -143,6 +158,8 @@ class CaseMark(BaseModel):
     request_id: str = Field(max_length=36)
     status: CaseStatus
     finished_at: datetime
+    # P6: the grant of this case (if any) leaves with this mark, long after its window
+    cause_key: str | None = Field(default=None, max_length=MAX_CAUSE_KEY)
 
 
 class GrantMark(BaseModel):

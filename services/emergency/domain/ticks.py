@@ -16,12 +16,15 @@ from pydantic import BaseModel
 
 from schemas.intake import ClockTick
 from services.emergency.domain.book import MAX_WHEEL_WALK_MINUTES, Book, minute_of
-from services.emergency.domain.common import case_date, deadline_decision, store_case
+from services.emergency.domain.common import (
+    deadline_decision,
+    schedule_case,
+    store_case,
+)
 from services.emergency.domain.deadlines import Deadline
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
     CASE_MARK_RETENTION,
-    DUPLICATE_WINDOW,
     INCIDENT_RETENTION,
     CaseStatus,
 )
@@ -50,11 +53,7 @@ def _look_at(book: Book, ref: str, tick: ClockTick, now: datetime) -> list[BaseM
     kind, _, key = ref.partition(":")
     if kind == "c":
         return _judge_case(book, key, tick, now)
-    if kind == "g":
-        mark = book.grant(key)
-        if mark is not None and case_date(now) - case_date(mark.granted_at) >= DUPLICATE_WINDOW:
-            book.drop_grant(key)
-    elif kind == "e":
+    if kind == "e":
         applied = book.applied(key)
         if applied is not None and now >= applied.applied_at + APPLIED_RETENTION:
             book.drop_applied(key)
@@ -62,6 +61,9 @@ def _look_at(book: Book, ref: str, tick: ClockTick, now: datetime) -> list[BaseM
         finished = book.finished_case(key)
         if finished is not None and now >= finished.finished_at + CASE_MARK_RETENTION:
             book.forget_finished_case(key)
+            grant = book.grant(finished.cause_key) if finished.cause_key else None
+            if finished.cause_key and grant is not None and grant.case_id == key:
+                book.drop_grant(finished.cause_key)  # long past the P6 window
     elif kind == "i":
         incident = book.incident(key)
         if (
@@ -92,7 +94,8 @@ def _judge_case(book: Book, case_id: str, tick: ClockTick, now: datetime) -> lis
     if updates:
         case = case.model_copy(update=updates)
     if case.status is CaseStatus.TRANSITIONAL:
-        return out + pay_instalments(book, case, tick, now)
+        return out + pay_instalments(book, case, tick, now)  # (schedules what comes next)
+    schedule_case(book, case)
     if updates or case.finished(now):
         store_case(book, case, now)
     return out

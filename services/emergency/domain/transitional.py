@@ -24,9 +24,10 @@ from services.emergency.domain.common import (
     envelope,
     facts,
     open_case,
+    schedule_case,
     store_case,
 )
-from services.emergency.domain.state import TRANSITIONAL_GRACE, Case, CaseStatus
+from services.emergency.domain.state import Case, CaseStatus
 
 
 def request_transitional(
@@ -126,11 +127,7 @@ def pay_instalments(book: Book, case: Case, cause: Record, now: datetime) -> lis
         )
     if paid_now:
         book.update(county_paid_fen=book.s.county_paid_fen + paid_now)
-    ref = f"c:{case.case_id}"
-    if case.next_instalment_at is not None:
-        book.schedule(case.next_instalment_at, ref)
-    elif case.schedule_ended_at is not None:
-        book.schedule(case.schedule_ended_at + TRANSITIONAL_GRACE, ref)
+    schedule_case(book, case)
     store_case(book, case, now)
     return out
 

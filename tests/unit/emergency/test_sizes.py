@@ -119,7 +119,7 @@ def test_five_thousand_cases_in_one_town_leave_every_value_small() -> None:
     largest: dict[int, int] = {}
     for n in range(5_000):
         at = T0 + timedelta(seconds=n)
-        town(urgent(f"case-{n}", 10_000, at=at, household=n + 1))
+        town(urgent(f"case-{n:05d}", 10_000, at=at, household=n + 1))
         if n + 1 in (1_000, 5_000):
             largest[n + 1] = max(size(v) for v in town.store.values())
     assert largest[5_000] <= MAX_VALUE_BYTES
