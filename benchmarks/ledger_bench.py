@@ -10,7 +10,7 @@ stack), migrates it, then writes the same postings twice, in transactions of --b
 2. a bare `copy_records_to_table` of the same entry and line rows into tables without
    constraints, indexes or triggers: the floor of what the server can take.
 
-Not a test: it prints figures (DESIGN "batched" quotes ~396k rows/s for bare COPY on a
+Not a test: it prints figures (docs/design.md "batched" quotes ~396k rows/s for bare COPY on a
 2-core machine with PostgreSQL 15).
 """
 

@@ -1,6 +1,6 @@
 """Decisions of the emergency processor on relief.decisions.v1.
 
-Every decision is explained (DESIGN rule 6, section 十): it names the `rule` it applied
+Every decision is explained (docs/design.md rule 6, section 十): it names the `rule` it applied
 ("R5", "P3", or several joined by "+", e.g. "R3+R6") and the `figures` it used, so audit
 and the public disclosure can show why. Ids are derived from the causing record
 (`Record.derive`), so a redelivered command yields the same decisions.
@@ -38,7 +38,7 @@ class CaseStatus(StrEnum):
     """Where a case stands after a decision: decisions say it, so no reader re-derives it."""
 
     ADVANCED = "advanced"  # urgent: advance granted, a hold on the town reserve (R5)
-    ESCALATED = "escalated"  # urgent: advance held on the county fund (DESIGN rule 2)
+    ESCALATED = "escalated"  # urgent: advance held on the county fund (docs/design.md rule 2)
     PAID = "paid"  # the town confirmed the payment
     CANCELLED = "cancelled"  # the advance was voided before payment
     AWAITING_APPROVAL = "awaiting_approval"  # expenditure-type, above the town's authority (P2)
@@ -79,7 +79,7 @@ class Decision(CaseRecord):
 
 class FundedBy(StrEnum):
     TOWN_RESERVE = "town_reserve"  # R4: the town's 50,000-yuan reserve
-    COUNTY_FUND = "county_fund"  # DESIGN rule 2: escalated when the reserve cannot cover it
+    COUNTY_FUND = "county_fund"  # docs/design.md rule 2: escalated when the reserve cannot cover it
 
 
 class AdvanceGranted(Decision):
@@ -137,7 +137,7 @@ class AdvanceVoided(Decision):
 
 
 class EscalatedToCountyFund(Decision):
-    """DESIGN rule 2: the town's reserve cannot cover the advance; the county fund pays
+    """docs/design.md rule 2: the town's reserve cannot cover the advance; the county fund pays
     it at once so the 24-hour promise holds (R5), and finance is alerted."""
 
     type: Literal["EscalatedToCountyFund"] = "EscalatedToCountyFund"

@@ -62,7 +62,7 @@ def format_cst(moment: datetime) -> str:
 
 
 def derived_id(cause_event_id: uuid.UUID | str, kind: str, *parts: str) -> uuid.UUID:
-    """The id of a record derived from `cause_event_id` (DESIGN "effectively once").
+    """The id of a record derived from `cause_event_id` (docs/design.md "effectively once").
 
     UUIDv5 over DERIVED_NAMESPACE of f"{cause}:{kind}:{':'.join(parts)}": the same cause
     and decision kind always give the same id, so a redelivered command emits the same

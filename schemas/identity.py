@@ -2,7 +2,7 @@
 
 A clear ID number is validated at intake and never enters the log: records carry a
 `household_ref` ("h_" + 32 hex) or `person_ref` ("p_" + 32 hex), an HMAC-SHA256 under a
-key that only intake holds (DESIGN "personal data stays out of the log"; policy P7,
+key that only intake holds (docs/design.md "personal data stays out of the log"; policy P7,
 P10). Error messages show a masked number only (first 3 and last 2 characters).
 """
 

@@ -220,7 +220,7 @@ class ReviewOutcome(StrEnum):
 
 
 class CaseReviewed(CaseRecord):
-    """County civil affairs reviews a case after the fact (DESIGN rule 4).
+    """County civil affairs reviews a case after the fact (docs/design.md rule 4).
 
     `approved_fen` is the total the case is finally worth (0 when ineligible or fraud);
     `top_up_fen` is required for, and only for, a top-up; `fine_multiple` (1-3, P8) for,
@@ -347,7 +347,7 @@ class HardshipListPushed(Record):
     rows: tuple[HardshipRow, ...] = Field(min_length=1, max_length=MAX_HARDSHIP_ROWS)
 
 
-# ---------------------------------------------------------------- time (DESIGN "time is an event")
+# ------------------------------------------- time (docs/design.md "time is an event")
 
 
 class ClockTick(Record):

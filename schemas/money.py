@@ -1,4 +1,4 @@
-"""Money is integer fen (1 yuan = 100 fen), never a float (DESIGN "money is integer fen").
+"""Money is integer fen (1 yuan = 100 fen), never a float (docs/design.md "money is integer fen").
 
 `Fen` is the type of every amount in a record: a strict `int` (floats, strings and bools
 are refused, not coerced), positive, and bounded by `MAX_AMOUNT_FEN` (STYLE "a limit on

@@ -1,7 +1,7 @@
 """Every record type in one place; `encode` and `decode` for the Kafka values.
 
 `encode(record)` gives compact JSON with sorted keys, so the same record is always the
-same bytes (DESIGN: a replay gives the same ledger, byte for byte). `decode(value)`
+same bytes (docs/design.md a replay gives the same ledger, byte for byte). `decode(value)`
 dispatches on "type", upcasts older `schema_version`s to the current one, validates,
 and raises `UnknownRecordType` or `InvalidRecord` (both `RecordError`) whose messages
 say what is wrong and where (the field path) and never echo personal ID numbers.
@@ -239,7 +239,7 @@ def encode(record: BaseModel) -> bytes:
 
 def decode(value: bytes, *, recorded_at: datetime | None = None) -> AnyRecord:
     """The record in a Kafka value. `recorded_at` (the broker's LogAppendTime stamp)
-    replaces whatever the value says: the broker's clock is the one clock (DESIGN)."""
+    replaces whatever the value says: the broker's clock is the one clock (docs/design.md)."""
     if len(value) > MAX_RECORD_BYTES:
         raise InvalidRecord("?", [("(record)", f"{len(value)} bytes, over {MAX_RECORD_BYTES}")])
     try:

@@ -1,4 +1,4 @@
-"""Topic names, partition counts and the dead-letter record (DESIGN "Topics").
+"""Topic names, partition counts and the dead-letter record (docs/design.md "Topics").
 
 Every topic is keyed by town code (UTF-8), so one worker owns a town at a time.
 """
@@ -21,11 +21,11 @@ POSTINGS = "ledger.postings.v1"  # balanced double-entry postings
 REJECTED = "relief.rejected.v1"  # dead letters: records that could not be parsed or applied
 ALL_TOPICS = (INTAKE, DECISIONS, POSTINGS, REJECTED)
 
-# Partitions bound how many processor workers share the towns (DESIGN "keyed by town").
+# Partitions bound how many processor workers share the towns (docs/design.md "keyed by town").
 DEFAULT_PARTITIONS = 6
 
 # A dead letter keeps an excerpt of what was refused, not the whole of it
-# (STYLE "a limit on everything"; a clear ID number is masked, DESIGN "personal data").
+# (STYLE "a limit on everything"; a clear ID number is masked, docs/design.md "personal data").
 MAX_REASON_CHARS = 1_000
 MAX_RAW_EXCERPT_CHARS = 4_000
 MAX_TOPIC_NAME = 249  # Kafka's own limit

@@ -13,7 +13,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from schemas import topics
 
 # The intake topic's records are stamped by the broker when appended: that stamp is the
-# record's `recorded_at`, the one clock every deadline is judged on (DESIGN: "time is an
+# record's `recorded_at`, the one clock every deadline is judged on (docs/design.md "time is an
 # event"; policy R5, P1).
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     topics.INTAKE: {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"},

@@ -26,7 +26,7 @@ class CasebookSettings(BaseSettings):
     # submission that decided nothing (an incident reported) from one not read yet
     emergency_app_id: str = Field(default="relief-emergency-v2", min_length=1, max_length=249)
 
-    # Records per PostgreSQL transaction, with the positions (DESIGN "batched").
+    # Records per PostgreSQL transaction, with the positions (docs/design.md "batched").
     casebook_batch_max: int = Field(default=5_000, ge=1, le=50_000)
     casebook_poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     casebook_pool_max: int = Field(default=4, ge=1, le=50)

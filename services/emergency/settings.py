@@ -41,7 +41,7 @@ class EmergencySettings(BaseSettings):
     emergency_batch_within_s: float = Field(default=0.05, gt=0, le=5)
     # How long the group waits for a silent worker before its partitions move on
     emergency_session_timeout_s: float = Field(default=8.0, ge=6, le=300)
-    # The clock: one tick into every intake partition this often (DESIGN "time is an event")
+    # The clock: one tick into every intake partition this often (docs/design.md "time is an event")
     clock_interval_s: float = Field(default=30.0, gt=0, le=3600)
     # Bounded waits on Kafka acknowledgements of outputs
     emergency_output_timeout_s: float = Field(default=30.0, gt=0, le=600)

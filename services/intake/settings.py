@@ -15,7 +15,7 @@ from schemas.identity import MIN_KEY_BYTES
 log = logging.getLogger("relief.intake")
 
 # A key for the local stack and tests only: household refs made with it are worthless
-# outside this machine. Production sets RELIEF_ID_HASH_KEY (DESIGN "personal data").
+# outside this machine. Production sets RELIEF_ID_HASH_KEY (docs/design.md "personal data").
 # hex of "dev-only-key-not-for-prod"
 DEV_ID_HASH_KEY_HEX = "6465762d6f6e6c792d6b65792d6e6f742d666f722d70726f64"
 

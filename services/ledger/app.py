@@ -33,7 +33,7 @@ class LedgerSettings(BaseSettings):
     ledger_rejected_topic: str = topics.REJECTED
 
     # Postings per PostgreSQL transaction. One commit per posting would cap the service at
-    # ~3k rows/s; a batch commits together with its consumer positions (DESIGN "batched").
+    # ~3k rows/s; a batch commits together with its consumer positions (docs/design.md "batched").
     ledger_batch_max_postings: int = Field(default=2_000, ge=1, le=20_000)
     ledger_poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     ledger_pool_max: int = Field(default=4, ge=1, le=50)

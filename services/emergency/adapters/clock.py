@@ -1,9 +1,10 @@
-"""The clock: a tick into every intake partition, stamped by the broker (DESIGN "time is an event").
+"""The clock: a tick into every intake partition, stamped by the broker.
 
 Deadlines are judged when a tick passes them, on the broker's LogAppendTime, so a replay
-of the intake topic reproduces every warning and breach. Faust timers live in process
-memory; this loop only *writes* ticks, so a clock that was down for a while just means
-the next tick judges everything that fell due meanwhile.
+of the intake topic reproduces every warning and breach (docs/design.md "time is an
+event"). Faust timers live in process memory; this loop only *writes* ticks, so a clock
+that was down for a while just means the next tick judges everything that fell due
+meanwhile.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The Faust wiring around the pure rules: read intake, decide, emit, remember.
 
-Effectively once without Kafka transactions (DESIGN): the worker runs `at_least_once`,
+Effectively once without Kafka transactions (docs/design.md): the worker runs `at_least_once`,
 and for every batch of intake records it
 
 1. decides each record for its town in a `Book` over the table (pure: `domain.decide`),
@@ -407,7 +407,7 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         store="rocksdb://",
         # one folder per app id: a new state format never reads an old one's files
         datadir=str(data_dir(settings)),
-        # DESIGN: Faust's exactly_once is experimental; correctness comes from
+        # docs/design.md: Faust's exactly_once is experimental; correctness comes from
         # deterministic ids and the ack-before-store order above.
         processing_guarantee="at_least_once",
         topic_partitions=partitions,

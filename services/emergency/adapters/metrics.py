@@ -9,10 +9,10 @@ Two sources, both already in hand after a batch has been acknowledged by Kafka:
 
 Money is integer fen everywhere in the service; a gauge shows yuan (fen / 100 as a float)
 because Prometheus and Grafana are for people looking, never for arithmetic that books
-anything (DESIGN "money is integer fen ... yuan only when shown to a person"). A `_fen`
+anything (docs/design.md "money is integer fen ... yuan only when shown to a person"). A `_fen`
 twin of each reserve gauge keeps the exact figure.
 
-Label sets are bounded (DESIGN: never a household or case id as a label): town codes
+Label sets are bounded (docs/design.md never a household or case id as a label): town codes
 (configuration), decision types, refusal reasons, deadline kinds, posting kinds, topics and
 a small set of dead-letter reason codes. Free text never becomes a label.
 """

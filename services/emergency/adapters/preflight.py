@@ -3,7 +3,7 @@
 A worker started against the wrong world does not crash; it decides wrongly. An intake
 topic with another partition count than `RELIEF_PARTITIONS` puts towns on partitions the
 clock's ticks do not concern; `CreateTime` stamps let a producer's clock move deadlines
-(DESIGN "one clock for every deadline: the broker's"); a changelog that is not compacted
+(docs/design.md "one clock for every deadline: the broker's"); a changelog that is not compacted
 loses town state once retention passes. So the worker asks the cluster first and refuses
 to start with one line per problem, each saying what is wrong and what to do.
 
@@ -215,7 +215,7 @@ def judge(
             problems.append(
                 f"intake topic {intake_topic} has {TIMESTAMP_TYPE}={stamp}; deadlines need "
                 f"the broker's clock: set {TIMESTAMP_TYPE}={LOG_APPEND_TIME} "
-                "(DESIGN 'one clock for every deadline')"
+                "(docs/design.md 'one clock for every deadline')"
             )
 
     for name in output_topics:

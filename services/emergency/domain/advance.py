@@ -1,7 +1,7 @@
 """Urgent cases and the town reserve: relief first within 24 hours (R5), from the town's
 50,000-yuan reserve (R4), or from the county fund when the reserve cannot cover it.
 
-An advance is a *hold* (DESIGN rule 1): the confirmed payment posts it, a cancellation
+An advance is a *hold* (docs/design.md rule 1): the confirmed payment posts it, a cancellation
 voids it. The town completes the paperwork within 5 days (P1). Finance tops reserves back
 up, never above their size (P11).
 """
@@ -87,7 +87,7 @@ def request_urgent(
         policy.paperwork_deadline,
         policy.paperwork_warning_lead,
     )
-    # R4: the town's own reserve holds it when it covers it whole; otherwise (DESIGN rule
+    # R4: the town's own reserve holds it when it covers it whole; otherwise (docs/design.md rule
     # 2) the county fund pays at once, so the 24-hour promise still holds, and finance is
     # alerted.
     on_reserve = reserve.covers(amount)

@@ -19,7 +19,7 @@ Keys, all of them in the town's partition (the worker writes them there):
 
 The wheel is how time reaches thousands of cases without scanning them: whatever must be
 looked at again at a moment (a deadline's warning or due time, an instalment, a mark's
-expiry) puts a reference in that moment's minute, and a tick (DESIGN "time is an event")
+expiry) puts a reference in that moment's minute, and a tick (docs/design.md "time is an event")
 looks only at the minutes it has passed. Its cost follows what falls due, not what is open.
 """
 

@@ -1,4 +1,4 @@
-"""Deadlines judged on event time (DESIGN: "time is an event").
+"""Deadlines judged on event time (docs/design.md "time is an event").
 
 Two clocks run for an urgent case:
 - relief within 24 hours of the request's `recorded_at` (policy R5): met by a payment

@@ -5,7 +5,7 @@ postings, or a refusal with its reason when the record cannot apply — and writ
 town's new state into the book. It reads no clock and does no I/O: time is the broker's
 stamp on the record (`recorded_at`), and every output id is derived from its cause, so
 the same record against the same state always gives the same outputs, byte for byte
-(DESIGN "rules are pure", "effectively once"). A refused record leaves the book exactly
+(docs/design.md "rules are pure", "effectively once"). A refused record leaves the book exactly
 as it was.
 
 Two kinds of failure (STYLE): an expected business outcome — a duplicate, a reserve too

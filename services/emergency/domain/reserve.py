@@ -1,7 +1,7 @@
 """A town's relief reserve (policy R4, P11) as pure arithmetic.
 
 The reserve is an imprest of a fixed size (50,000 yuan by default, R4). Advances are
-*holds* on it (DESIGN rule 1): a hold moves money from `available` to `held`; the
+*holds* on it (docs/design.md rule 1): a hold moves money from `available` to `held`; the
 town's confirmed payment moves it from `held` to `paid`; a cancellation moves it back to
 `available`. County settlement tops the reserve back up (P11), never above its size.
 
@@ -37,7 +37,7 @@ class Reserve(BaseModel):
     # ---------------------------------------------------------------- questions
 
     def covers(self, amount_fen: int) -> bool:
-        """R4 / DESIGN rule 2: a grant fits only if the available part covers it whole."""
+        """R4 / docs/design.md rule 2: a grant fits only if the available part covers it whole."""
         return 0 < amount_fen <= self.available_fen
 
     @property

@@ -1,4 +1,4 @@
-"""Review after the fact (DESIGN rule 4): civil affairs confirms each paid advance, tops it
+"""Review after the fact (docs/design.md rule 4): civil affairs confirms each paid advance, tops it
 up from the county fund, or finds it ineligible (recovery, P8); it approves expenditure
 relief above a town's authority (P2). Settlement replenishes the town reserve (P11)."""
 

@@ -1,7 +1,7 @@
 """What the processor remembers, sized by what is open, never by history.
 
 All of a town's records land on one partition (keyed by town), so one worker owns a
-town's state at a time and the reserve rule needs no locks (DESIGN "keyed by town").
+town's state at a time and the reserve rule needs no locks (docs/design.md "keyed by town").
 That state is not one value but many small ones, each under its own key in the town's
 partition (`book.py` names the keys):
 

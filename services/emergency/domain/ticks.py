@@ -1,4 +1,4 @@
-"""Time (DESIGN "time is an event"): a clock tick judges what fell due by its broker time.
+"""Time (docs/design.md "time is an event"): a clock tick judges what fell due by its broker time.
 
 A tick walks the wheel (book.py) from the first minute not yet judged to the tick's
 minute: every reference there is looked at once — a case's deadlines (R5, P1) and

@@ -45,7 +45,7 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.CONFIRM_PAYMENT: frozenset({Role.TOWN}),
     Action.COMPLETE_PAPERWORK: frozenset({Role.TOWN}),
     Action.CANCEL_ADVANCE: frozenset({Role.TOWN}),
-    # DESIGN rule 4 reviews; R6 deliberations (一事一议)
+    # docs/design.md rule 4 reviews; R6 deliberations (一事一议)
     Action.REVIEW_CASE: frozenset({Role.CIVIL_AFFAIRS}),
     Action.DECIDE_DELIBERATION: frozenset({Role.CIVIL_AFFAIRS}),
     # P10, P11: finance alone moves county money into reserves

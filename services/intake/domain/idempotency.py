@@ -4,7 +4,7 @@ Two layers make a retried request safe:
 1. the produced record's event_id is derived from (actor org, key) (`event_id_for`), so
    even a duplicate produce (after a restart, on another intake instance, or after a
    503 whose record Kafka did accept late) carries the same id and the processor applies
-   it once (DESIGN "effectively once");
+   it once (docs/design.md "effectively once");
 2. this cache returns the first answer without producing again. It lives in process,
    bounded in entries (oldest evicted first) and in age (TTL): across restarts and
    instances layer 1 still holds, the caller just may get a fresh acknowledgement.

@@ -29,7 +29,7 @@ class _View(BaseModel):
 
 
 class DecisionEntry(_View):
-    """A decision of the processor, with the rule and the figures it used (DESIGN rule
+    """A decision of the processor, with the rule and the figures it used (docs/design.md rule
     6) and, for refusals and rejections, its written reasons (P9)."""
 
     event_id: uuid.UUID

@@ -2,7 +2,7 @@
 
 Pure: the moment, the event id, the hashing key and the county are passed in (`Stamp`).
 A request carries the household head's resident ID number in clear; the record carries
-only its keyed hash (DESIGN "personal data stays out of the log"). Every failure is a
+only its keyed hash (docs/design.md "personal data stays out of the log"). Every failure is a
 `RequestInvalid` whose problems name the JSON path ("body", field, index) and never
 echo an ID number.
 """
@@ -166,7 +166,7 @@ class CancelAdvance(CaseBody):
 
 
 class ReviewCase(CaseBody):
-    """DESIGN rule 4: confirmed, topped up, ineligible, or fraud (P8: fine 1-3 x)."""
+    """docs/design.md rule 4: confirmed, topped up, ineligible, or fraud (P8: fine 1-3 x)."""
 
     outcome: ReviewOutcome
     approved_fen: NonNegativeFen

@@ -2,7 +2,7 @@
 
 Positions live in PostgreSQL, written in the same transaction as the postings they
 produced; the consumer assigns itself the topic's partitions and seeks to the stored
-positions on start, and never commits offsets to Kafka (DESIGN "effectively once").
+positions on start, and never commits offsets to Kafka (docs/design.md "effectively once").
 A record that cannot be parsed goes to relief.rejected.v1 with its reason — acknowledged
 by Kafka before its position is stored — and later records still flow.
 """

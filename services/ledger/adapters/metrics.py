@@ -6,7 +6,7 @@ them), balances are the book's, and `verify` reports on the hash chain. Consumer
 partition compares Kafka's end offsets with the positions the ledger stored with its
 postings, and with the processor's committed group offsets.
 
-Yuan gauges are fen / 100 as a float: for people looking, never for booking (DESIGN).
+Yuan gauges are fen / 100 as a float: for people looking, never for booking (docs/design.md).
 Labels are bounded: towns, posting kinds, logical stream names, partitions, operations.
 """
 

@@ -1,7 +1,7 @@
 """PostgreSQL, through asyncpg: migrations, the batch writer and the read side.
 
 The writer stores a batch of postings and the consumer positions they came from in ONE
-transaction (DESIGN "effectively once": store the offset with the output), so a crash
+transaction (docs/design.md "effectively once": store the offset with the output), so a crash
 anywhere leaves either all of the batch or none of it. The database checks the book's
 rules once more at commit (migrations/0001_journal.sql).
 """
@@ -365,7 +365,7 @@ class LedgerStore:
                 [str(a.normal_side) for a in new_accounts],
             )
         if plan.entries:
-            # COPY: the fastest way in (DESIGN "batched": ~400k rows/s vs ~110k executemany)
+            # COPY: the fastest way in (docs/design.md "batched": ~400k rows/s vs ~110k executemany)
             await conn.copy_records_to_table(
                 "ledger_entries",
                 columns=ENTRY_COLUMNS,

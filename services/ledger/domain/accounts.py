@@ -2,7 +2,7 @@
 
 An account code is `"<kind>:<scope>"`, scope a town code or `county`. Each kind has a normal
 side: the balance of a debit-normal account is debits - credits, of a credit-normal one
-credits - debits. Money is integer fen (DESIGN).
+credits - debits. Money is integer fen (docs/design.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ An entry's hash is sha256(prev_hash || canonical JSON of the entry). The canonic
 holds only what the posting says (its id, kind, town, correlation, causation, event time,
 memo and lines) and the entry's place in its chain: never the wall clock, the Kafka
 timestamp or the offset, so a replay of the topic into an empty database gives the same
-hashes (DESIGN "a replay gives the same ledger, byte for byte").
+hashes (docs/design.md "a replay gives the same ledger, byte for byte").
 
 Chains are per town (the Kafka key): a town's postings keep their order on one partition,
 however partitions interleave on a replay. The published head is the hash of all chain

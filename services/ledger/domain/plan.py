@@ -88,7 +88,7 @@ def plan_batch(
     duplicates = 0
     for posting in postings:
         if posting.posting_id in seen:
-            duplicates += 1  # DESIGN "effectively once": a posting id seen again is a no-op
+            duplicates += 1  # docs/design.md "effectively once": a posting id seen again is a no-op
             continue
         seen.add(posting.posting_id)
         try:

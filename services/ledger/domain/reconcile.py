@@ -1,5 +1,5 @@
 """Reconciliation: the processor's view of each town reserve against the ledger's balance
-(DESIGN "the processor's view of each reserve equals the ledger's balance once the ledger
+(docs/design.md "the processor's view of each reserve equals the ledger's balance once the ledger
 has caught up; a check reports any difference")."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Verification of the journal from its rows: the hash chains, each posting's balance and
-every account's balance, recomputed from the lines (DESIGN "tamper-evident").
+every account's balance, recomputed from the lines (docs/design.md "tamper-evident").
 
 Fed entry by entry in chain order (chain, chain_seq), it reports the first entry of each
 chain where the stored journal and the recomputation disagree. Everything after a broken

@@ -160,7 +160,7 @@ async def test_an_intake_topic_stamped_by_the_producers_clock_is_named(cluster: 
     assert await cluster.check() == [
         f"intake topic {cluster.intake} has message.timestamp.type=CreateTime; deadlines need "
         "the broker's clock: set message.timestamp.type=LogAppendTime "
-        "(DESIGN 'one clock for every deadline')"
+        "(docs/design.md 'one clock for every deadline')"
     ]
 
 

@@ -163,7 +163,7 @@ async def test_service_roles_exist_and_the_app_role_is_not_a_superuser(
 async def test_intake_topic_is_stamped_by_the_broker(
     stack: local_stack.StackInfo, unique: str
 ) -> None:
-    """DESIGN "one clock": a record's time on the intake topic is the broker's append time,
+    """docs/design.md "one clock": a record's time on the intake topic is the broker's append time,
     whatever time the producer claims."""
     from deploy.local.topics import TOPIC_CONFIGS
     from schemas import topics
