@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -372,7 +372,9 @@ class Intake:
         event = asyncio.Event()
         self._inflight[slot] = event
         try:
-            answer = await produce(event_id_for(principal.org, key), self.clock())
+            town = body.get("town") if isinstance(body, Mapping) else None
+            event_id = event_id_for(operation, town, principal.org, key)
+            answer = await produce(event_id, self.clock())
             if 200 <= answer.status < 300:  # only what Kafka acknowledged is remembered
                 self.cache.put(principal.org, key, fingerprint, answer, time.monotonic())
             return JSONResponse(answer.body, status_code=answer.status)

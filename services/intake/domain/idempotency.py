@@ -1,10 +1,12 @@
 """The first answer to each Idempotency-Key, and how a second body differs from the first.
 
 Two layers make a retried request safe:
-1. the produced record's event_id is derived from (actor org, key) (`event_id_for`), so
-   even a duplicate produce (after a restart, on another intake instance, or after a
-   503 whose record Kafka did accept late) carries the same id and the processor applies
-   it once (docs/design.md "effectively once");
+1. the produced record's event_id is derived from the operation, the town it acts on,
+   the caller's organisation and the key (`event_id_for`): the same key used for another
+   town or another operation can never give the same id, while a duplicate produce
+   (after a restart, on another intake instance, or after a 503 whose record Kafka did
+   accept late) carries the same id and the processor applies it once (docs/design.md
+   "effectively once");
 2. this cache returns the first answer without producing again. It lives in process,
    bounded in entries (oldest evicted first) and in age (TTL): across restarts and
    instances layer 1 still holds, the caller just may get a fresh acknowledgement.
@@ -30,8 +32,9 @@ KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"  # printable ASCII, no spaces
 MAX_FIELDS_NAMED = 50
 
 
-def event_id_for(org: str, key: str) -> uuid.UUID:
-    return derived_id(f"intake:{org}", "idempotency_key", key)
+def event_id_for(operation: str, town: str | None, org: str, key: str) -> uuid.UUID:
+    """The event id of a write: one per (operation, town, organisation, key)."""
+    return derived_id(f"intake:{org}", "idempotency_key", operation, town or "-", key)
 
 
 def _digest(value: Any, key: bytes) -> str:

@@ -23,9 +23,15 @@ OK = Answer(202, {"event_id": "x"})
 
 
 def test_event_id_depends_on_org_and_key_only() -> None:
-    assert event_id_for("org", "k1") == event_id_for("org", "k1")
-    assert event_id_for("org", "k1") != event_id_for("org", "k2")
-    assert event_id_for("org", "k1") != event_id_for("other", "k1")
+    op, town = "POST /v1/cases", "370321101"
+    assert event_id_for(op, town, "org", "k1") == event_id_for(op, town, "org", "k1")
+    assert event_id_for(op, town, "org", "k1") != event_id_for(op, town, "org", "k2")
+    assert event_id_for(op, town, "org", "k1") != event_id_for(op, town, "other", "k1")
+    # the same key for another town or another operation never collides (a ledger that
+    # keeps one posting per id would otherwise drop the second town's hold)
+    assert event_id_for(op, town, "org", "k1") != event_id_for(op, "370321102", "org", "k1")
+    other_op = "POST /v1/cases/c-1/payments"
+    assert event_id_for(op, town, "org", "k1") != event_id_for(other_op, town, "org", "k1")
 
 
 def test_differing_fields_are_named_by_path() -> None:
