@@ -10,12 +10,13 @@ Standard Time (UTC+8, no daylight saving) is for display only: `to_cst`, `format
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 # Limits on every string (STYLE "a limit on everything").
 MAX_ID_TEXT = 64  # correlation ids, case ids, incident ids, bank references
@@ -47,6 +48,27 @@ CorrelationId = Annotated[
 ShortText = Annotated[str, Field(min_length=1, max_length=MAX_SHORT_TEXT)]
 Text = Annotated[str, Field(max_length=MAX_TEXT)]
 RequiredText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+# C0 control characters (but tab, newline, carriage return) and DEL. Kafka keeps every
+# record for good, and a NUL in a text field is refused by PostgreSQL's jsonb: a reader
+# would stop at that record again and again. Refused at the door instead.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def no_control_characters(value: Any) -> Any:
+    """A field validator for every text of a record: no control characters."""
+    if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
+        raise ValueError(
+            f"contains the control character U+{ord(found.group()):04X}, not allowed in text"
+        )
+    return value
+
+
+class TextOnly(BaseModel):
+    """A model whose every text field refuses control characters."""
+
+    _no_control = field_validator("*", mode="after")(no_control_characters)
 
 
 def to_cst(moment: datetime) -> datetime:
@@ -81,7 +103,7 @@ class Role(StrEnum):
     SYSTEM = "system"  # the processor and the clock
 
 
-class Actor(BaseModel):
+class Actor(TextOnly):
     """Who acted (section 十: the record shows who decided what, when and why)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
@@ -90,7 +112,7 @@ class Actor(BaseModel):
     org: str = Field(min_length=1, max_length=MAX_ORG_TEXT)
 
 
-class Record(BaseModel):
+class Record(TextOnly):
     """The envelope. Each concrete record adds `type: Literal["<ClassName>"]` and
     `schema_version: Literal[n]`, both defaulted, so they never need to be passed."""
 

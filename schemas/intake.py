@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from schemas.envelope import (
     MAX_ID_TEXT,
@@ -21,6 +21,7 @@ from schemas.envelope import (
     RequiredText,
     Role,
     Text,
+    TextOnly,
 )
 from schemas.identity import HouseholdRef
 from schemas.money import Fen, NonNegativeFen
@@ -38,7 +39,7 @@ MIN_FINE_MULTIPLE = 1
 MAX_FINE_MULTIPLE = 3
 
 
-class _Part(BaseModel):
+class _Part(TextOnly):
     model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
+from pydantic import ConfigDict, Field, StrictBool, ValidationError
 
 from schemas.envelope import (
     MAX_ANY_STR,
@@ -25,6 +25,7 @@ from schemas.envelope import (
     Record,
     RequiredText,
     Text,
+    TextOnly,
     UtcDatetime,
 )
 from schemas.identity import InvalidResidentId, household_ref, validate_resident_id
@@ -88,7 +89,7 @@ class Stamp:
         return self.now.date()
 
 
-class _Body(BaseModel):
+class _Body(TextOnly):
     model_config = ConfigDict(
         frozen=True, extra="forbid", hide_input_in_errors=True, str_max_length=MAX_ANY_STR
     )

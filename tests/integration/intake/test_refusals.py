@@ -63,6 +63,9 @@ BAD_CASES: list[tuple[str, dict[str, Any], list[Any]]] = [
     ("wrong enum", case(urgency="whenever"), ["body", "urgency"]),
     ("string too long", case(reason="x" * 2_001), ["body", "reason"]),
     ("origin only for vagrants", case(origin_county="Boxing"), ["body"]),
+    # a NUL would be kept by Kafka for good and refused by every jsonb reader after it
+    ("NUL in text", case(reason="房屋\u0000进水"), ["body", "reason"]),
+    ("control character in text", case(reason="房屋\u001b[31m进水"), ["body", "reason"]),
 ]
 
 

@@ -212,3 +212,26 @@ def test_town_codes_and_correlation_ids_have_a_shape() -> None:
     with pytest.raises(ValidationError):
         i.PaperworkCompleted(**{**env(), "correlation_id": "case 1; drop"})
     assert i.PaperworkCompleted(**{**env(), "town": QIFENG}).town == QIFENG
+
+
+def test_no_text_of_any_record_takes_a_control_character() -> None:
+    """Kafka keeps a record for good and PostgreSQL's jsonb refuses a NUL: a reader would
+    stop at such a record at every start. Every text is refused at the door instead."""
+    import pydantic
+
+    from schemas.envelope import Actor
+    from tests.unit.schemas.factories import intake_samples
+
+    for sample in intake_samples():
+        data = sample.model_dump()
+        texts = [k for k, v in data.items() if isinstance(v, str) and k not in ("type",)]
+        for field in texts:
+            bad = {**data, field: data[field] + "\x00"}
+            with pytest.raises(pydantic.ValidationError):  # (or its own pattern or enum)
+                type(sample).model_validate(bad)
+    sample = next(s for s in intake_samples() if s.type == "ReliefRequested")
+    with pytest.raises(pydantic.ValidationError, match=r"reason\n.*U\+0000"):
+        type(sample).model_validate({**sample.model_dump(), "reason": "进\x00水"})
+    with pytest.raises(pydantic.ValidationError, match="U\\+001B"):
+        Actor(role="town", org="起凤镇\x1b")
+    assert Actor(role="town", org="起凤镇\t人民政府").org  # tab, newline, return are text
