@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 from schemas import decisions as d
 from schemas.envelope import Actor, Role, derived_id
 from schemas.intake import PaymentConfirmed

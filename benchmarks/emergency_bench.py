@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from deploy.local.topics import ensure_topics  # noqa: E402
+from relief_platform.topics import ensure_topics  # noqa: E402
 from schemas import intake as i  # noqa: E402
 from schemas.envelope import Actor, Role  # noqa: E402
 from schemas.policy import load_config  # noqa: E402

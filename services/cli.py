@@ -724,7 +724,7 @@ def token_add(role: str, org: str, town: str | None, path: Path) -> None:
 @click.option("--replication-factor", type=click.IntRange(1, 10), default=1, show_default=True)
 def topics(bootstrap: str, partitions: int, replication_factor: int) -> None:
     """Create the service's topics on a cluster (existing ones are left as they are)."""
-    from deploy.local.topics import ensure_topics
+    from relief_platform.topics import ensure_topics
 
     created = asyncio.run(ensure_topics(bootstrap, partitions, replication_factor))
     click.echo(json.dumps({"created": created}) if created else "all topics exist already")

@@ -526,7 +526,7 @@ def up(info: StackInfo | None = None) -> StackInfo:
     state_dir().mkdir(parents=True, exist_ok=True)
     pg_up(info)
     kafka_up(info)
-    from deploy.local import topics
+    from relief_platform import topics
 
     asyncio.run(topics.ensure_topics(info.kafka_bootstrap))
     return info

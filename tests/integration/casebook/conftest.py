@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import BaseModel
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 from schemas.envelope import Record
 from schemas.intake import ClockTick
 from schemas.policy import load_config

@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 from schemas import decisions as d
 from schemas import intake as i
 from schemas.envelope import Actor, Record, Role

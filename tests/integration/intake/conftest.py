@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 from schemas.registry import IntakeRecord, decode
 from services.casebook.adapters import postgres as casebook_postgres
 from services.casebook.adapters.http import create_app as casebook_app

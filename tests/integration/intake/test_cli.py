@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 from schemas.identity import check_char
 from services.cli import main
 from services.intake.api import create_app

@@ -95,7 +95,7 @@ async def world(
 ) -> AsyncIterator[World]:
     """Intake writing to `topic`; the rules deciding from it; the casebook reading what
     they decide and answering intake's reads (in process, over its HTTP API)."""
-    from deploy.local.topics import ensure_topics
+    from relief_platform.topics import ensure_topics
 
     topics = Topics(
         intake=topic.name,

@@ -18,7 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 from schemas.postings import Posting
 from schemas.registry import encode
 from services.ledger.adapters import postgres

@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from deploy.grafana import build as grafana
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
 from deploy.prometheus import tools
+from relief_platform.topics import ensure_topics
 from services.emergency.adapters.metrics import ProcessorMetrics
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web.app import build_app

@@ -10,7 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy.local import stack as local_stack
-from deploy.local.topics import ensure_topics
+from relief_platform.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +165,7 @@ async def test_intake_topic_is_stamped_by_the_broker(
 ) -> None:
     """docs/design.md "one clock": a record's time on the intake topic is the broker's append time,
     whatever time the producer claims."""
-    from deploy.local.topics import TOPIC_CONFIGS
+    from relief_platform.topics import TOPIC_CONFIGS
     from schemas import topics
 
     topic = f"test.platform.stamp.{unique}"

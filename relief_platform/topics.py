@@ -1,6 +1,6 @@
 """Create the service's topics with explicit partition counts and configs (idempotent).
 
-Used by the local stack and by `relief topics` against an existing cluster.
+Used by the local stack, the tests and `relief topics` against an existing cluster.
 """
 
 from __future__ import annotations
