@@ -10,21 +10,23 @@ and whichever inserts a decision first folds it, once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
-import random
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
+from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from relief_platform.postgres import RetryPolicy as RetryPolicy
+from relief_platform.postgres import connect_pool as connect_pool
+from relief_platform.postgres import with_retries as with_retries
 from schemas.decisions import Decision
 from services.casebook.domain.fold import (
     CaseKey,
@@ -57,7 +59,6 @@ log = logging.getLogger("relief.casebook.postgres")
 
 Pool = asyncpg.Pool
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-T = TypeVar("T")
 
 MIGRATIONS_PACKAGE = "services.casebook.migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -179,67 +180,6 @@ async def drop(owner_url: str) -> None:
             await conn.execute("DROP SCHEMA IF EXISTS casebook CASCADE")
     finally:
         await conn.close()
-
-
-# ---------------------------------------------------------------- retries
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries with exponential backoff and jitter (STYLE "a limit on everything")."""
-
-    attempts_max: int = 10
-    backoff_base_s: float = 0.2
-    backoff_max_s: float = 5.0
-
-    def delay_s(self, attempt: int) -> float:
-        capped: float = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        return capped * (0.5 + random.random() / 2)
-
-
-# A PostgreSQL restart seen from the client: the transaction was rolled back (or, if the
-# commit itself was cut, perhaps not: the retry is then a no-op, ids and positions
-# being deduplicated).
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.InsufficientResourcesError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
-
-
-async def with_retries(action: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
-    for attempt in range(policy.attempts_max):
-        try:
-            return await action()
-        except TRANSIENT_ERRORS as exc:
-            if attempt + 1 >= policy.attempts_max:
-                raise
-            delay = policy.delay_s(attempt)
-            log.warning(
-                "%s failed (%s: %s); retry %d/%d in %.2f s",
-                what,
-                type(exc).__name__,
-                exc,
-                attempt + 1,
-                policy.attempts_max - 1,
-                delay,
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-
-async def connect_pool(url: str, size_max: int) -> Pool:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=size_max)
-    if pool is None:  # pragma: no cover - create_pool returns a pool when awaited
-        raise CasebookDatabaseError("could not create a connection pool")
-    return pool
 
 
 # ---------------------------------------------------------------- the writer

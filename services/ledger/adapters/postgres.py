@@ -8,23 +8,25 @@ rules once more at commit (migrations/0001_journal.sql).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import csv
 import dataclasses
 import hashlib
 import io
 import logging
-import random
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 
+from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from relief_platform.postgres import RetryPolicy as RetryPolicy
+from relief_platform.postgres import connect_pool as connect_pool
+from relief_platform.postgres import with_retries as with_retries
 from schemas.envelope import CST
 from schemas.money import yuan
 from services.ledger.domain.accounts import (
@@ -48,7 +50,6 @@ log = logging.getLogger("relief.ledger.postgres")
 
 Pool = asyncpg.Pool
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
-T = TypeVar("T")
 
 MIGRATIONS_PACKAGE = "services.ledger.migrations"
 MIGRATIONS_TABLE = "ledger_migrations"
@@ -158,60 +159,6 @@ def _quote_ident(name: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
         raise LedgerDatabaseError(f"role name {name!r} is not a plain identifier")
     return f'"{name}"'
-
-
-# ---------------------------------------------------------------- retries
-
-
-@dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries with exponential backoff and jitter (STYLE "a limit on everything")."""
-
-    attempts_max: int = 10
-    backoff_base_s: float = 0.2
-    backoff_max_s: float = 5.0
-
-    def delay_s(self, attempt: int) -> float:
-        capped: float = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
-        return capped * (0.5 + random.random() / 2)
-
-
-# What a PostgreSQL restart or failover looks like from the client: the transaction was
-# rolled back (or, if the commit itself was cut, maybe not — the retry is a no-op then,
-# because posting ids and positions are deduplicated).
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08
-    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 starting up
-    asyncpg.exceptions.SerializationError,  # 40001
-    asyncpg.exceptions.DeadlockDetectedError,  # 40P01
-    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, ...
-    asyncpg.InterfaceError,  # "connection is closed" and the like
-    asyncpg.InternalClientError,  # a connection cut mid-protocol (e.g. during COPY)
-    ConnectionError,
-    OSError,
-    TimeoutError,
-)
-
-
-async def with_retries(action: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
-    for attempt in range(policy.attempts_max):
-        try:
-            return await action()
-        except TRANSIENT_ERRORS as exc:
-            if attempt + 1 >= policy.attempts_max:
-                raise
-            delay = policy.delay_s(attempt)
-            log.warning(
-                "%s failed (%s: %s); retry %d/%d in %.2f s",
-                what,
-                type(exc).__name__,
-                exc,
-                attempt + 1,
-                policy.attempts_max - 1,
-                delay,
-            )
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
 
 # ---------------------------------------------------------------- the writer
@@ -745,13 +692,6 @@ async def verify(db_url: str) -> VerifyReport:
         return verifier.report(stored)
     finally:
         await conn.close()
-
-
-async def connect_pool(url: str, size_max: int) -> Pool:
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=size_max)
-    if pool is None:  # pragma: no cover - create_pool returns a pool when awaited
-        raise LedgerDatabaseError("could not create a connection pool")
-    return pool
 
 
 __all__ = [

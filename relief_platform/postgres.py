@@ -1,0 +1,76 @@
+"""PostgreSQL plumbing every service that stores rows shares: a pool, and bounded retries
+of a transaction when the server restarts or fails over."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import asyncpg
+from asyncpg.pool import Pool
+
+log = logging.getLogger("relief.postgres")
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries with exponential backoff and jitter (STYLE "a limit on everything")."""
+
+    attempts_max: int = 10
+    backoff_base_s: float = 0.2
+    backoff_max_s: float = 5.0
+
+    def delay_s(self, attempt: int) -> float:
+        capped: float = min(self.backoff_max_s, self.backoff_base_s * (2**attempt))
+        return capped * (0.5 + random.random() / 2)
+
+
+# What a PostgreSQL restart or failover looks like from the client: the transaction was
+# rolled back (or, if the commit itself was cut, maybe not — a retry is then a no-op,
+# because every writer deduplicates its rows and positions by key).
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08
+    asyncpg.exceptions.OperatorInterventionError,  # 57P01 admin shutdown, 57P03 starting up
+    asyncpg.exceptions.SerializationError,  # 40001
+    asyncpg.exceptions.DeadlockDetectedError,  # 40P01
+    asyncpg.exceptions.InsufficientResourcesError,  # class 53: too many connections, ...
+    asyncpg.InterfaceError,  # "connection is closed" and the like
+    asyncpg.InternalClientError,  # a connection cut mid-protocol (e.g. during COPY)
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+async def with_retries(action: Callable[[], Awaitable[T]], policy: RetryPolicy, what: str) -> T:
+    for attempt in range(policy.attempts_max):
+        try:
+            return await action()
+        except TRANSIENT_ERRORS as exc:
+            if attempt + 1 >= policy.attempts_max:
+                raise
+            delay = policy.delay_s(attempt)
+            log.warning(
+                "%s failed (%s: %s); retry %d/%d in %.2f s",
+                what,
+                type(exc).__name__,
+                exc,
+                attempt + 1,
+                policy.attempts_max - 1,
+                delay,
+            )
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+async def connect_pool(url: str, size_max: int) -> Pool:
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=size_max)
+    if pool is None:  # pragma: no cover - create_pool returns a pool when awaited
+        raise ConnectionError("could not create a connection pool")
+    return pool
