@@ -158,56 +158,6 @@ class Engine:
         self.changelog = changelog
         self._pending: list[tuple[int, bytes, bytes | None]] = []
         self._checked: set[str] = set()  # towns whose journal this process has read
-        # intake partition -> the last offset applied to it (stored as q/<partition>)
-        self._applied: dict[int, int] = {}
-        self._seeking: dict[int, int] = {}  # partition -> the offset it is read again from
-        self.consumer: Any = None  # Faust's consumer: where to seek a partition back
-
-    def forget_partitions(self) -> None:
-        """Partitions moved: what this process knew of them may be another's now."""
-        self._applied.clear()
-        self._seeking.clear()
-        self._checked.clear()
-
-    async def in_order(self, events: Sequence[Any]) -> list[Any]:
-        """The records that follow what was applied to their partition without a gap.
-
-        When partitions move, Faust drops the records it had fetched and not yet handed
-        to the agent, and reads them again from the group's committed offset; before
-        the group has committed one, it does not, and they never arrive. So a record
-        past a gap is not applied: the partition is read again from the first missing
-        offset, and nothing of it is applied until that record comes."""
-        keep: list[Any] = []
-        gaps: dict[int, tuple[str, int]] = {}
-        for event in events:
-            msg = event.message
-            partition = msg.partition
-            if partition in gaps:
-                continue
-            if partition not in self._applied:
-                with _current(event):
-                    stored = self._get(f"q/{partition}")
-                if stored is None:  # never applied anything: from the partition's start
-                    first = await self.consumer.earliest_offsets(TP(msg.topic, partition))
-                    stored = first[TP(msg.topic, partition)] - 1
-                self._applied[partition] = int(stored)
-            last = self._applied[partition]
-            if msg.offset <= last:
-                continue  # applied before (redelivered after a restart or a rebalance)
-            if msg.offset > last + 1:
-                gaps[partition] = (msg.topic, last + 1)
-                continue
-            self._applied[partition] = msg.offset
-            self._seeking.pop(partition, None)
-            keep.append(event)
-        for partition, (topic, offset) in gaps.items():
-            if self._seeking.get(partition) == offset:
-                continue  # already being read again from there
-            log.warning("partition %d: records from offset %d never arrived; reading again",
-                        partition, offset)  # fmt: skip
-            self._seeking[partition] = offset
-            await self.consumer.seek(TP(topic, partition), offset)
-        return keep
 
     # ------------------------------------------------------------- the table, by key
 
@@ -342,11 +292,6 @@ class Engine:
         return books, applied, outputs
 
     async def run_batch(self, events: Sequence[Any]) -> None:
-        if self.consumer is not None:
-            events = await self.in_order(events)
-            if not events:
-                return
-        last_of: dict[int, Any] = {e.message.partition: e for e in events}
         try:
             with metrics.stage_timer("decide"):
                 books, applied, outputs = self.decide_batch(events)
@@ -366,9 +311,6 @@ class Engine:
                 for town, (event, offset) in applied.items():
                     with _current(event):
                         self.store(books[town], offset)
-                for partition, event in last_of.items():  # after its towns' positions
-                    with _current(event):
-                        self._put(f"q/{partition}", event.message.offset)
             with metrics.stage_timer("flush"):
                 await self.flush()
         except Exception:
@@ -451,15 +393,9 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
     )
     app.conf.relief_engine = engine  # reachable for the web views and tests
 
-    async def partitions_moved(sender: Any, *args: Any, **kwargs: Any) -> None:
-        engine.forget_partitions()
-
-    app.on_partitions_revoked.connect(partitions_moved)  # type: ignore[arg-type]
-
     @app.agent(intake)
     async def decide_records(stream: Any) -> None:
         metrics.serve(settings.emergency_metrics_port, rules.county.codes())
-        engine.consumer = app.consumer
         await sink.start()
         try:
             async for events in stream.take_events(
