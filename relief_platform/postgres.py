@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
+from importlib import resources
 from typing import TypeVar
 
 import asyncpg
@@ -74,3 +77,32 @@ async def connect_pool(url: str, size_max: int) -> Pool:
     if pool is None:  # pragma: no cover - create_pool returns a pool when awaited
         raise ConnectionError("could not create a connection pool")
     return pool
+
+
+# A migration file: NNNN_what_it_does.sql, applied in order, each once.
+MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations_in(package: str) -> list[Migration]:
+    """The migrations a package ships, in order; versions must run 1..n without gaps."""
+    found = []
+    for item in resources.files(package).iterdir():
+        match = MIGRATION_NAME.fullmatch(item.name)
+        if match:
+            found.append(Migration(int(match.group(1)), item.name, item.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if versions != list(range(1, len(found) + 1)):
+        raise ValueError(f"{package}: migration versions must be 1..n without gaps: {versions}")
+    return found

@@ -18,12 +18,12 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from relief_platform.postgres import Migration, migrations_in
 from relief_platform.postgres import RetryPolicy as RetryPolicy
 from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
@@ -61,7 +61,6 @@ Pool = asyncpg.Pool
 Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 MIGRATIONS_PACKAGE = "services.casebook.migrations"
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # The service role's rights, table by table: the story is append-only; the rest is a
 # projection that the fold rewrites.
 GRANTS = {
@@ -90,28 +89,8 @@ def _lock_key(name: str) -> int:
 # ---------------------------------------------------------------- migrations
 
 
-@dataclasses.dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
 def migrations() -> list[Migration]:
-    found = []
-    for item in resources.files(MIGRATIONS_PACKAGE).iterdir():
-        match = _MIGRATION_NAME.fullmatch(item.name)
-        if match:
-            found.append(Migration(int(match.group(1)), item.name, item.read_text("utf-8")))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise CasebookDatabaseError(f"migration versions must be 1..n without gaps: {versions}")
-    return found
+    return migrations_in(MIGRATIONS_PACKAGE)
 
 
 def _quote_ident(name: str) -> str:

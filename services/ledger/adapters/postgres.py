@@ -18,12 +18,12 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import date, datetime, time, timedelta
-from importlib import resources
 from typing import Any
 
 import asyncpg
 
 from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
+from relief_platform.postgres import Migration, migrations_in
 from relief_platform.postgres import RetryPolicy as RetryPolicy
 from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
@@ -53,7 +53,6 @@ Conn = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 MIGRATIONS_PACKAGE = "services.ledger.migrations"
 MIGRATIONS_TABLE = "ledger_migrations"
-_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 # The tables the service role may read and append to (and nothing else: P10).
 LEDGER_TABLES = (
     "ledger_accounts",
@@ -77,28 +76,8 @@ class LedgerDatabaseError(RuntimeError):
 # ---------------------------------------------------------------- migrations
 
 
-@dataclasses.dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-    @property
-    def checksum(self) -> str:
-        return hashlib.sha256(self.sql.encode()).hexdigest()
-
-
 def migrations() -> list[Migration]:
-    found = []
-    for item in resources.files(MIGRATIONS_PACKAGE).iterdir():
-        match = _MIGRATION_NAME.fullmatch(item.name)
-        if match:
-            found.append(Migration(int(match.group(1)), item.name, item.read_text("utf-8")))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise LedgerDatabaseError(f"migration versions must be 1..n without gaps: {versions}")
-    return found
+    return migrations_in(MIGRATIONS_PACKAGE)
 
 
 async def migrate(owner_url: str, app_role: str) -> list[str]:
