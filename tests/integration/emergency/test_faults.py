@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
@@ -44,7 +44,7 @@ from deploy.local import stack as local_stack
 from schemas import decisions as d
 from schemas.envelope import Record
 from schemas.postings import AccountKind, Posting, PostingKind, Side, account
-from schemas.registry import encode
+from schemas.registry import decode, encode
 from schemas.towns import load_county
 from services.emergency.adapters.faust_app import EXIT_UNAVAILABLE
 from tests.conftest import need_tool
@@ -200,7 +200,9 @@ class Supervisor:
             await asyncio.sleep(0.2)
 
 
-def granted_once(decisions: Sequence[Any], cases: set[str], env: Env) -> list[d.AdvanceGranted]:
+async def granted_once(
+    decisions: Sequence[Any], cases: set[str], env: Env
+) -> list[d.AdvanceGranted]:
     """Every case granted exactly once: no refusal, one event id per case (a redelivered
     decision carries the same id, so the ledger keeps it once), none missing, none extra."""
     refused = [r.correlation_id for r in decisions if isinstance(r, d.AdvanceRefused)]
@@ -212,11 +214,39 @@ def granted_once(decisions: Sequence[Any], cases: set[str], env: Env) -> list[d.
             ids[r.correlation_id].add(r.event_id)
             first.setdefault(r.correlation_id, r)
     missing = sorted(cases - set(ids))
-    assert not missing, f"{len(missing)} cases never decided: {missing[:10]}\n{logs(env)}"
+    assert not missing, (
+        f"{len(missing)} cases never decided: {missing[:10]}\n"
+        f"where they are in the intake log: {await located(env, set(missing))}\n"
+        f"{logs(env)}"
+    )
     assert set(ids) == cases, f"decisions for cases never requested: {sorted(set(ids) - cases)}"
     twice = {case: n for case, n in ids.items() if len(n) > 1}
     assert not twice, f"cases decided twice, with different ids: {list(twice)[:10]}"
     return list(first.values())
+
+
+async def located(env: Env, ids: set[str]) -> dict[int, list[int]]:
+    """The intake partition and offsets of the records that requested `ids`."""
+    consumer = AIOKafkaConsumer(
+        env.intake,
+        bootstrap_servers=env.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    found: dict[int, list[int]] = defaultdict(list)
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1_000)
+            if not batch:
+                return dict(found)
+            for msgs in batch.values():
+                for m in msgs:
+                    record = decode(m.value or b"")
+                    if getattr(record, "correlation_id", None) in ids:
+                        found[m.partition].append(m.offset)
+    finally:
+        await consumer.stop()
 
 
 def held_once(postings: Sequence[Any], cases: set[str]) -> dict[str, Posting]:
@@ -326,7 +356,7 @@ async def test_output_acks_stalled_past_the_send_timeout_then_resumed(
     )
     assert worker[-1].poll() is None, f"the last worker exited\n{logs(env)}"
     wanted = {c.correlation_id for c in cases}
-    grants = granted_once(decisions, wanted, env)
+    grants = await granted_once(decisions, wanted, env)
     assert_reserves_in_sequence(grants)
     holds = held_once(await all_held(env, wanted), wanted)
     assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
@@ -402,7 +432,7 @@ async def test_a_second_worker_joins_and_leaves_mid_stream(
     wanted = {c.correlation_id for c in cases}
     # no member died, so no session to wait out: the first worker decides the rest at once
     decisions = await all_granted(env, wanted, STARTED_S, [first])
-    grants = granted_once(decisions, wanted, env)
+    grants = await granted_once(decisions, wanted, env)
     assert_reserves_in_sequence(grants)
     holds = held_once(await all_held(env, wanted), wanted)
     assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
@@ -442,7 +472,7 @@ async def test_a_killed_worker_replaced_by_one_with_an_empty_data_folder(
 
     wanted = {c.correlation_id for c in cases}
     decisions = await all_granted(env, wanted, AFTER_CRASH_S, [replacement])
-    grants = granted_once(decisions, wanted, env)
+    grants = await granted_once(decisions, wanted, env)
     assert_reserves_in_sequence(grants)  # the reserve rebuilt from the changelog, exactly
     holds = held_once(await all_held(env, wanted), wanted)
     assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
