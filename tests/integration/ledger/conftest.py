@@ -12,7 +12,13 @@ import asyncpg
 import pytest
 
 from deploy.local import stack as local_stack
+from relief_platform.secrets import Sealer
 from services.ledger.adapters import postgres
+from services.ledger.app import DEV_CHAIN_KEY_HEX
+
+# the writer's seal key in the tests: the services' own development key, so a ledger
+# process started by a test (without RELIEF_LEDGER_CHAIN_KEY) seals with the same one
+SEALER = Sealer(bytes.fromhex(DEV_CHAIN_KEY_HEX))
 
 
 @dataclasses.dataclass(frozen=True)
