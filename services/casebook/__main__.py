@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import click
 
@@ -33,6 +34,24 @@ def run() -> None:
     from services.casebook.app import run as run_casebook
 
     asyncio.run(run_casebook(CasebookSettings()))
+
+
+@cli.command()
+def verify() -> None:
+    """Check that every stored decision carries the casebook writer's seal; exit 1 naming
+    each one that does not (a row added around the writer). Needs RELIEF_CASEBOOK_SEAL_KEY."""
+    from services.casebook.adapters.postgres import verify_seals
+
+    settings = CasebookSettings()
+    checked, problems = asyncio.run(verify_seals(settings.database_url, settings.seal_sealer()))
+    click.echo(f"decisions checked: {checked}")
+    for p in problems:
+        click.echo(
+            f"DISAGREES: decision {p.event_id} (town {p.town}, case {p.case_id}): {p.reason}"
+        )
+    click.echo("ok" if not problems else "NOT OK")
+    if problems:
+        sys.exit(1)
 
 
 @cli.command()

@@ -65,7 +65,7 @@ def consumer_for(
     settings: CasebookSettings, pool: postgres.Pool, metrics: RunMetrics | None = None
 ) -> CasebookConsumer:
     return CasebookConsumer(
-        postgres.CasebookStore(pool, retry_policy(settings)),
+        postgres.CasebookStore(pool, settings.seal_sealer(), retry_policy(settings)),
         bootstrap=settings.kafka_bootstrap,
         intake_topic=settings.intake_topic,
         decisions_topic=settings.decisions_topic,

@@ -139,9 +139,7 @@ async def test_a_position_forged_with_the_app_role_skips_nothing_and_is_named(
     # the writer resumes where it really was: no posting skipped
     assert await postgres.LedgerStore(ledger_db.pool, SEALER).positions(TOPIC) == real
     report = await postgres.verify(ledger_db.app_url, SEALER)
-    assert [p.reason for p in report.problems] == [
-        f"position {TOPIC}[0] -> 1000000: {BAD_SEAL}"
-    ]
+    assert [p.reason for p in report.problems] == [f"position {TOPIC}[0] -> 1000000: {BAD_SEAL}"]
 
 
 async def test_an_alert_forged_with_the_app_role_never_makes_a_real_posting_a_duplicate(

@@ -49,7 +49,7 @@ async def casebook_side(stack: local_stack.StackInfo) -> AsyncIterator[Casebook]
         pool = await casebook_postgres.connect_pool(db.app_url, 2)
         try:
             with serving(casebook_app(settings)) as url:
-                yield Casebook(url, casebook_postgres.CasebookStore(pool))
+                yield Casebook(url, casebook_postgres.CasebookStore(pool, settings.seal_sealer()))
         finally:
             await pool.close()
 
