@@ -24,7 +24,11 @@ def migrate() -> None:
     from services.casebook.adapters.postgres import migrate as run_migrations
 
     settings = CasebookSettings()
-    applied = asyncio.run(run_migrations(settings.database_owner_url, settings.casebook_app_role))
+    applied = asyncio.run(
+        run_migrations(
+            settings.database_owner_url, settings.casebook_app_role, settings.casebook_read_role
+        )
+    )
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 

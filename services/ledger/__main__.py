@@ -29,7 +29,11 @@ def migrate() -> None:
     from services.ledger.adapters.postgres import migrate as run_migrations
 
     settings = LedgerSettings()
-    applied = asyncio.run(run_migrations(settings.database_owner_url, settings.ledger_app_role))
+    applied = asyncio.run(
+        run_migrations(
+            settings.database_owner_url, settings.ledger_app_role, settings.ledger_read_role
+        )
+    )
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
-from relief_platform.postgres import Migration, migrations_in
+from relief_platform.postgres import Migration, harden, migrations_in, quote_role, role_exists
 from relief_platform.postgres import RetryPolicy as RetryPolicy
 from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
@@ -101,9 +101,11 @@ def _quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
-async def migrate(owner_url: str, app_role: str) -> list[str]:
+async def migrate(owner_url: str, app_role: str, read_role: str = "") -> list[str]:
     """Create the casebook's schema and apply the migrations not yet applied, as the
-    owner role; grant the service role its rights. Idempotent; returns the names applied."""
+    owner role; grant the service role its rights and the read role (when it exists)
+    SELECT only; no TEMP tables, search_path pinned (relief_platform.postgres.harden).
+    Idempotent; returns the names applied."""
     applied_now: list[str] = []
     role = _quote_ident(app_role)
     conn = await asyncpg.connect(owner_url)
@@ -145,6 +147,15 @@ async def migrate(owner_url: str, app_role: str) -> list[str]:
             for table, rights in GRANTS.items():
                 await conn.execute(f"REVOKE ALL ON casebook.{table} FROM PUBLIC, {role}")
                 await conn.execute(f"GRANT {rights} ON casebook.{table} TO {role}")
+            if read_role and await role_exists(conn, read_role):
+                reader = quote_role(read_role)
+                await conn.execute(f"GRANT USAGE ON SCHEMA casebook TO {reader}")
+                for table in (*GRANTS, "migrations"):
+                    await conn.execute(f"REVOKE ALL ON casebook.{table} FROM {reader}")
+                    await conn.execute(f"GRANT SELECT ON casebook.{table} TO {reader}")
+            elif read_role:
+                log.warning("read role %s does not exist: no read-only grants", read_role)
+            await harden(conn, "casebook")
         await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(MIGRATE_LOCK))
     finally:
         await conn.close()

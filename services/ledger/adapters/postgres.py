@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 
 from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
-from relief_platform.postgres import Migration, migrations_in
+from relief_platform.postgres import Migration, harden, migrations_in, quote_role, role_exists
 from relief_platform.postgres import RetryPolicy as RetryPolicy
 from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
@@ -90,10 +90,12 @@ def migrations() -> list[Migration]:
     return migrations_in(MIGRATIONS_PACKAGE)
 
 
-async def migrate(owner_url: str, app_role: str) -> list[str]:
+async def migrate(owner_url: str, app_role: str, read_role: str = "") -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction, as the owner role;
-    then grant the service role INSERT and SELECT on the ledger's tables, nothing more.
-    Returns the names applied. Idempotent; concurrent runs wait for each other."""
+    then grant the service role INSERT and SELECT on the ledger's tables, nothing more, and
+    the read role (when it exists) SELECT only; no TEMP tables for either, every trigger
+    function's search_path pinned (relief_platform.postgres.harden). Returns the names
+    applied. Idempotent; concurrent runs wait for each other."""
     applied_now: list[str] = []
     conn = await asyncpg.connect(owner_url)
     try:
@@ -138,6 +140,18 @@ async def migrate(owner_url: str, app_role: str) -> list[str]:
                 # P10: the service appends and reads; it can neither change nor remove
                 await conn.execute(f"GRANT SELECT, INSERT ON {table} TO {role}")
             await conn.execute(f"GRANT SELECT ON {MIGRATIONS_TABLE} TO {role}")
+            if read_role and await role_exists(conn, read_role):
+                reader = quote_role(read_role)
+                for table in (*LEDGER_TABLES, MIGRATIONS_TABLE):
+                    await conn.execute(f"REVOKE ALL ON {table} FROM {reader}")
+                    await conn.execute(f"GRANT SELECT ON {table} TO {reader}")
+            elif read_role:
+                log.warning("read role %s does not exist: no read-only grants", read_role)
+            schema = await conn.fetchval(
+                "SELECT relnamespace::regnamespace::text FROM pg_class "
+                "WHERE oid = 'ledger_entries'::regclass"
+            )
+            await harden(conn, schema)
         await conn.execute("SELECT pg_advisory_unlock(hashtext('relief.ledger.migrate'))")
     finally:
         await conn.close()
