@@ -35,9 +35,15 @@ def migrate() -> None:
 @cli.command()
 def run() -> None:
     """Read decisions, dead letters and submissions into PostgreSQL until SIGTERM."""
+    from relief_platform.secrets import MissingSecretError
     from services.casebook.app import run as run_casebook
 
-    asyncio.run(run_casebook(CasebookSettings()))
+    settings = CasebookSettings()
+    try:
+        settings.seal_sealer()  # production: no seal key, no start
+    except MissingSecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+    asyncio.run(run_casebook(settings))
 
 
 @cli.command()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from relief_platform.secrets import MissingSecretError
 from services.intake.settings import IntakeSettings
 
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -57,7 +58,12 @@ def serve(host: str, port: int, log_level: str) -> None:
     from services.intake.api import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(IntakeSettings())
+    settings = IntakeSettings()
+    try:
+        settings.hash_key()  # production: no key, no start (before any port is opened)
+    except MissingSecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = create_app(settings)
     # uvicorn's own access log would print raw paths; ours masks ID numbers (scrub_ids)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 

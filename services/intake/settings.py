@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.secrets import secret_or_development
 from schemas import topics
 from schemas.identity import MIN_KEY_BYTES
 
@@ -81,11 +82,8 @@ class IntakeSettings(BaseSettings):
         return value
 
     def hash_key(self) -> bytes:
-        """The household-ref key; the dev key (with a warning) when none is configured."""
-        if self.id_hash_key:
-            return bytes.fromhex(self.id_hash_key)
-        log.warning(
-            "RELIEF_ID_HASH_KEY is not set: using the development key; "
-            "household refs are NOT protected (local stack and tests only)"
-        )
-        return bytes.fromhex(DEV_ID_HASH_KEY_HEX)
+        """The household-ref key; outside production the dev key (with a warning) when none
+        is configured; with RELIEF_ENV=production a MissingSecretError: with the dev key,
+        committed here, the refs of people born in the county reverse in minutes."""
+        value = secret_or_development("RELIEF_ID_HASH_KEY", self.id_hash_key, DEV_ID_HASH_KEY_HEX)
+        return bytes.fromhex(value)

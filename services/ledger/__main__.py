@@ -40,9 +40,15 @@ def migrate() -> None:
 @cli.command()
 def run() -> None:
     """Consume ledger.postings.v1 into PostgreSQL until SIGTERM."""
+    from relief_platform.secrets import MissingSecretError
     from services.ledger.app import run_consumer
 
-    asyncio.run(run_consumer(LedgerSettings()))
+    settings = LedgerSettings()
+    try:
+        settings.chain_sealer()  # production: no chain key, no start
+    except MissingSecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+    asyncio.run(run_consumer(settings))
 
 
 @cli.command()
