@@ -5,12 +5,14 @@ and submissions exactly once and answers by (town, case id)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 import asyncpg
 import httpx
+import pytest
 
 from deploy.local import stack as local_stack
 from schemas.decisions import AdvanceGranted, Decision
@@ -28,6 +30,7 @@ from tests.integration.casebook.conftest import (
     running,
     settings_for,
 )
+from tests.unit.casebook.decisions import granted as granted_decision
 from tests.unit.emergency.builders import (
     QIFENG,
     T0,
@@ -255,8 +258,17 @@ async def _is(answer: Awaitable[str], want: str) -> bool:
     return await answer == want
 
 
+def _nul_in_a_figure() -> bytes:
+    """A decision well-formed in every way but one: a NUL in a figure, which PostgreSQL's
+    jsonb refuses — no retry can store it."""
+    value = json.loads(encode(granted_decision("case-nul")))
+    value["figures"]["note"] = "a\u0000b"
+    return json.dumps(value).encode()
+
+
+@pytest.mark.parametrize("unreadable", ["not a decision", "a NUL in a figure"])
 async def test_an_unreadable_decision_is_a_dead_letter_and_the_rest_flow(
-    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics
+    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics, unreadable: str
 ) -> None:
     settings = settings_for(stack, casebook_db, topics)
     processor = Processor(stack.kafka_bootstrap, topics)
@@ -265,7 +277,8 @@ async def test_an_unreadable_decision_is_a_dead_letter_and_the_rest_flow(
         topics.intake,
         [(r.town, encode(r)) for r in (incident(FLOOD), urgent("case-9", 80_000, inc=FLOOD))],
     )
-    await produce(stack.kafka_bootstrap, topics.decisions, [(QIFENG, b'{"type": "Nonsense"}')])
+    bad = b'{"type": "Nonsense"}' if unreadable == "not a decision" else _nul_in_a_figure()
+    await produce(stack.kafka_bootstrap, topics.decisions, [(QIFENG, bad)])
     good = [r for r in await processor.step() if isinstance(r, Decision)]
     async with running(settings):
         await eventually(lambda: _at_least(casebook_db, "decisions", len(good)), "the good ones")
