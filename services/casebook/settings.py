@@ -56,6 +56,8 @@ class CasebookSettings(BaseSettings):
     casebook_kafka_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # /metrics of the consumer; 0: none
     casebook_metrics_port: int = Field(default=9103, ge=0, le=65535)
+    # loopback unless told otherwise (RELIEF_METRICS_HOST=0.0.0.0 behind a network policy)
+    metrics_host: str = "127.0.0.1"
 
     # The HTTP reads (`serve`)
     casebook_host: str = "127.0.0.1"

@@ -62,6 +62,8 @@ class LedgerSettings(BaseSettings):
     ledger_crash_after_commits: int | None = Field(default=None, ge=1)
     # /metrics of the consumer (batches, PostgreSQL transaction latency); 0: none
     ledger_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # loopback unless told otherwise (RELIEF_METRICS_HOST=0.0.0.0 behind a network policy)
+    metrics_host: str = "127.0.0.1"
 
     def chain_sealer(self) -> Sealer:
         """The writer's sealer; in production a missing key stops the service."""
@@ -90,7 +92,9 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
     metrics = LedgerMetrics()
     if settings.ledger_metrics_port:
         try:
-            start_http_server(settings.ledger_metrics_port, registry=metrics.registry)
+            start_http_server(
+                settings.ledger_metrics_port, addr=settings.metrics_host, registry=metrics.registry
+            )
         except OSError as exc:  # a second consumer on the same host: no metrics, no crash
             log.warning("no /metrics on port %d: %s", settings.ledger_metrics_port, exc)
     try:

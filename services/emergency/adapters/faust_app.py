@@ -395,7 +395,7 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
 
     @app.agent(intake)
     async def decide_records(stream: Any) -> None:
-        metrics.serve(settings.emergency_metrics_port, rules.county.codes())
+        metrics.serve(settings.emergency_metrics_port, rules.county.codes(), settings.metrics_host)
         await sink.start()
         try:
             async for events in stream.take_events(
