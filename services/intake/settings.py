@@ -51,9 +51,23 @@ class IntakeSettings(BaseSettings):
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1_024, le=8 * 1024 * 1024)
     intake_max_csv_bytes: int = Field(default=2 * 1024 * 1024, ge=1_024, le=16 * 1024 * 1024)
 
-    # The first-answer cache of Idempotency-Key requests (in process; see domain/idempotency).
-    intake_idempotency_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    # Every write needs an Idempotency-Key (428 without one); a retry with it returns the
+    # first answer for intake_idempotency_ttl_s (the retention stated in the API's
+    # description), then the key is removed.
+    intake_require_idempotency_key: bool = True
     intake_idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
+    # Where the keys live: PostgreSQL as the service role (schema `intake`, created by
+    # `python -m services.intake migrate`), shared by every instance and kept across
+    # restarts. Empty: this process's memory (one instance, development; production
+    # refuses to start without it).
+    intake_keys_database_url: str = Field(default="", repr=False)
+    intake_keys_pool_max: int = Field(default=8, ge=1, le=100)
+    # a claim outlives the produce timeout by this much before another instance may take
+    # it over (its holder died between claim and answer)
+    intake_keys_claim_margin_s: float = Field(default=5.0, gt=0, le=600)
+    intake_keys_purge_s: float = Field(default=600.0, gt=0, le=86_400)
+    # the in-process store (no database): bounded in entries
+    intake_idempotency_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
 
     # /healthz: is the processor consuming what intake accepts? Its consumer group is the
     # processor's Faust app id (the same setting the processor reads).

@@ -14,11 +14,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # secret -> the only containers (by command) that may have it
 ALLOWED = {
-    "RELIEF_DATABASE_OWNER_URL": {"ledger migrate", "casebook migrate"},
+    "RELIEF_DATABASE_OWNER_URL": {"ledger migrate", "casebook migrate", "intake migrate"},
     "RELIEF_ID_HASH_KEY": {"intake serve"},
     "RELIEF_LEDGER_CHAIN_KEY": {"ledger run"},
     "RELIEF_CASEBOOK_SEAL_KEY": {"casebook run"},
     "RELIEF_CASEBOOK_TOKEN": {"intake serve", "ledger serve"},
+    "RELIEF_INTAKE_KEYS_DATABASE_URL": {"intake serve"},
 }
 # which database role each container's RELIEF_DATABASE_URL must be (None: no database)
 DATABASE = {
@@ -74,6 +75,7 @@ def test_kubernetes_gives_each_secret_only_to_its_containers() -> None:
         "RELIEF_LEDGER_CHAIN_KEY": "relief-ledger-chain-key",
         "RELIEF_CASEBOOK_SEAL_KEY": "relief-casebook-seal-key",
         "RELIEF_CASEBOOK_TOKEN": "relief-service-token",
+        "RELIEF_INTAKE_KEYS_DATABASE_URL": "relief-intake-keys-db",
     }
     for secret, name in by_secret.items():
         holders = {what for what, refs in secrets.items() if name in refs}
