@@ -575,7 +575,7 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
 
     @app.agent(intake)
     async def decide_records(stream: Any) -> None:
-        metrics.serve(settings.emergency_metrics_port, rules.county.codes())
+        metrics.serve(settings.emergency_metrics_port, rules.county.codes(), settings.metrics_host)
         # aiokafka logs every record it sends at DEBUG (a twentieth of the worker's time)
         quiet = logging.getLogger("aiokafka")
         if quiet.getEffectiveLevel() < logging.INFO:
