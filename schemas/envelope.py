@@ -57,6 +57,16 @@ RequiredText = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+def no_control_characters(value: Any) -> Any:
+    """A validator for a text inside a container (a dict's keys and values), which the
+    model-wide check of `TextOnly` does not look into: no control characters."""
+    if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
+        raise ValueError(
+            f"contains the control character U+{ord(found.group()):04X}, not allowed in text"
+        )
+    return value
+
+
 class TextOnly(BaseModel):
     """A model whose every text field refuses control characters.
 
