@@ -276,6 +276,7 @@ async def api_reserve(request: web.Request) -> web.Response:
             "town": town,
             "available_fen": balances.get("town_reserve", 0),
             "held_fen": balances.get("town_reserve_held", 0),
+            "paid_fen": balances.get("relief_paid", 0),
             "movements": [
                 {
                     "posting_id": str(m.posting_id),
