@@ -153,7 +153,7 @@ class HttpReadSource:
             params.append(("town", town))
         if incident_id is not None:
             params.append(("incident_id", incident_id))
-        response = await self.casebook.get("/v1/cases", httpx.QueryParams(params))
+        response = await self.casebook.get("/v1/cases", httpx.QueryParams(tuple(params)))
         if response is None:
             raise ReadNotAvailable("the casebook does not know this read")
         return self.casebook.parse(response, CaseList)
