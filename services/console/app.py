@@ -11,7 +11,6 @@ the page asks what became of the submission until it is decided or rejected.
 Composition: `create_app(settings, upstream=...)`.
 """
 
-from __future__ import annotations
 
 import logging
 import re
