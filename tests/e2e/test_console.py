@@ -189,7 +189,9 @@ def flood(browser: object, running: Running) -> None:
 
     # finance: the reserves live, verify with its head hash, a statement and the disclosure
     finance = sign_in(browser, running, "finance")
-    expect(finance.locator(f"tr[data-town='{QIFENG}']")).to_contain_text(first_amount, timeout=15_000)
+    expect(finance.locator(f"tr[data-town='{QIFENG}']")).to_contain_text(
+        first_amount, timeout=15_000
+    )
     finance.get_by_role("button", name=re.compile("立即校验")).click()
     expect(finance.locator("#head-hash")).to_have_text(re.compile(r"^[0-9a-f]{64}$"))
     finance.locator("#s-town").select_option(QIFENG)
@@ -222,7 +224,7 @@ def _casebook_has_disclosures(running: Running, period: str) -> bool:
         headers={"Authorization": f"Bearer {running.service_token}"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=5) as r:  # noqa: S310 - a local test URL
+        with urllib.request.urlopen(request, timeout=5) as r:
             return int(r.status) == 200
     except urllib.error.HTTPError:
         return False
