@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from schemas.envelope import CST
 from schemas.identity import check_char
@@ -26,9 +27,6 @@ from tests.e2e.test_dashboard import chromium
 
 pytestmark = pytest.mark.e2e
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-Page = playwright_api.Page
-expect = playwright_api.expect
 
 ARTIFACTS = ROOT / "test-artifacts" / "console"
 QIFENG, TIANZHUANG = "370321101", "370321102"
@@ -46,9 +44,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
         yield r
 
 
-def with_browser(work: Callable[[object], None]) -> None:
+def with_browser(work: Callable[[Browser], None]) -> None:
     def go() -> None:
-        with playwright_api.sync_playwright() as p:
+        with sync_playwright() as p:
             b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
             try:
                 work(b)
@@ -58,9 +56,9 @@ def with_browser(work: Callable[[object], None]) -> None:
     in_thread(go)
 
 
-def sign_in(browser: object, running: Running, who: str, phone: bool = False) -> Page:
-    size = {"width": 412, "height": 915} if phone else {"width": 1280, "height": 900}
-    context = browser.new_context(viewport=size, locale="zh-CN", accept_downloads=True)  # type: ignore[attr-defined]
+def sign_in(browser: Browser, running: Running, who: str, phone: bool = False) -> Page:
+    size: ViewportSize = {"width": 412, "height": 915} if phone else {"width": 1280, "height": 900}
+    context = browser.new_context(viewport=size, locale="zh-CN", accept_downloads=True)
     context.set_default_timeout(10_000)
     page: Page = context.new_page()
     page.goto(f"{running.console}/signin")
@@ -85,7 +83,7 @@ def test_the_flood_through_the_pages(running: Running) -> None:
     with_browser(lambda browser: flood(browser, running))
 
 
-def flood(browser: object, running: Running) -> None:
+def flood(browser: Browser, running: Running) -> None:
     incident = f"flood-{datetime.now(UTC):%m%d%H%M%S}"
 
     # the bureau reports the flood in Qifeng with the households hit, pasted
