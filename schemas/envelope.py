@@ -112,6 +112,9 @@ class Actor(TextOnly):
     org: str = Field(min_length=1, max_length=MAX_ORG_TEXT)
 
 
+_SYSTEM = Actor(role=Role.SYSTEM, org="relief-emergency")  # frozen: one for every record
+
+
 class Record(TextOnly):
     """The envelope. Each concrete record adds `type: Literal["<ClassName>"]` and
     `schema_version: Literal[n]`, both defaulted, so they never need to be passed."""
@@ -145,7 +148,7 @@ class Record(TextOnly):
             "event_id": self.derive(kind, *parts),
             "occurred_at": self.recorded_at or self.occurred_at,
             "town": self.town,
-            "actor": Actor(role=Role.SYSTEM, org="relief-emergency"),
+            "actor": _SYSTEM,
             "correlation_id": self.correlation_id,
             "causation_id": self.event_id,
         }

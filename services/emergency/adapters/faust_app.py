@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -334,6 +334,25 @@ def _current(event: Any) -> Iterator[None]:
         faust_streams._current_event.reset(token)
 
 
+async def finish(batch: Coroutine[Any, Any, None]) -> None:
+    """Run a batch to its end even if the agent is cancelled meanwhile (a SIGTERM, a
+    worker stopping): Faust acknowledges the batch's records when the agent leaves its
+    loop, cancelled or not, so a batch cut short there would be skipped for good. The
+    cancellation is passed on once the batch is stored (or the process has exited)."""
+    task = asyncio.ensure_future(batch)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
 STATE_TABLE = "state"
 
 
@@ -396,12 +415,16 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
     @app.agent(intake)
     async def decide_records(stream: Any) -> None:
         metrics.serve(settings.emergency_metrics_port, rules.county.codes())
+        # aiokafka logs every record it sends at DEBUG (a twentieth of the worker's time)
+        quiet = logging.getLogger("aiokafka")
+        if quiet.getEffectiveLevel() < logging.INFO:
+            quiet.setLevel(logging.INFO)
         await sink.start()
         try:
             async for events in stream.take_events(
                 settings.emergency_batch_max, within=settings.emergency_batch_within_s
             ):
-                await engine.run_batch(events)
+                await finish(engine.run_batch(events))
         finally:
             await sink.stop()
 
