@@ -10,21 +10,28 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from schemas.envelope import (
     MAX_ID_TEXT,
     MAX_ORG_TEXT,
     MAX_SHORT_TEXT,
+    MAX_TEXT,
     CorrelationId,
     Record,
-    RequiredText,
     Role,
-    Text,
     TextOnly,
 )
-from schemas.identity import HouseholdRef
+from schemas.identity import HouseholdRef, scrub_personal
 from schemas.money import Fen, NonNegativeFen
+
+# What people type (a description, a reason, a note): anything shaped like an ID number or
+# a phone number is masked before the record exists, so it never reaches Kafka, which
+# keeps records for good (docs/design.md "personal data").
+FreeText = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(scrub_personal)]
+RequiredFreeText = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(scrub_personal)
+]
 
 # Limits (STYLE "a limit on everything"); a Kafka record stays well under 1 MB.
 MAX_HOUSEHOLDS_PER_INCIDENT = 5_000
@@ -94,7 +101,7 @@ class IncidentReported(Record):
     incident_id: IncidentId
     kind: IncidentKind
     disaster_subtype: DisasterSubtype | None = None
-    description: Text = ""
+    description: FreeText = ""
     casualties: Casualties = Casualties()
     household_refs: HouseholdRefs = ()
 
@@ -116,7 +123,7 @@ class IncidentUpdated(Record):
     incident_id: IncidentId
     casualties: Casualties | None = None
     household_refs_added: HouseholdRefs = ()
-    note: Text = ""
+    note: FreeText = ""
 
 
 class IncidentClosed(Record):
@@ -124,7 +131,7 @@ class IncidentClosed(Record):
     schema_version: Literal[1] = 1
 
     incident_id: IncidentId
-    note: Text = ""
+    note: FreeText = ""
 
 
 # ---------------------------------------------------------------- relief cases
@@ -160,7 +167,7 @@ class ReliefRequested(CaseRecord):
     household_ref: HouseholdRef
     incident_id: IncidentId | None = None
     requested_fen: Fen
-    reason: RequiredText
+    reason: RequiredFreeText
     persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
     # R7: vagrants and beggars are placed by the county of origin when it is known.
     vagrant: bool = False
@@ -179,7 +186,7 @@ class AdvanceCancelled(CaseRecord):
     type: Literal["AdvanceCancelled"] = "AdvanceCancelled"
     schema_version: Literal[1] = 1
 
-    reason: RequiredText
+    reason: RequiredFreeText
 
 
 class PaymentMethod(StrEnum):
@@ -210,7 +217,7 @@ class PaperworkCompleted(CaseRecord):
     type: Literal["PaperworkCompleted"] = "PaperworkCompleted"
     schema_version: Literal[1] = 1
 
-    note: Text = ""
+    note: FreeText = ""
 
 
 class ReviewOutcome(StrEnum):
@@ -237,7 +244,7 @@ class CaseReviewed(CaseRecord):
     fine_multiple: int | None = Field(
         default=None, ge=MIN_FINE_MULTIPLE, le=MAX_FINE_MULTIPLE, strict=True
     )
-    reasons: Text = ""
+    reasons: FreeText = ""
 
     @model_validator(mode="after")
     def _outcome_figures(self) -> Self:
@@ -263,7 +270,7 @@ class TransitionalReliefExtended(CaseRecord):
     schema_version: Literal[1] = 1
 
     extended_to_months: int = Field(ge=1, le=MAX_TRANSITIONAL_MONTHS, strict=True)
-    reason: RequiredText
+    reason: RequiredFreeText
 
 
 class DeliberationDecided(CaseRecord):
@@ -275,7 +282,7 @@ class DeliberationDecided(CaseRecord):
 
     approved_fen: Fen | None = None
     refused: bool = False
-    reasons: RequiredText
+    reasons: RequiredFreeText
 
     @model_validator(mode="after")
     def _approved_or_refused(self) -> Self:
@@ -335,7 +342,7 @@ class HardshipCategory(StrEnum):
 class HardshipRow(_Part):
     household_ref: HouseholdRef
     category: HardshipCategory
-    note: Text = ""
+    note: FreeText = ""
 
 
 class HardshipListPushed(Record):

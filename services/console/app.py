@@ -11,7 +11,6 @@ the page asks what became of the submission until it is decided or rejected.
 Composition: `create_app(settings, upstream=...)`.
 """
 
-
 import logging
 import re
 import uuid
@@ -89,6 +88,7 @@ def create_app(
     env = templates.env
     env.globals.update(zh=show.zh, en=show.en, money=show.money, date_zh=show.date_zh)
     env.globals["towns"] = county.towns
+    env.globals["new_key"] = lambda: str(uuid.uuid4())
     env.globals["town_name"] = lambda code: _town_name(county, code)
     env.globals["dashboard_url"] = (
         settings.console_dashboard_public_url or settings.console_dashboard_url
@@ -279,9 +279,11 @@ def create_app(
         same_origin(request)
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        key = fields.get("idem") or None
-        if key is not None and not re.fullmatch(r"^[0-9a-f\-]{36}$", key):
-            key = None
+        # every write carries an Idempotency-Key (intake requires one): the form's own,
+        # made when the form was drawn, so a double submission is one record
+        key = fields.get("idem") or ""
+        if not re.fullmatch(r"^[0-9a-f\-]{36}$", key):
+            key = str(uuid.uuid4())
         try:
             body = parse(fields)
         except forms.FormInvalid as exc:
