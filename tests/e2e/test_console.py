@@ -115,6 +115,8 @@ def flood(browser: Browser, running: Running) -> None:
         town.locator("#reason").fill("房屋进水，生活用品损毁")
         town.locator("form details").first.evaluate("d => { d.open = true }")
         town.locator("#incident_id").fill(incident)
+        # the last case's answer leaves the page first: this one's is awaited, not it
+        town.locator("#register-outcome").evaluate("el => { el.innerHTML = '' }")
         town.get_by_role("button", name=re.compile("^提交")).click()
         outcome = town.locator("#register-outcome [data-status=decided]")
         expect(outcome).to_be_visible(timeout=DECIDE_MS)
@@ -122,15 +124,15 @@ def flood(browser: Browser, running: Running) -> None:
         if n == 1:
             expect(outcome).to_contain_text("¥800.00")
     # the ledger stores the holds a moment after the casebook has the decisions
-    for _ in range(40):
+    for _ in range(60):
         town.reload()
         if town.locator("#reserve-held").inner_text().strip() == "¥2,450.50":
             break
-        town.wait_for_timeout(250)
+        town.wait_for_timeout(500)
+    expect(town.locator("#reserve-held")).to_have_text("¥2,450.50")
     rows = town.locator("table.open-cases tbody tr[data-case]")
     expect(rows).to_have_count(3)
     expect(town.locator("table.open-cases")).to_contain_text("还剩 23小时")
-    expect(town.locator("#reserve-held")).to_have_text("¥2,450.50")
     shot(town, "2-town")
 
     # a bad ID number is refused on the page, with the reason, and nothing is sent
