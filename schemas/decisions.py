@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictInt
 
 from schemas.envelope import MAX_SHORT_TEXT, RequiredText, UtcDatetime, no_control_characters
-from schemas.identity import HouseholdRef
+from schemas.identity import HouseholdRef, PublicName
 from schemas.intake import (
     MAX_PERSONS_PER_REQUEST,
     CaseRecord,
@@ -64,6 +64,8 @@ class CaseFacts(_Part):
     reader (and the processor rebuilding its state) needs nothing but the decisions."""
 
     household_ref: HouseholdRef
+    # P7: the masked name the request carried (optional in version 1, like case_status)
+    public_name: PublicName | None = None
     category: ReliefCategory
     urgency: Urgency
     incident_id: IncidentId | None = None

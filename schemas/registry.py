@@ -43,6 +43,7 @@ from schemas.intake import (
     CaseReviewed,
     ClockTick,
     DeliberationDecided,
+    DisclosurePublished,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -77,6 +78,7 @@ IntakeRecord = (
     | ReserveFunded
     | ReserveReplenished
     | HardshipListPushed
+    | DisclosurePublished
     | ClockTick
 )
 DecisionRecord = (
@@ -115,6 +117,7 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     ReserveFunded,
     ReserveReplenished,
     HardshipListPushed,
+    DisclosurePublished,
     ClockTick,
 )
 DECISION_TYPES: tuple[type[Record], ...] = (

@@ -568,7 +568,9 @@ def create_app(
             raise Denied(404, "没有这个镇（街道）", f"no town {town}")
         town_of(s, town)
         period = period if PERIOD.fullmatch(period) else today().strftime("%Y-%m")
-        answer = await up.disclosure(town, period, format == "csv")
+        answer = await up.disclosure(
+            town, period, format == "csv", s.me.town if s.me.role == "town" else None
+        )
         if format == "csv" and answer.ok:
             return _download(answer, f"disclosure-{town}-{period}.csv")
         available = answer.ok

@@ -129,8 +129,14 @@ class Upstream:
             headers["Idempotency-Key"] = key
         return await self._call(self.intake, "intake", "POST", path, json=body, headers=headers)
 
-    async def disclosure(self, town: str, period: str, csv: bool) -> Answer:
+    async def disclosure(
+        self, town: str, period: str, csv: bool, scope_town: str | None = None
+    ) -> Answer:
+        """The casebook's public list (P7); `scope_town` names a town reader, whom the
+        casebook refuses another town's list as well."""
         params = {"period": period, **({"format": "csv"} if csv else {})}
+        if scope_town is not None:
+            params["scope_town"] = scope_town
         return await self._call(
             self.casebook, "the casebook", "GET", f"/v1/disclosures/{town}", params=params
         )

@@ -41,6 +41,7 @@ from schemas.intake import (
     CaseReviewed,
     ClockTick,
     DeliberationDecided,
+    DisclosurePublished,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -173,6 +174,9 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
             return _incident_closed(book, record)
         case HardshipListPushed():
             # Section 二: lists for civil affairs to follow up; no money moves here.
+            return []
+        case DisclosurePublished():
+            # P7: a town published its list; the casebook keeps it, nothing is decided.
             return []
         case _:
             raise Refuse(f"the processor does not take {record.type} records")
