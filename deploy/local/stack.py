@@ -277,7 +277,8 @@ def write_kafka_config(
             f"# a cluster of {len(nodes)}: every node a broker and a voter of the KRaft quorum",
             f"controller.quorum.voters={voters}",
             f"default.replication.factor={rf}",
-            f"min.insync.replicas={isr}",
+            "# min.insync.replicas=2 is set on the service's topics (a test's own topics of",
+            "# one replica must stay writable)",
         ]
     props = d / "server.properties"
     props.write_text(
@@ -696,8 +697,12 @@ def up(info: StackInfo | None = None, brokers: int | None = None) -> StackInfo:
     info = dataclasses.replace(info, kafka_bootstrap=kafka_bootstrap())
     from relief_platform import topics
 
-    rf, _ = replication()
-    asyncio.run(topics.ensure_topics(info.kafka_bootstrap, replication_factor=rf))
+    rf, isr = replication()
+    names = {
+        name: {**config, "min.insync.replicas": str(isr)}
+        for name, config in topics.TOPIC_CONFIGS.items()
+    }
+    asyncio.run(topics.ensure_topics(info.kafka_bootstrap, replication_factor=rf, names=names))
     return info
 
 
