@@ -22,6 +22,7 @@ from deploy.local import stack, supervisor
 INTAKE_PORT = int(os.environ.get("RELIEF_LOCAL_INTAKE_PORT", "8080"))
 DASHBOARD_PORT = int(os.environ.get("RELIEF_LOCAL_DASHBOARD_PORT", "8090"))
 CASEBOOK_PORT = int(os.environ.get("RELIEF_LOCAL_CASEREADS_PORT", "8070"))
+CONSOLE_PORT = int(os.environ.get("RELIEF_LOCAL_CONSOLE_PORT", "8060"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,12 @@ SERVICES: list[Service] = [
         ["services.intake", "serve", "--host", "127.0.0.1", "--port", str(INTAKE_PORT)],
         before=[["services.intake", "migrate"]],
         port=INTAKE_PORT,
+    ),
+    # the web pages for the bureau, the towns, civil affairs and finance (over intake)
+    Service(
+        "console",
+        ["services.console", "serve", "--host", "127.0.0.1", "--port", str(CONSOLE_PORT)],
+        port=CONSOLE_PORT,
     ),
 ]
 
@@ -109,6 +116,8 @@ def service_env(info: stack.StackInfo) -> dict[str, str]:
         "RELIEF_LEDGER_URL": f"http://127.0.0.1:{DASHBOARD_PORT}",
         "RELIEF_LEDGER_TOKEN": token,
         "RELIEF_DASHBOARD_TOKEN_HASHES": dashboard_hashes,
+        "RELIEF_CONSOLE_INTAKE_URL": f"http://127.0.0.1:{INTAKE_PORT}",
+        "RELIEF_CONSOLE_DASHBOARD_URL": f"http://127.0.0.1:{DASHBOARD_PORT}",
         "PYTHONUNBUFFERED": "1",
     }
 

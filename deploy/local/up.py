@@ -69,6 +69,7 @@ def main() -> int:
     print(
         f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/?token={tokens['finance']}"
     )
+    print(f"console:           http://127.0.0.1:{services.CONSOLE_PORT}/ (demo tokens below)")
     print(f"intake API:        http://127.0.0.1:{services.INTAKE_PORT}/docs")
     print(f"demo tokens:       {stack.state_dir() / 'demo-tokens.toml'}")
     return code
