@@ -227,9 +227,8 @@ def whole_stack(stack: local_stack.StackInfo, tmp: Path) -> Iterator[Running]:
                 assert not dead, f"exited: {dead}; logs in {logs}"
                 assert time.monotonic() < deadline, f"{probe} never answered; logs in {logs}"
                 time.sleep(0.3)
-        # the processor has joined its group and committed (the clock's ticks): records
-        # sent before the group's first commit may be dropped by a rebalance (README,
-        # "Scaling out": a known limitation), which is not what this story tests
+        # the processor has joined its group and is deciding (it committed the clock's
+        # ticks), so the story's first page does not wait on the processor's start-up
         while not _processor_committed(f"{url['intake']}/healthz"):
             dead = [p.args for p in running.procs if p.poll() is not None]
             assert not dead, f"exited: {dead}; logs in {logs}"
