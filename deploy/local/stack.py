@@ -11,6 +11,7 @@ or `RELIEF_STATE_DIR`).
     python deploy/local/stack.py status    # what runs, restarts, and whether it answers
     python deploy/local/stack.py logs kafka|postgres|supervisor|<service>
     python deploy/local/stack.py down      # stop everything this folder started
+    python deploy/local/stack.py pg-secure # a cluster made before passwords: trust -> scram
 
 `up` is idempotent: what already answers is left alone. The application services are
 started by `deploy/local/services.py` on top of this, under one supervisor that restarts
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -50,6 +52,11 @@ ADMIN_ROLE = "relief_admin"  # superuser: local stack and tests only
 OWNER_ROLE = "relief_owner"  # owns the schema, runs migrations
 APP_ROLE = "relief_app"  # what the services connect as: INSERT and SELECT only (ledger P10)
 READ_ROLE = "relief_read"  # the dashboard and the casebook's reads: SELECT only
+ROLES = (ADMIN_ROLE, OWNER_ROLE, APP_ROLE, READ_ROLE)
+# Each role's password, made when the cluster is made (or moved off `trust` by
+# `pg-secure`), readable by the owner only; the URLs the stack hands out carry them.
+PG_PASSWORDS_FILE = "pg-passwords.toml"
+PG_AUTH = "scram-sha-256"
 
 
 class StackError(RuntimeError):
@@ -82,13 +89,73 @@ def state_dir() -> Path:
 
 
 def local_info() -> StackInfo:
-    base = f"postgresql://{{role}}@127.0.0.1:{PG_PORT}/{DB_NAME}"
     return StackInfo(
         kafka_bootstrap=kafka_bootstrap(),
-        admin_url=base.format(role=ADMIN_ROLE),
-        owner_url=base.format(role=OWNER_ROLE),
-        app_url=base.format(role=APP_ROLE),
+        admin_url=pg_url(ADMIN_ROLE),
+        owner_url=pg_url(OWNER_ROLE),
+        app_url=pg_url(APP_ROLE),
     )
+
+
+def pg_passwords(state: Path | None = None) -> dict[str, str] | None:
+    """The roles' passwords kept in the state folder, or None for a cluster that has
+    none (made with `trust` before passwords existed, or someone else's)."""
+    import tomllib
+
+    path = (state or state_dir()) / PG_PASSWORDS_FILE
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        return {str(k): str(v) for k, v in tomllib.load(fh).items()}
+
+
+def make_pg_passwords() -> dict[str, str]:
+    """The roles' passwords, made once per state folder (mode 0600 before it holds any)."""
+    import secrets
+
+    known = pg_passwords()
+    if known is not None and set(ROLES) <= set(known):
+        return known
+    passwords = {role: secrets.token_urlsafe(24) for role in ROLES}
+    path = state_dir() / PG_PASSWORDS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    os.chmod(path, 0o600)
+    path.write_text("".join(f'{k} = "{v}"\n' for k, v in passwords.items()), encoding="utf-8")
+    return passwords
+
+
+def pg_url(
+    role: str,
+    database: str = DB_NAME,
+    port: int | None = None,
+    passwords: dict[str, str] | None = None,
+) -> str:
+    """`postgresql://role[:password]@127.0.0.1:port/database`, with the password this
+    state folder keeps for the role (none for a `trust` cluster)."""
+    from urllib.parse import quote
+
+    known = passwords if passwords is not None else pg_passwords()
+    secret = (known or {}).get(role)
+    user = quote(role, safe="") + (f":{quote(secret, safe='')}" if secret else "")
+    return f"postgresql://{user}@127.0.0.1:{port or PG_PORT}/{database}"
+
+
+def role_url(url: str, role: str) -> str:
+    """`url` (this state folder's server) as another role, with that role's password."""
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(url)
+    secret = (pg_passwords() or {}).get(role)
+    user = quote(role, safe="") + (f":{quote(secret, safe='')}" if secret else "")
+    return parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}").geturl()
+
+
+def masked(text: str) -> str:
+    """`text` with this state folder's passwords replaced by `***` (for logs)."""
+    for secret in (pg_passwords() or {}).values():
+        text = text.replace(secret, "***")
+    return text
 
 
 def log(msg: str) -> None:
@@ -583,16 +650,10 @@ async def pg_answers(url: str, timeout_s: float = 3.0) -> bool:
         await conn.close()
 
 
-def pg_up(info: StackInfo) -> None:
+def pg_folder() -> list[str]:
+    """This state folder's PostgreSQL folder, made and handed to the user the server
+    runs as; the command prefix that runs a PostgreSQL binary as that user."""
     d = pg_dir()
-    data = d / "data"
-    if asyncio.run(pg_answers(info.admin_url)):
-        log(f"postgres already running on 127.0.0.1:{PG_PORT}")
-        pg_bootstrap(info)
-        return
-    if port_open(PG_PORT):
-        raise StackError(f"port {PG_PORT} is taken by another program; set RELIEF_LOCAL_PG_PORT")
-    bindir = pg_bin()
     runas = pg_as_user()
     d.mkdir(parents=True, exist_ok=True)
     if runas:
@@ -604,23 +665,61 @@ def pg_up(info: StackInfo) -> None:
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 os.chmod(parent, mode | 0o001)
+    return runas
+
+
+def pg_up(info: StackInfo) -> StackInfo:
+    """Start this state folder's PostgreSQL (made with password authentication the first
+    time) unless one answers; the roles and database either way. The info with the URLs
+    as they now are (a cluster made here gets passwords)."""
+    d = pg_dir()
+    data = d / "data"
+    if asyncio.run(pg_answers(info.admin_url)):
+        log(f"postgres already running on 127.0.0.1:{PG_PORT}")
+        pg_bootstrap(info)
+        warn_if_trust(info)
+        return info
+    if port_open(PG_PORT):
+        raise StackError(f"port {PG_PORT} is taken by another program; set RELIEF_LOCAL_PG_PORT")
+    bindir = pg_bin()
+    runas = pg_folder()
     if not (data / "PG_VERSION").exists():
-        log("initialising PostgreSQL data folder")
-        subprocess.run(
-            [
-                *runas,
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                ADMIN_ROLE,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-            ],
-            check=True,
-            capture_output=True,
+        log(f"initialising PostgreSQL data folder ({PG_AUTH} passwords in {PG_PASSWORDS_FILE})")
+        passwords = make_pg_passwords()
+        info = dataclasses.replace(
+            info,
+            admin_url=pg_url(ADMIN_ROLE),
+            owner_url=pg_url(OWNER_ROLE),
+            app_url=pg_url(APP_ROLE),
         )
+        pwfile = d / "initdb-password"  # only for initdb; removed at once
+        pwfile.touch(mode=0o600)
+        os.chmod(pwfile, 0o600)
+        pwfile.write_text(passwords[ADMIN_ROLE] + "\n", encoding="utf-8")
+        if runas:
+            subprocess.run(["chown", "postgres:postgres", str(pwfile)], check=True)
+        try:
+            subprocess.run(
+                [
+                    *runas,
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    ADMIN_ROLE,
+                    f"--pwfile={pwfile}",
+                    # issue 13: a password for every connection, over TCP and the socket
+                    f"--auth-host={PG_AUTH}",
+                    f"--auth-local={PG_AUTH}",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                check=True,
+                capture_output=True,
+                cwd="/",  # its user may not enter the project's folder
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
     log(f"starting postgres on 127.0.0.1:{PG_PORT}")
     opts = f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {d} -c fsync=on"
     result = subprocess.run(
@@ -647,11 +746,81 @@ def pg_up(info: StackInfo) -> None:
             f"see {d / 'postgres.log'}"
         )
     pg_bootstrap(info)
+    warn_if_trust(info)
     log("postgres answers")
+    return info
 
 
-def pg_bootstrap(info: StackInfo) -> None:
-    """Roles and database; idempotent. The ledger's migrations create the tables."""
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}").geturl()
+
+
+def trusts(info: StackInfo) -> bool:
+    """Whether the server lets the admin role in without a password (`trust`)."""
+    return asyncio.run(pg_answers(_without_password(info.admin_url)))
+
+
+def warn_if_trust(info: StackInfo) -> None:
+    if not trusts(info):
+        return
+    mine = (pg_dir() / "data" / "pg_hba.conf").exists()
+    log(
+        f"WARNING: postgres on 127.0.0.1:{PG_PORT} lets anyone on this machine in as any "
+        "role without a password (trust authentication)"
+        + ("; `stack.py pg-secure` moves it to passwords" if mine else " (not this folder's)")
+    )
+
+
+def pg_secure(info: StackInfo) -> StackInfo:
+    """Move this folder's cluster, made with `trust` before passwords, to scram-sha-256:
+    a password for each role (kept in the state folder, 0600), pg_hba.conf's `trust`
+    lines become `scram-sha-256`, and the server reloads. Whoever else uses the cluster
+    needs the new URLs afterwards (`./run env`)."""
+    hba = pg_dir() / "data" / "pg_hba.conf"
+    if not hba.exists():
+        raise StackError(f"{hba} does not exist: this state folder did not make the cluster")
+    if not asyncio.run(pg_answers(info.admin_url)):
+        raise StackError(f"postgres on 127.0.0.1:{PG_PORT} does not answer: start it first")
+    passwords = make_pg_passwords()
+    info = dataclasses.replace(
+        info,
+        admin_url=pg_url(ADMIN_ROLE),
+        owner_url=pg_url(OWNER_ROLE),
+        app_url=pg_url(APP_ROLE),
+    )
+    pg_bootstrap(info, passwords)  # every role gets its password while trust still holds
+    lines = []
+    for line in hba.read_text(encoding="utf-8").splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields and fields[-1] == "trust":
+            line = line.split("#", 1)[0].rstrip()[: -len("trust")] + PG_AUTH
+        lines.append(line)
+    hba.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    subprocess.run(
+        [*pg_as_user(), str(pg_bin() / "pg_ctl"), "-D", str(hba.parent), "reload"],
+        check=True,
+        capture_output=True,
+        cwd="/",
+    )
+    for _ in range(50):  # the reload is asynchronous
+        if not trusts(info):
+            break
+        time.sleep(0.1)
+    else:
+        raise StackError("postgres still accepts connections without a password; see its log")
+    if not asyncio.run(pg_answers(info.admin_url)):
+        raise StackError("postgres refuses the new passwords; see its log")
+    log(f"postgres on 127.0.0.1:{PG_PORT} now asks for passwords ({PG_AUTH})")
+    return info
+
+
+def pg_bootstrap(info: StackInfo, passwords: dict[str, str] | None = None) -> None:
+    """Roles and database; idempotent. The ledger's migrations create the tables. Each
+    role gets its password when this state folder keeps them (its own cluster)."""
+    passwords = passwords if passwords is not None else pg_passwords()
 
     async def run() -> None:
         import asyncpg
@@ -663,6 +832,14 @@ def pg_bootstrap(info: StackInfo) -> None:
                 exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
                 if not exists:
                     await conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEROLE')
+            if passwords:
+                await conn.execute(f"SET password_encryption = '{PG_AUTH}'")
+                for role in ROLES:
+                    if role in passwords:
+                        literal = await conn.fetchval(
+                            "SELECT quote_literal($1::text)", passwords[role]
+                        )
+                        await conn.execute(f'ALTER ROLE "{role}" PASSWORD {literal}')
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME)
             if not exists:
                 await conn.execute(f'CREATE DATABASE "{DB_NAME}" OWNER "{OWNER_ROLE}"')
@@ -691,8 +868,7 @@ def up(info: StackInfo | None = None, brokers: int | None = None) -> StackInfo:
     state_dir().mkdir(parents=True, exist_ok=True)
     if brokers is not None:
         kafka_nodes(brokers)  # refuse a size the stack does not run before starting anything
-    info = info or local_info()
-    pg_up(info)
+    info = pg_up(info or local_info())
     kafka_up(info, brokers)
     info = dataclasses.replace(info, kafka_bootstrap=kafka_bootstrap())
     from relief_platform import topics
@@ -733,7 +909,7 @@ def status() -> int:
                 leaders = asyncio.run(partition_leaders(info.kafka_bootstrap, [INTAKE]))
                 for topic, ids in leaders.items():
                     print(f"  {topic} partition leaders: {' '.join(map(str, ids))}")
-    print(f"postgres  {'up  ' if pg_ok else 'down'}  {info.app_url}")
+    print(f"postgres  {'up  ' if pg_ok else 'down'}  {masked(info.app_url)}")
     from deploy.local import services
 
     services_ok = services.print_status()
@@ -777,6 +953,11 @@ def main(argv: list[str] | None = None) -> int:
     p_logs = sub.add_parser("logs", help="the last lines of one log")
     p_logs.add_argument("name")
     sub.add_parser("env", help="print the settings for the local stack as shell exports")
+    sub.add_parser(
+        "pg-secure",
+        help="move this folder's PostgreSQL from trust to scram-sha-256 passwords (kept in "
+        f"{PG_PASSWORDS_FILE}, 0600)",
+    )
     # `./run up` hands its arguments to this and to up.py: each takes its own
     args, rest = parser.parse_known_args(argv)
     if rest and args.cmd != "up":
@@ -784,7 +965,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             info = up(brokers=args.brokers)
-            log("ready: " + " ".join(f"{k}={v}" for k, v in info.env().items()))
+            log("ready: " + masked(" ".join(f"{k}={v}" for k, v in info.env().items())))
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":
@@ -793,7 +974,9 @@ def main(argv: list[str] | None = None) -> int:
             logs(args.name)
         elif args.cmd == "env":
             for k, v in local_info().env().items():
-                print(f"export {k}={v}")
+                print(f"export {k}={shlex.quote(v)}")
+        elif args.cmd == "pg-secure":
+            pg_secure(local_info())
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 2
