@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+from relief_platform import kafka_security
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 
@@ -270,6 +272,198 @@ def ensure_kafka_jars() -> Path:
 
 
 BROKERS_FILE = "brokers"  # in kafka_dir(): how many brokers the last `up` started
+SECURE_FILE = "secure"  # in kafka_dir(): the Kafka was made with SASL/SCRAM and ACLs
+KAFKA_CREDENTIALS_FILE = "kafka-credentials.toml"  # in the state folder, 0600
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_ADMIN = "admin"  # the brokers' own principal and the stack's (topics, ACLs)
+EMERGENCY_GROUP = "relief-emergency"  # the processor's app ids (its group, its topics)
+
+
+def kafka_acls() -> dict[str, list[list[str]]]:
+    """Each service principal's ACLs, as AclCommand arguments: least privilege (issue
+    13). Intake and the clock only write intake; the processor reads intake and writes
+    decisions, postings and dead letters, and owns its group and changelogs; the ledger
+    reads postings; the casebook reads decisions, dead letters and intake; the
+    dashboard only describes (consumer lag)."""
+    from schemas import topics as t
+
+    def topic(*names: str) -> list[str]:
+        return [x for name in names for x in ("--topic", name)]
+
+    everything = topic(*t.ALL_TOPICS)
+    emergency = [
+        "--resource-pattern-type",
+        "prefixed",
+        "--topic",
+        EMERGENCY_GROUP,
+        "--group",
+        EMERGENCY_GROUP,
+    ]
+    return {
+        "intake": [
+            ["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE)],
+            ["--operation", "Describe", *everything],
+            [
+                "--operation",
+                "Describe",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                EMERGENCY_GROUP,
+            ],
+        ],
+        "clock": [["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE)]],
+        "emergency": [
+            ["--operation", "Read", "--operation", "Describe", *topic(t.INTAKE)],
+            [
+                "--operation",
+                "Write",
+                "--operation",
+                "Describe",
+                *topic(t.DECISIONS, t.POSTINGS, t.REJECTED),
+            ],
+            ["--operation", "All", *emergency],
+            ["--operation", "Create", "--operation", "DescribeConfigs", "--cluster"],
+        ],
+        "ledger": [
+            ["--operation", "Read", "--operation", "Describe", *topic(t.POSTINGS)],
+            ["--operation", "Write", "--operation", "Describe", *topic(t.REJECTED)],
+            [
+                "--operation",
+                "Read",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                "relief-ledger",
+            ],
+        ],
+        "casebook": [
+            [
+                "--operation",
+                "Read",
+                "--operation",
+                "Describe",
+                *topic(t.DECISIONS, t.REJECTED, t.INTAKE),
+            ],
+            ["--operation", "Write", *topic(t.REJECTED)],
+            [
+                "--operation",
+                "Read",
+                "--operation",
+                "Describe",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                "relief-casebook",
+            ],
+            [
+                "--operation",
+                "Describe",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                EMERGENCY_GROUP,
+            ],
+        ],
+        "dashboard": [
+            ["--operation", "Describe", *everything],
+            ["--operation", "Describe", "--group", "*"],
+        ],
+    }
+
+
+def kafka_secure() -> bool:
+    """Whether this state folder's Kafka runs with SASL/SCRAM and ACLs (`up --secure`,
+    remembered; `RELIEF_LOCAL_KAFKA_SECURE=1` as well)."""
+    return bool(os.environ.get("RELIEF_LOCAL_KAFKA_SECURE")) or (kafka_dir() / SECURE_FILE).exists()
+
+
+def kafka_credentials() -> dict[str, str]:
+    """admin's and each service principal's SCRAM password, made once per state folder
+    (readable by the owner only)."""
+    import secrets
+    import tomllib
+
+    path = state_dir() / KAFKA_CREDENTIALS_FILE
+    names = [KAFKA_ADMIN, *kafka_acls()]
+    if path.exists():
+        with path.open("rb") as fh:
+            known = {str(k): str(v) for k, v in tomllib.load(fh).items()}
+        if set(names) <= set(known):
+            return known
+    made = {name: secrets.token_urlsafe(24) for name in names}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    os.chmod(path, 0o600)
+    path.write_text("".join(f'{k} = "{v}"\n' for k, v in made.items()), encoding="utf-8")
+    return made
+
+
+def kafka_client_env(principal: str = KAFKA_ADMIN) -> dict[str, str]:
+    """The RELIEF_KAFKA_* settings a client of this Kafka connects with as `principal`
+    (nothing for an open Kafka)."""
+    if not kafka_secure():
+        return {}
+    return {
+        "RELIEF_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "RELIEF_KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+        "RELIEF_KAFKA_SASL_USERNAME": principal,
+        "RELIEF_KAFKA_SASL_PASSWORD": kafka_credentials()[principal],
+    }
+
+
+# Kafka's protocol codes (org.apache.kafka.common.acl / resource)
+_RESOURCE = {"--topic": 2, "--group": 3, "--cluster": 4}
+_OPERATION = {"All": 2, "Read": 3, "Write": 4, "Create": 5, "Describe": 8, "DescribeConfigs": 10}
+_LITERAL, _PREFIXED, _ALLOW = 3, 4, 3
+
+
+def acl_entries(rule: list[str]) -> list[tuple[int, str, int, int]]:
+    """One rule (AclCommand's arguments) as (resource type, name, pattern, operation)."""
+    operations, resources, pattern = [], [], _LITERAL
+    words = iter(rule)
+    for word in words:
+        if word == "--operation":
+            operations.append(_OPERATION[next(words)])
+        elif word == "--resource-pattern-type":
+            pattern = _PREFIXED if next(words) == "prefixed" else _LITERAL
+        elif word == "--cluster":
+            resources.append((_RESOURCE[word], "kafka-cluster"))
+        else:
+            resources.append((_RESOURCE[word], next(words)))
+    return [(kind, name, pattern, op) for kind, name in resources for op in operations]
+
+
+def apply_kafka_acls(libs: Path, bootstrap: str) -> None:
+    """Every service principal's ACLs, created as `admin` (aiokafka speaks CreateAcls;
+    Kafka's own AclCommand is not among the jars the stack resolves); idempotent."""
+    del libs
+
+    async def run() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.protocol.admin import CreateAclsRequest
+
+        from relief_platform import kafka_security
+
+        admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            node = admin._client.get_random_node()
+            for principal, rules in kafka_acls().items():
+                for rule in rules:
+                    for kind, name, pattern, op in acl_entries(rule):
+                        request = CreateAclsRequest(
+                            kind, name, pattern, f"User:{principal}", "*", op, _ALLOW
+                        )
+                        answer = await admin._client.send(node, request)
+                        for code, message in answer.creation_responses:
+                            if code:
+                                raise StackError(f"ACL for {principal} on {name}: {message}")
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+    log(f"kafka ACLs set for {', '.join(kafka_acls())}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,6 +518,46 @@ def replication(brokers: int | None = None) -> tuple[int, int]:
     return (3, 2) if len(kafka_nodes(brokers)) >= 3 else (1, 1)
 
 
+def open_listeners(node: KafkaNode) -> list[str]:
+    return [
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
+        f"CONTROLLER://127.0.0.1:{node.controller_port}",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ]
+
+
+def secure_listeners(node: KafkaNode) -> list[str]:
+    """`up --secure`: every client authenticates with SASL/SCRAM-SHA-512 and is allowed
+    only what its ACLs say (issue 13); the brokers talk to each other as `admin`, the
+    controllers with SASL/PLAIN (KRaft's quorum cannot use SCRAM, whose credentials live
+    in the very metadata it replicates)."""
+    admin = kafka_credentials()[KAFKA_ADMIN]
+    return [
+        "# SASL/SCRAM and ACLs: ./run up --secure",
+        f"listeners=SASL://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=SASL://127.0.0.1:{node.port}",
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL:SASL_PLAINTEXT",
+        "inter.broker.listener.name=SASL",
+        f"sasl.enabled.mechanisms={KAFKA_SASL_MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={KAFKA_SASL_MECHANISM}",
+        "listener.name.sasl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{KAFKA_ADMIN}" password="{admin}";',
+        "controller.listener.names=CONTROLLER",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config="
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{KAFKA_ADMIN}" password="{admin}" user_{KAFKA_ADMIN}="{admin}";',
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{KAFKA_ADMIN}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
 def write_kafka_config(
     node: KafkaNode | None = None, cluster: int | None = None
 ) -> tuple[Path, Path]:
@@ -354,12 +588,7 @@ def write_kafka_config(
                 *quorum,
                 "process.roles=broker,controller",
                 f"node.id={node.node_id}",
-                f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
-                f"CONTROLLER://127.0.0.1:{node.controller_port}",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                *(secure_listeners(node) if kafka_secure() else open_listeners(node)),
                 f"log.dirs={d / 'data'}",
                 "num.partitions=6",
                 f"# every internal topic has {rf} replica(s)",
@@ -432,7 +661,9 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
         return False  # nothing listens yet: skip the client's own connection-error logging
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        **kafka_security.client_options(),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -445,7 +676,7 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
             await admin.close()
 
 
-def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
+def kafka_up(info: StackInfo, brokers: int | None = None, secure: bool = False) -> None:
     """Start the local Kafka (each node that is not running) and wait until every node
     answers. `brokers` chooses one node or a cluster of three; it is remembered."""
     nodes = kafka_nodes(brokers)
@@ -458,6 +689,14 @@ def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
         )
     kafka_dir().mkdir(parents=True, exist_ok=True)
     (kafka_dir() / BROKERS_FILE).write_text(f"{len(nodes)}\n")
+    if secure and not kafka_secure():
+        if any((n.home / "data" / "meta.properties").exists() for n in nodes):
+            raise StackError(
+                "this Kafka was made open; --secure needs a new one (./run down, then remove "
+                f"{kafka_dir()})"
+            )
+        (kafka_dir() / SECURE_FILE).write_text("SASL/SCRAM-SHA-512 and ACLs\n")
+    os.environ.update(kafka_client_env())  # the stack's own clients are `admin`
     bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
     if len(running) == len(nodes) and asyncio.run(kafka_answers(bootstrap)):
         log(f"kafka already running on {bootstrap}")
@@ -491,6 +730,12 @@ def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
             )
         # one node: a dynamic quorum of itself; a cluster: the static voters of its config
         quorum = ["--standalone"] if len(nodes) == 1 else []
+        if kafka_secure():  # every principal's SCRAM credential, in the first metadata
+            for name, password in kafka_credentials().items():
+                quorum += [
+                    "--add-scram",
+                    f"{KAFKA_SASL_MECHANISM}=[name={name},password={password}]",
+                ]
         subprocess.run(
             java_cmd(
                 libs,
@@ -528,6 +773,8 @@ def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
             asyncio.run(kafka_answers(f"127.0.0.1:{n.port}", timeout_s=3.0)) for n in nodes
         ) and asyncio.run(brokers_in_cluster(bootstrap)) >= len(nodes):
             log("kafka answers" + (f" ({len(nodes)} brokers)" if len(nodes) > 1 else ""))
+            if kafka_secure():
+                apply_kafka_acls(libs, bootstrap)
             return
         time.sleep(1.0)
     raise StackError(f"kafka did not answer within {KAFKA_START_TIMEOUT_S:.0f} s")
@@ -560,7 +807,9 @@ async def brokers_in_cluster(bootstrap: str, timeout_s: float = 5.0) -> int:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        **kafka_security.client_options(),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -577,7 +826,9 @@ async def partition_leaders(bootstrap: str, names: list[str]) -> dict[str, list[
     """Each topic's partition leaders (broker ids, -1: none), in partition order."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    admin = AIOKafkaAdminClient(
+        **kafka_security.client_options(), bootstrap_servers=bootstrap, request_timeout_ms=5_000
+    )
     await admin.start()
     try:
         out: dict[str, list[int]] = {}
@@ -864,12 +1115,14 @@ def pg_down() -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def up(info: StackInfo | None = None, brokers: int | None = None) -> StackInfo:
+def up(
+    info: StackInfo | None = None, brokers: int | None = None, secure: bool = False
+) -> StackInfo:
     state_dir().mkdir(parents=True, exist_ok=True)
     if brokers is not None:
         kafka_nodes(brokers)  # refuse a size the stack does not run before starting anything
     info = pg_up(info or local_info())
-    kafka_up(info, brokers)
+    kafka_up(info, brokers, secure)
     info = dataclasses.replace(info, kafka_bootstrap=kafka_bootstrap())
     from relief_platform import topics
 
@@ -945,6 +1198,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Kafka brokers: 1, or a cluster of 3 (replication 3, min.insync.replicas 2); "
         "default: as last time",
     )
+    p_up.add_argument(
+        "--secure",
+        action="store_true",
+        help="a new Kafka with SASL/SCRAM and an ACL per service principal (remembered); "
+        f"the passwords in {KAFKA_CREDENTIALS_FILE}",
+    )
     sub.add_parser("down", help="stop everything the state folder started")
     sub.add_parser(
         "status",
@@ -964,7 +1223,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.cmd == "up":
-            info = up(brokers=args.brokers)
+            info = up(brokers=args.brokers, secure=args.secure)
             log("ready: " + masked(" ".join(f"{k}={v}" for k, v in info.env().items())))
         elif args.cmd == "down":
             down()
@@ -973,7 +1232,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "logs":
             logs(args.name)
         elif args.cmd == "env":
-            for k, v in local_info().env().items():
+            for k, v in {**local_info().env(), **kafka_client_env()}.items():
                 print(f"export {k}={shlex.quote(v)}")
         elif args.cmd == "pg-secure":
             pg_secure(local_info())
