@@ -56,7 +56,7 @@ def followed(
         outcome=outcome,
         reasons="入户核实，家庭收入高于低保标准",
         decided_by="王科长",
-        **more,  # type: ignore[arg-type]
+        **more,
     )
 
 
