@@ -28,6 +28,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relief_platform import kafka_security
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -149,7 +151,10 @@ async def bench_worker(n: int, bootstrap: str) -> None:
     try:
         towns = load_config().county.codes()
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+            **kafka_security.client_options(),
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
         )
         await producer.start()
         try:
@@ -157,7 +162,10 @@ async def bench_worker(n: int, bootstrap: str) -> None:
             warm = request(towns[0], 10**9, datetime.now(UTC))
             await (await producer.send(intake, key=warm.town.encode(), value=encode(warm)))
             consumer = AIOKafkaConsumer(
-                f"bench.decisions.{tag}", bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+                f"bench.decisions.{tag}",
+                **kafka_security.client_options(),
+                bootstrap_servers=bootstrap,
+                auto_offset_reset="earliest",
             )
             await consumer.start()
             while not await consumer.getmany(timeout_ms=1000):
