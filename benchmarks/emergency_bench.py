@@ -130,7 +130,9 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 async def bench_worker(n: int, bootstrap: str) -> None:
     tag = uuid.uuid4().hex[:8]
-    names = {f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")}
+    names: dict[str, dict[str, str]] = {
+        f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")
+    }
     intake = f"bench.intake.{tag}"
     names[intake] = {"message.timestamp.type": "LogAppendTime"}
     await ensure_topics(bootstrap, partitions=6, names=names)
@@ -195,10 +197,11 @@ async def bench_worker(n: int, bootstrap: str) -> None:
                 last_progress = time.monotonic()
             for msgs in batch.values():
                 for m in msgs:
-                    rec = decode(m.value or b"")
-                    if rec.correlation_id.startswith("bench-") and rec.correlation_id not in seen:
-                        seen.add(rec.correlation_id)
-                        lat.append(m.timestamp - rec.occurred_at.timestamp() * 1000)
+                    decided = decode(m.value or b"")
+                    case = decided.correlation_id
+                    if case.startswith("bench-") and case not in seen:
+                        seen.add(case)
+                        lat.append(m.timestamp - decided.occurred_at.timestamp() * 1000)
         elapsed = time.perf_counter() - start
         cpu_end = cpu_seconds(worker.pid)
         await consumer.stop()

@@ -62,7 +62,7 @@ def as_(state: Path, principal: str | None) -> dict[str, Any]:
     return KafkaSecurity(
         security_protocol="SASL_PLAINTEXT",
         sasl_username=principal,
-        sasl_password=passwords[principal],  # type: ignore[arg-type]
+        sasl_password=passwords[principal],
     ).client_options()
 
 
