@@ -44,6 +44,7 @@ from schemas.intake import (
     ClockTick,
     DeliberationDecided,
     DisclosurePublished,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -78,6 +79,7 @@ IntakeRecord = (
     | ReserveFunded
     | ReserveReplenished
     | HardshipListPushed
+    | HardshipFollowedUp
     | DisclosurePublished
     | ClockTick
 )
@@ -117,6 +119,7 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     ReserveFunded,
     ReserveReplenished,
     HardshipListPushed,
+    HardshipFollowedUp,
     DisclosurePublished,
     ClockTick,
 )

@@ -42,6 +42,7 @@ from schemas.intake import (
     ClockTick,
     DeliberationDecided,
     DisclosurePublished,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -174,6 +175,10 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
             return _incident_closed(book, record)
         case HardshipListPushed():
             # Section 二: lists for civil affairs to follow up; no money moves here.
+            return []
+        case HardshipFollowedUp():
+            # Section 二, P9: civil affairs' written decision on a row; the casebook keeps
+            # it. A case it opened was registered on its own (ReliefRequested).
             return []
         case DisclosurePublished():
             # P7: a town published its list; the casebook keeps it, nothing is decided.

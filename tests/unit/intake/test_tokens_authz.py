@@ -142,3 +142,12 @@ def test_who_registers_which_cases() -> None:
 def test_only_civil_affairs_reviews(token: str) -> None:
     assert not may(principal(token), Action.REVIEW_CASE).allowed
     assert may(principal("tok-civil"), Action.REVIEW_CASE).allowed
+
+
+@pytest.mark.parametrize(
+    "token", ["tok-bureau", "tok-dept", "tok-auditor", "tok-finance", "tok-suozhen"]
+)
+def test_only_civil_affairs_follows_up_a_hardship_row(token: str) -> None:
+    # section 二: departments push the lists; civil affairs decides on each row (P9)
+    assert not may(principal(token), Action.FOLLOW_UP_HARDSHIP).allowed
+    assert may_for_town(principal("tok-civil"), Action.FOLLOW_UP_HARDSHIP, SHAOHAI).allowed
