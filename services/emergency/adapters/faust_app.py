@@ -513,10 +513,14 @@ class PositionedConsumer(faust_aiokafka.Consumer):
         engine: Engine | None = getattr(self.app.conf, "relief_engine", None)
         if engine is None:
             return
-        targets = await engine.start_offsets(self.assignment())
-        if not targets:
+        try:
+            targets = await engine.start_offsets(self.assignment())
+            if targets:
+                await self.seek_wait(targets)
+        except Exception:  # only a hint: the first batch of each partition checks again
+            log.warning("intake partitions not sought to the state's offsets", exc_info=True)
+            engine.forget_partitions()
             return
-        await self.seek_wait(targets)
         for tp, offset in targets.items():
             self._committed_offset[tp] = offset  # what Faust commits follows from here
             self._read_offset[tp] = offset if offset else None
