@@ -34,6 +34,7 @@ from schemas.decisions import (
     ReliefRejected,
     ReplenishmentRefused,
     ReserveLow,
+    SecondGrantAllowed,
     TransitionalInstalmentPaid,
 )
 from schemas.envelope import Record
@@ -43,6 +44,8 @@ from schemas.intake import (
     CaseReviewed,
     ClockTick,
     DeliberationDecided,
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -67,6 +70,8 @@ IntakeRecord = (
     IncidentReported
     | IncidentUpdated
     | IncidentClosed
+    | EmergencyPeriodDeclared
+    | EmergencyPeriodEnded
     | ReliefRequested
     | AdvanceCancelled
     | PaymentConfirmed
@@ -98,6 +103,7 @@ DecisionRecord = (
     | ReserveLow
     | InstalmentDue
     | TransitionalInstalmentPaid
+    | SecondGrantAllowed
 )
 AnyRecord = IntakeRecord | DecisionRecord | Posting
 
@@ -105,6 +111,8 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     IncidentReported,
     IncidentUpdated,
     IncidentClosed,
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
     ReliefRequested,
     AdvanceCancelled,
     PaymentConfirmed,
@@ -136,6 +144,7 @@ DECISION_TYPES: tuple[type[Record], ...] = (
     ReserveLow,
     InstalmentDue,
     TransitionalInstalmentPaid,
+    SecondGrantAllowed,
 )
 POSTING_TYPES: tuple[type[Record], ...] = (Posting,)
 ALL_TYPES: tuple[type[Record], ...] = INTAKE_TYPES + DECISION_TYPES + POSTING_TYPES
