@@ -11,10 +11,10 @@ from schemas.topics import RejectedRecord
 from services.emergency.domain.state import CaseStatus
 from tests.unit.emergency.builders import (
     CIVIL,
-    TOWN,
     QIFENG,
     SIZE,
     T0,
+    TOWN,
     Town,
     cancelled,
     deliberated,
