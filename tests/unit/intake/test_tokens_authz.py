@@ -130,12 +130,17 @@ def test_whose_submissions_each_reader_sees() -> None:
 
 def test_who_registers_which_cases() -> None:
     town, civil = principal("tok-suozhen"), principal("tok-civil")
+    # section 八: a town accepts, reviews and approves both kinds, for itself only
     assert may_register(town, SUOZHEN, Urgency.URGENT).allowed
-    assert not may_register(town, SUOZHEN, Urgency.EXPENDITURE).allowed
+    assert may_register(town, SUOZHEN, Urgency.EXPENDITURE).allowed
     assert not may_register(town, SHAOHAI, Urgency.URGENT).allowed
     assert may_register(civil, SHAOHAI, Urgency.EXPENDITURE).allowed
-    assert not may_register(civil, SHAOHAI, Urgency.URGENT).allowed
+    assert may_register(civil, SHAOHAI, Urgency.URGENT).allowed
     assert not may_register(principal("tok-dept"), SUOZHEN, Urgency.URGENT).allowed
+    # P6: a second grant for one cause is civil affairs' alone
+    assert may_register(civil, SHAOHAI, Urgency.URGENT, second_grant=True).allowed
+    refused = may_register(town, SUOZHEN, Urgency.URGENT, second_grant=True)
+    assert not refused.allowed and "P6" in refused.reason
 
 
 @pytest.mark.parametrize("token", ["tok-bureau", "tok-dept", "tok-auditor", "tok-finance"])
