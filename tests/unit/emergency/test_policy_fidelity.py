@@ -506,3 +506,21 @@ def test_a_cash_payment_records_why_cash_was_needed() -> None:
     with pytest.raises(ValueError, match="cash"):
         i.PaymentConfirmed(**env(QIFENG, "em-1", T0, TOWN), amount_fen=1, bank_reference="B",
                            cash_reason="x")  # fmt: skip
+
+
+# ================================================================== P6 across towns
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the county-wide household stage is designed, not built (docs/design.md "
+    "'one household, many towns'): each town's partition sees only its own grants",
+)
+def test_the_same_household_in_another_town_is_refused_with_the_first_grant_named() -> None:
+    county = Town()
+    county(incident("flood-0720", town=QIFENG))
+    county(incident("flood-0720", town=TIANZHUANG))
+    [grant, _] = county(urgent("em-q", 80_000, town=QIFENG))
+    assert isinstance(grant, d.AdvanceGranted)
+    [second, *_] = county(urgent("em-t", 80_000, town=TIANZHUANG, at=T0 + hours(1)))
+    assert isinstance(second, d.AdvanceRefused) and second.figures["previous_case_id"] == "em-q"
