@@ -22,6 +22,7 @@ from tests.unit.emergency.builders import (
     CIVIL,
     QIFENG,
     T0,
+    TIANZHUANG,
     TOWN,
     Town,
     cancelled,
