@@ -374,7 +374,7 @@ def case_register(
 @click.argument("case_id")
 @click.option("--yuan", "amount", required=True)
 @click.option("--bank-reference", default=None)
-@click.option("--cash", is_flag=True, help="paid in cash (P9: only where needed)")
+@click.option("--cash", "cash_reason", default=None, help="paid in cash, and why (P9)")
 @key_option
 @wait_option
 @click.pass_context
@@ -384,15 +384,16 @@ def case_pay(
     case_id: str,
     amount: str,
     bank_reference: str | None,
-    cash: bool,
+    cash_reason: str | None,
     key: str | None,
 ) -> None:
     """Confirm a payment (R5: before the 24-hour deadline)."""
     body = {
         "town": town,
         "amount_fen": _fen(amount, "--yuan"),
-        "method": "cash" if cash else "bank",
+        "method": "cash" if cash_reason is not None else "bank",
         "bank_reference": bank_reference,
+        "cash_reason": cash_reason,
     }
     _accepted(
         ctx, _api(ctx).request("POST", f"/v1/cases/{case_id}/payments", body=body, key=_key(key))
