@@ -105,6 +105,16 @@ def bench_core(n: int, one_town: bool, batch: int = 500) -> None:
     print(f"  stored values {len(table):,}, the largest {largest:,} bytes")
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux), or None where /proc is absent.
+    CPU per decision is the worker's cost, whatever else the machine is doing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
@@ -118,7 +128,9 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 async def bench_worker(n: int, bootstrap: str) -> None:
     tag = uuid.uuid4().hex[:8]
-    names = {f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")}
+    names: dict[str, dict[str, str]] = {
+        f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")
+    }
     intake = f"bench.intake.{tag}"
     names[intake] = {"message.timestamp.type": "LogAppendTime"}
     await ensure_topics(bootstrap, partitions=6, names=names)
@@ -153,6 +165,7 @@ async def bench_worker(n: int, bootstrap: str) -> None:
             while not await consumer.getmany(timeout_ms=1000):
                 pass
             start = time.perf_counter()
+            cpu_start = cpu_seconds(worker.pid)
             futures = []
             for k in range(n):
                 rec = request(towns[k % len(towns)], k, datetime.now(UTC))
@@ -176,17 +189,24 @@ async def bench_worker(n: int, bootstrap: str) -> None:
                 last_progress = time.monotonic()
             for msgs in batch.values():
                 for m in msgs:
-                    rec = decode(m.value or b"")
-                    if rec.correlation_id.startswith("bench-") and rec.correlation_id not in seen:
-                        seen.add(rec.correlation_id)
-                        lat.append(m.timestamp - rec.occurred_at.timestamp() * 1000)
+                    got = decode(m.value or b"")
+                    if got.correlation_id.startswith("bench-") and got.correlation_id not in seen:
+                        seen.add(got.correlation_id)
+                        lat.append(m.timestamp - got.occurred_at.timestamp() * 1000)
         elapsed = time.perf_counter() - start
+        cpu_end = cpu_seconds(worker.pid)
         await consumer.stop()
         print(
             f"worker: {len(seen)}/{n} requests decided in {elapsed:.2f} s "
             f"(produced in {produced:.2f} s)"
         )
         print(f"  decisions/s      {len(seen) / elapsed:,.0f}")
+        if cpu_start is not None and cpu_end is not None and seen:
+            per = (cpu_end - cpu_start) / len(seen) * 1000
+            print(
+                f"  worker CPU       {per:.3f} ms per decision "
+                f"(at most {1000 / per:,.0f} decisions/s on one free core)"
+            )
         if lat:
             print(
                 f"  latency_ms p50   {pct(lat, 50):.0f}   p90 {pct(lat, 90):.0f}   "

@@ -31,7 +31,9 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deploy.local import stack as local_stack
+from relief_platform.secrets import Sealer
 from services.ledger.adapters import postgres
+from services.ledger.app import DEV_CHAIN_KEY_HEX
 from services.ledger.domain.entries import (
     IncomingPosting,
     Line,
@@ -79,8 +81,11 @@ def postings(count: int) -> list[IncomingPosting]:
     return out
 
 
+SEALER = Sealer(bytes.fromhex(DEV_CHAIN_KEY_HEX))
+
+
 async def bench_store(pool: asyncpg.Pool, items: list[IncomingPosting], batch: int) -> float:
-    store = postgres.LedgerStore(pool)
+    store = postgres.LedgerStore(pool, SEALER)
     started = time.perf_counter()
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
@@ -97,7 +102,7 @@ async def bench_bare_copy(
     await conn.execute("CREATE TABLE bare_lines (LIKE ledger_lines)")
     # the same rows the ledger writes, hashes included, computed before the clock starts
     plan = plan_batch(items, {}, {}, [])
-    entry_rows = [postgres._entry_row(e, p) for e, p in plan.entries]
+    entry_rows = [postgres._entry_row(e, p, bytes(32)) for e, p in plan.entries]
     line_rows = [
         (e.posting_id, n, ln.account, ln.side, ln.amount_fen)
         for e, _ in plan.entries
@@ -148,7 +153,7 @@ async def main() -> None:
             ledger_s = await bench_store(pool, items, args.batch)
         finally:
             await pool.close()
-        report = await postgres.verify(app_url)
+        report = await postgres.verify(app_url, SEALER)
         owner = await asyncpg.connect(owner_url)
         try:
             bare_s = await bench_bare_copy(owner, items, args.batch)

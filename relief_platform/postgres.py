@@ -106,3 +106,46 @@ def migrations_in(package: str) -> list[Migration]:
     if versions != list(range(1, len(found) + 1)):
         raise ValueError(f"{package}: migration versions must be 1..n without gaps: {versions}")
     return found
+
+
+# ---------------------------------------------------------------- least privilege
+
+IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def quote_role(name: str) -> str:
+    if not IDENTIFIER.fullmatch(name):
+        raise ValueError(f"role name {name!r} is not a plain identifier")
+    return f'"{name}"'
+
+
+async def harden(conn: asyncpg.Connection, schema: str) -> None:
+    """What every migration run leaves behind, as the owner (issue: least privilege):
+
+    - no role but the owner may create TEMP tables in the database (a temp table shadows
+      a real one for a function that looks names up through search_path) nor objects in
+      the `public` schema;
+    - every function of `schema` runs with a pinned search_path (pg_catalog, then its own
+      schema), so a trigger cannot be made to call someone else's look-alike.
+
+    Owner-only statements on objects the migrator does not own only warn (PostgreSQL
+    skips them); whoever owns the database then makes the same grants."""
+    database = await conn.fetchval("SELECT current_database()")
+    await conn.execute(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+    await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+    functions = await conn.fetch(
+        """SELECT p.oid::regprocedure::text AS signature
+             FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = $1 AND p.proowner = (SELECT oid FROM pg_roles
+                                                     WHERE rolname = current_user)""",
+        schema,
+    )
+    for f in functions:
+        await conn.execute(
+            f"ALTER FUNCTION {f['signature']} SET search_path = pg_catalog, "
+            + (await conn.fetchval("SELECT quote_ident($1)", schema))
+        )
+
+
+async def role_exists(conn: asyncpg.Connection, role: str) -> bool:
+    return bool(await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role))

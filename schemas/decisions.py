@@ -11,9 +11,16 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import AfterValidator, Field, StrictInt
 
-from schemas.envelope import MAX_SHORT_TEXT, Actor, RequiredText, Text, UtcDatetime
+from schemas.envelope import (
+    MAX_SHORT_TEXT,
+    Actor,
+    RequiredText,
+    Text,
+    UtcDatetime,
+    no_control_characters,
+)
 from schemas.identity import HouseholdRef, PersonRef
 from schemas.intake import (
     MAX_MEMBERS_PER_REQUEST,
@@ -30,8 +37,16 @@ MAX_FIGURES = 32
 MAX_FIGURE_NAME = 64
 RULE_PATTERN = r"^[RP][0-9]{1,2}(\+[RP][0-9]{1,2})*$"
 
-FigureName = Annotated[str, Field(min_length=1, max_length=MAX_FIGURE_NAME)]
-FigureValue = StrictInt | Annotated[str, Field(max_length=MAX_SHORT_TEXT)]
+# A figure's name and text are checked like every other text of a record (no control
+# characters): a NUL inside a dict would pass the model-wide check and stop every jsonb
+# reader at that record; refused at decode, the record is dead-lettered instead.
+FigureName = Annotated[
+    str, Field(min_length=1, max_length=MAX_FIGURE_NAME), AfterValidator(no_control_characters)
+]
+FigureValue = (
+    StrictInt
+    | Annotated[str, Field(max_length=MAX_SHORT_TEXT), AfterValidator(no_control_characters)]
+)
 Figures = Annotated[dict[FigureName, FigureValue], Field(max_length=MAX_FIGURES)]
 
 

@@ -14,9 +14,10 @@ import re
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 # Limits on every string (STYLE "a limit on everything").
 MAX_ID_TEXT = 64  # correlation ids, case ids, incident ids, bank references
@@ -57,7 +58,8 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def no_control_characters(value: Any) -> Any:
-    """A field validator for every text of a record: no control characters."""
+    """A validator for text a model-level check does not reach (the values inside a
+    dict, such as a decision's figures): no control characters."""
     if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
         raise ValueError(
             f"contains the control character U+{ord(found.group()):04X}, not allowed in text"
@@ -66,9 +68,30 @@ def no_control_characters(value: Any) -> Any:
 
 
 class TextOnly(BaseModel):
-    """A model whose every text field refuses control characters."""
+    """A model whose every text field refuses control characters.
 
-    _no_control = field_validator("*", mode="after")(no_control_characters)
+    One check per model, over the fields that hold text, rather than a validator called
+    for every field: the processor builds a dozen models for each record it decides."""
+
+    @model_validator(mode="after")
+    def _no_control(self) -> Self:
+        for name, value in self.__dict__.items():
+            if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
+                raise ValidationError.from_exception_data(
+                    type(self).__name__,
+                    [
+                        InitErrorDetails(
+                            type=PydanticCustomError(
+                                "control_character",
+                                "contains the control character U+{code}, not allowed in text",
+                                {"code": f"{ord(found.group()):04X}"},
+                            ),
+                            loc=(name,),
+                            input=value,
+                        )
+                    ],
+                )
+        return self
 
 
 def to_cst(moment: datetime) -> datetime:
@@ -112,6 +135,9 @@ class Actor(TextOnly):
     org: str = Field(min_length=1, max_length=MAX_ORG_TEXT)
 
 
+_SYSTEM = Actor(role=Role.SYSTEM, org="relief-emergency")  # frozen: one for every record
+
+
 class Record(TextOnly):
     """The envelope. Each concrete record adds `type: Literal["<ClassName>"]` and
     `schema_version: Literal[n]`, both defaulted, so they never need to be passed."""
@@ -145,7 +171,7 @@ class Record(TextOnly):
             "event_id": self.derive(kind, *parts),
             "occurred_at": self.recorded_at or self.occurred_at,
             "town": self.town,
-            "actor": Actor(role=Role.SYSTEM, org="relief-emergency"),
+            "actor": _SYSTEM,
             "correlation_id": self.correlation_id,
             "causation_id": self.event_id,
         }

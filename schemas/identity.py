@@ -65,6 +65,25 @@ def scrub_ids(text: str) -> str:
     return ID_LIKE.sub(lambda m: mask_id(m.group(0)), text)
 
 
+# What else in free text identifies a person: a first-generation (15-digit) ID number, a
+# mobile number (1[3-9] and 9 digits, with or without +86) and a landline with its area
+# code (0 + 2-3 digits, then 7-8). Spaces and dashes inside are tolerated.
+OLD_ID_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{15}(?![0-9A-Za-z])")
+PHONE_LIKE = re.compile(
+    r"(?<![0-9A-Za-z+])(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d){8}(?![0-9A-Za-z])"
+    r"|(?<![0-9A-Za-z])0\d{2,3}[ -]?\d{7,8}(?![0-9A-Za-z])"
+)
+
+
+def scrub_personal(text: str) -> str:
+    """Free text (a reason, a description, a note) with every run shaped like an ID number
+    or a phone number masked. Kafka keeps a record for good: what a clerk types by habit
+    ("call her on 138...") must not land there (issue: personal data). Idempotent."""
+    text = scrub_ids(text)
+    text = OLD_ID_LIKE.sub(lambda m: mask_id(m.group(0)), text)
+    return PHONE_LIKE.sub(lambda m: mask_id(m.group(0)), text)
+
+
 def check_char(first17: str) -> str:
     """The GB 11643 check character (ISO 7064 MOD 11-2) of the first 17 digits."""
     if len(first17) != ID_LENGTH - 1 or not first17.isdigit() or not first17.isascii():

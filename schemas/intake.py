@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from schemas.envelope import (
     MAX_ID_TEXT,
@@ -19,14 +19,20 @@ from schemas.envelope import (
     MAX_TEXT,
     CorrelationId,
     Record,
-    RequiredText,
     Role,
-    Text,
     TextOnly,
     UtcDatetime,
 )
-from schemas.identity import HouseholdRef, PersonRef
+from schemas.identity import HouseholdRef, PersonRef, scrub_personal
 from schemas.money import Fen, NonNegativeFen
+
+# What people type (a description, a reason, a note): anything shaped like an ID number or
+# a phone number is masked before the record exists, so it never reaches Kafka, which
+# keeps records for good (docs/design.md "personal data").
+FreeText = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(scrub_personal)]
+RequiredFreeText = Annotated[
+    str, Field(min_length=1, max_length=MAX_TEXT), AfterValidator(scrub_personal)
+]
 
 # Limits (STYLE "a limit on everything"); a Kafka record stays well under 1 MB.
 MAX_HOUSEHOLDS_PER_INCIDENT = 5_000
@@ -101,7 +107,7 @@ class IncidentReported(Record):
     incident_id: IncidentId
     kind: IncidentKind
     disaster_subtype: DisasterSubtype | None = None
-    description: Text = ""
+    description: FreeText = ""
     casualties: Casualties = Casualties()
     household_refs: HouseholdRefs = ()
 
@@ -123,7 +129,7 @@ class IncidentUpdated(Record):
     incident_id: IncidentId
     casualties: Casualties | None = None
     household_refs_added: HouseholdRefs = ()
-    note: Text = ""
+    note: FreeText = ""
 
 
 class IncidentClosed(Record):
@@ -131,7 +137,7 @@ class IncidentClosed(Record):
     schema_version: Literal[1] = 1
 
     incident_id: IncidentId
-    note: Text = ""
+    note: FreeText = ""
 
 
 class EmergencyPeriodDeclared(Record):
@@ -145,7 +151,7 @@ class EmergencyPeriodDeclared(Record):
 
     incident_id: IncidentId
     until: UtcDatetime | None = None
-    reason: RequiredText
+    reason: RequiredFreeText
 
 
 class EmergencyPeriodEnded(Record):
@@ -155,7 +161,7 @@ class EmergencyPeriodEnded(Record):
     schema_version: Literal[1] = 1
 
     incident_id: IncidentId
-    note: Text = ""
+    note: FreeText = ""
 
 
 # ---------------------------------------------------------------- relief cases
@@ -201,14 +207,14 @@ class ReliefRequested(CaseRecord):
     household_ref: HouseholdRef
     incident_id: IncidentId | None = None
     requested_fen: Fen
-    reason: RequiredText
+    reason: RequiredFreeText
     persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
     # R7: vagrants and beggars are placed by the county of origin when it is known.
     vagrant: bool = False
     origin_county: str | None = Field(default=None, min_length=1, max_length=MAX_SHORT_TEXT)
     member_refs: tuple[PersonRef, ...] = Field(default=(), max_length=MAX_MEMBERS_PER_REQUEST + 1)
     identified_by: IdentifiedBy = IdentifiedBy.RESIDENT_ID
-    second_grant_reason: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    second_grant_reason: RequiredFreeText | None = None
 
     @model_validator(mode="after")
     def _origin_only_for_vagrants(self) -> Self:
@@ -227,7 +233,7 @@ class AdvanceCancelled(CaseRecord):
     type: Literal["AdvanceCancelled"] = "AdvanceCancelled"
     schema_version: Literal[1] = 1
 
-    reason: RequiredText
+    reason: RequiredFreeText
 
 
 class PaymentMethod(StrEnum):
@@ -246,7 +252,7 @@ class PaymentConfirmed(CaseRecord):
     bank_reference: str | None = Field(default=None, min_length=1, max_length=MAX_ID_TEXT)
     # P9: cash only where needed - why it was needed (required by the API for cash; records
     # written before the field lack it)
-    cash_reason: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT)
+    cash_reason: RequiredFreeText | None = None
 
     @model_validator(mode="after")
     def _bank_payments_have_a_reference(self) -> Self:
@@ -263,7 +269,7 @@ class PaperworkCompleted(CaseRecord):
     type: Literal["PaperworkCompleted"] = "PaperworkCompleted"
     schema_version: Literal[1] = 1
 
-    note: Text = ""
+    note: FreeText = ""
 
 
 class ReviewOutcome(StrEnum):
@@ -293,7 +299,7 @@ class CaseReviewed(CaseRecord):
         default=None, ge=MIN_FINE_MULTIPLE, le=MAX_FINE_MULTIPLE, strict=True
     )
     fine_fen: Fen | None = None
-    reasons: Text = ""
+    reasons: FreeText = ""
 
     @model_validator(mode="after")
     def _outcome_figures(self) -> Self:
@@ -322,7 +328,7 @@ class TransitionalReliefExtended(CaseRecord):
     schema_version: Literal[1] = 1
 
     extended_to_months: int = Field(ge=1, le=MAX_TRANSITIONAL_MONTHS, strict=True)
-    reason: RequiredText
+    reason: RequiredFreeText
 
 
 class DeliberationDecided(CaseRecord):
@@ -334,7 +340,7 @@ class DeliberationDecided(CaseRecord):
 
     approved_fen: Fen | None = None
     refused: bool = False
-    reasons: RequiredText
+    reasons: RequiredFreeText
 
     @model_validator(mode="after")
     def _approved_or_refused(self) -> Self:
@@ -394,7 +400,7 @@ class HardshipCategory(StrEnum):
 class HardshipRow(_Part):
     household_ref: HouseholdRef
     category: HardshipCategory
-    note: Text = ""
+    note: FreeText = ""
 
 
 class HardshipListPushed(Record):

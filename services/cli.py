@@ -75,7 +75,9 @@ class Api:
                 timeout=TIMEOUT_S,
             )
         except httpx.HTTPError as exc:
-            raise click.ClickException(f"cannot reach the intake API at {self.url}: {exc}") from exc
+            raise click.ClickException(
+                f"cannot reach the intake API at {self.url}: {exc}" + _retry_hint(key)
+            ) from exc
         try:
             data = response.json()
         except ValueError:
@@ -83,8 +85,21 @@ class Api:
         if response.status_code >= 400 and not (
             response.status_code == 422 and isinstance(data, dict) and "rows" in data
         ):
-            raise click.ClickException(_refusal(response.status_code, data, response.headers))
+            hint = _retry_hint(key) if response.status_code >= 500 else ""
+            raise click.ClickException(
+                _refusal(response.status_code, data, response.headers) + hint
+            )
         return data
+
+
+def _retry_hint(key: str | None) -> str:
+    """After a failure whose outcome is unknown, how to retry without recording twice."""
+    if key is None:
+        return ""
+    return (
+        f"\nthe outcome is unknown; Idempotency-Key: {key}\n"
+        f"retry safely with the same command and --key {key} (recorded at most once)"
+    )
 
 
 def _refusal(status: int, data: Any, headers: httpx.Headers) -> str:

@@ -52,6 +52,7 @@ SERVICES: list[Service] = [
     Service(
         "intake",
         ["services.intake", "serve", "--host", "127.0.0.1", "--port", str(INTAKE_PORT)],
+        before=[["services.intake", "migrate"]],
         port=INTAKE_PORT,
     ),
 ]
@@ -98,6 +99,8 @@ def service_env(info: stack.StackInfo) -> dict[str, str]:
         "RELIEF_STATE_DIR": str(state),
         "RELIEF_EMERGENCY_DATA_DIR": str(state / "emergency"),
         "RELIEF_INTAKE_TOKENS_FILE": str(state / "tokens.toml"),
+        # idempotency keys in PostgreSQL, as a deployment with several intake instances
+        "RELIEF_INTAKE_KEYS_DATABASE_URL": info.app_url,
         # reads between services: intake and the dashboard ask the casebook, intake asks
         # the ledger for reserves, each with the service token
         "RELIEF_CASEBOOK_URL": f"http://127.0.0.1:{CASEBOOK_PORT}",

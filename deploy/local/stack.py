@@ -47,6 +47,7 @@ DB_NAME = "relief"
 ADMIN_ROLE = "relief_admin"  # superuser: local stack and tests only
 OWNER_ROLE = "relief_owner"  # owns the schema, runs migrations
 APP_ROLE = "relief_app"  # what the services connect as: INSERT and SELECT only (ledger P10)
+READ_ROLE = "relief_read"  # the dashboard and the casebook's reads: SELECT only
 
 
 class StackError(RuntimeError):
@@ -493,7 +494,7 @@ def pg_bootstrap(info: StackInfo) -> None:
         admin_db = info.admin_url.rsplit("/", 1)[0] + "/postgres"
         conn = await asyncpg.connect(admin_db)
         try:
-            for role in (OWNER_ROLE, APP_ROLE):
+            for role in (OWNER_ROLE, APP_ROLE, READ_ROLE):
                 exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
                 if not exists:
                     await conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEROLE')

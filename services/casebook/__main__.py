@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 
 import click
 
@@ -23,16 +24,44 @@ def migrate() -> None:
     from services.casebook.adapters.postgres import migrate as run_migrations
 
     settings = CasebookSettings()
-    applied = asyncio.run(run_migrations(settings.database_owner_url, settings.casebook_app_role))
+    applied = asyncio.run(
+        run_migrations(
+            settings.database_owner_url, settings.casebook_app_role, settings.casebook_read_role
+        )
+    )
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
 @cli.command()
 def run() -> None:
     """Read decisions, dead letters and submissions into PostgreSQL until SIGTERM."""
+    from relief_platform.secrets import MissingSecretError
     from services.casebook.app import run as run_casebook
 
-    asyncio.run(run_casebook(CasebookSettings()))
+    settings = CasebookSettings()
+    try:
+        settings.seal_sealer()  # production: no seal key, no start
+    except MissingSecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+    asyncio.run(run_casebook(settings))
+
+
+@cli.command()
+def verify() -> None:
+    """Check that every stored decision carries the casebook writer's seal; exit 1 naming
+    each one that does not (a row added around the writer). Needs RELIEF_CASEBOOK_SEAL_KEY."""
+    from services.casebook.adapters.postgres import verify_seals
+
+    settings = CasebookSettings()
+    checked, problems = asyncio.run(verify_seals(settings.database_url, settings.seal_sealer()))
+    click.echo(f"decisions checked: {checked}")
+    for p in problems:
+        click.echo(
+            f"DISAGREES: decision {p.event_id} (town {p.town}, case {p.case_id}): {p.reason}"
+        )
+    click.echo("ok" if not problems else "NOT OK")
+    if problems:
+        sys.exit(1)
 
 
 @cli.command()

@@ -65,7 +65,7 @@ def consumer_for(
     settings: CasebookSettings, pool: postgres.Pool, metrics: RunMetrics | None = None
 ) -> CasebookConsumer:
     return CasebookConsumer(
-        postgres.CasebookStore(pool, retry_policy(settings)),
+        postgres.CasebookStore(pool, settings.seal_sealer(), retry_policy(settings)),
         bootstrap=settings.kafka_bootstrap,
         intake_topic=settings.intake_topic,
         decisions_topic=settings.decisions_topic,
@@ -90,7 +90,11 @@ async def run(settings: CasebookSettings, stop: asyncio.Event | None = None) -> 
     metrics = RunMetrics()
     if settings.casebook_metrics_port:
         try:
-            start_http_server(settings.casebook_metrics_port, registry=metrics.registry)
+            start_http_server(
+                settings.casebook_metrics_port,
+                addr=settings.metrics_host,
+                registry=metrics.registry,
+            )
         except OSError as exc:  # a second casebook on the same host: no metrics, no crash
             log.warning("no /metrics on port %d: %s", settings.casebook_metrics_port, exc)
     pool = await postgres.connect_pool(settings.database_url, settings.casebook_pool_max)

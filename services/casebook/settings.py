@@ -6,7 +6,18 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.secrets import (
+    MIN_SEAL_KEY_BYTES,
+    Sealer,
+    development_key,
+    hex_key,
+    secret_or_development,
+)
 from schemas import topics
+
+# The local stack's and the tests' seal key (public, worthless elsewhere); production sets
+# RELIEF_CASEBOOK_SEAL_KEY and refuses to start without it.
+DEV_SEAL_KEY_HEX = development_key("casebook seal")
 
 
 class CasebookSettings(BaseSettings):
@@ -18,6 +29,11 @@ class CasebookSettings(BaseSettings):
     # the owner role: creates the schema and runs the migrations
     database_owner_url: str = "postgresql://relief_owner@127.0.0.1:15432/relief"
     casebook_app_role: str = Field(default="relief_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # The read-only role (the HTTP reads): granted SELECT by `migrate`; empty: none.
+    casebook_read_role: str = Field(default="relief_read", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    # Hex key (>= 32 bytes) of the seal on every decision the writer stores; the writer and
+    # `verify` hold it, no database role does.
+    casebook_seal_key: str = Field(default="", repr=False)
 
     intake_topic: str = Field(default=topics.INTAKE, min_length=1, max_length=249)
     decisions_topic: str = Field(default=topics.DECISIONS, min_length=1, max_length=249)
@@ -40,6 +56,8 @@ class CasebookSettings(BaseSettings):
     casebook_kafka_timeout_s: float = Field(default=10.0, gt=0, le=120)
     # /metrics of the consumer; 0: none
     casebook_metrics_port: int = Field(default=9103, ge=0, le=65535)
+    # loopback unless told otherwise (RELIEF_METRICS_HOST=0.0.0.0 behind a network policy)
+    metrics_host: str = "127.0.0.1"
 
     # The HTTP reads (`serve`)
     casebook_host: str = "127.0.0.1"
@@ -49,6 +67,12 @@ class CasebookSettings(BaseSettings):
     casebook_token_hashes: str = ""
     casebook_read_pool_max: int = Field(default=8, ge=1, le=100)
     casebook_retry_after_s: int = Field(default=5, ge=1, le=3_600)
+
+    def seal_sealer(self) -> Sealer:
+        value = secret_or_development(
+            "RELIEF_CASEBOOK_SEAL_KEY", self.casebook_seal_key, DEV_SEAL_KEY_HEX
+        )
+        return Sealer(hex_key("RELIEF_CASEBOOK_SEAL_KEY", value, min_bytes=MIN_SEAL_KEY_BYTES))
 
     def topic_names(self) -> tuple[str, str, str]:
         return (self.intake_topic, self.decisions_topic, self.rejected_topic)

@@ -24,6 +24,9 @@ class EmergencySettings(BaseSettings):
     emergency_web_port: int = Field(default=6066, ge=1, le=65535)
     # Prometheus /metrics of the worker (0: off); scraped by deploy/prometheus/
     emergency_metrics_port: int = Field(default=9101, ge=0, le=65535)
+    # /metrics listens on loopback unless told otherwise (a scraper on another machine:
+    # set RELIEF_METRICS_HOST=0.0.0.0 behind a network policy that admits only it)
+    metrics_host: str = "127.0.0.1"
     policy_file: Path | None = None
     # Topic names (the defaults are the service's; tests and staging may prefix their own)
     intake_topic: str = topics.INTAKE

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from relief_platform.secrets import MissingSecretError, secret_or_development
 from services.intake.settings import IntakeSettings
 
 OPENAPI_FILE = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
@@ -57,9 +58,36 @@ def serve(host: str, port: int, log_level: str) -> None:
     from services.intake.api import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
-    app = create_app(IntakeSettings())
+    settings = IntakeSettings()
+    try:
+        settings.hash_key()  # production: no key, no start (before any port is opened)
+        # production runs several instances: keys in one process's memory would let a
+        # retry on another instance record a write twice
+        secret_or_development(
+            "RELIEF_INTAKE_KEYS_DATABASE_URL", settings.intake_keys_database_url, "memory"
+        )
+    except MissingSecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+    app = create_app(settings)
     # uvicorn's own access log would print raw paths; ours masks ID numbers (scrub_ids)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+
+
+@cli.command()
+def migrate() -> None:
+    """Create the `intake` schema (idempotency keys) as the owner role; grant the service
+    role its rights (RELIEF_DATABASE_OWNER_URL, RELIEF_INTAKE_APP_ROLE)."""
+    import asyncio
+    import os
+
+    from services.intake.adapters.idempotency_store import migrate as run_migrations
+
+    owner_url = os.environ.get(
+        "RELIEF_DATABASE_OWNER_URL", "postgresql://relief_owner@127.0.0.1:15432/relief"
+    )
+    role = os.environ.get("RELIEF_INTAKE_APP_ROLE", "relief_app")
+    applied = asyncio.run(run_migrations(owner_url, role))
+    click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
 @cli.command()

@@ -9,6 +9,7 @@ Kafka sink on their own topic, the server builds everything from settings.
 """
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -27,10 +28,17 @@ from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relief_platform.postgres import connect_pool
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
 from schemas.registry import encode
 from schemas.towns import County, load_county
+from services.intake.adapters.idempotency_store import (
+    Answered,
+    KeyBusy,
+    PostgresKeys,
+    purge_every,
+)
 from services.intake.adapters.kafka import Ack, KafkaSink, ProduceUnavailable, RecordSink
 from services.intake.adapters.processor import HealthMonitor, OffsetsReader
 from services.intake.adapters.reads import HttpReadSource, NoReadSource
@@ -152,7 +160,16 @@ _REFUSALS: dict[int | str, dict[str, Any]] = {
 }
 WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_REFUSALS,
-    409: {"model": Conflict, "description": "Idempotency-Key reused with a different body"},
+    409: {
+        "model": Conflict,
+        "description": "Idempotency-Key reused with a different body, or still being recorded",
+    },
+    428: {"model": Problem, "description": "no Idempotency-Key: every write needs one"},
+    503: {
+        "model": Problem,
+        "description": "the outcome is unknown (Kafka did not acknowledge in time): retry "
+        "with the same Idempotency-Key after Retry-After; it is recorded at most once",
+    },
 }
 READ_RESPONSES: dict[int | str, dict[str, Any]] = {
     k: v for k, v in _REFUSALS.items() if k != 413
@@ -346,6 +363,8 @@ class Intake:
             settings.intake_idempotency_max_entries, settings.intake_idempotency_ttl_s
         )
         self._inflight: dict[tuple[str, str], asyncio.Event] = {}
+        # the keys every instance shares (PostgreSQL); None: this process's cache only
+        self.keys: PostgresKeys | None = None
 
     # -------------------------------------------------------- the write path
 
@@ -359,9 +378,17 @@ class Intake:
     ) -> JSONResponse:
         """Idempotency around `produce` (which validates, maps and sends)."""
         if key is None:
+            if self.settings.intake_require_idempotency_key:
+                raise Refused(
+                    428,
+                    "every write needs an Idempotency-Key header (any unique string, e.g. a "
+                    "UUID): a retry with the same key is then recorded at most once",
+                )
             answer = await produce(uuid.uuid4(), self.clock())
             return JSONResponse(answer.body, status_code=answer.status)
         fingerprint = Fingerprint.of(operation, body, self.hash_key)
+        if self.keys is not None:
+            return await self._write_shared(self.keys, principal, key, operation, body, produce)
         slot = (principal.org, key)
         # one request per key at a time: a concurrent retry waits for the first answer
         while (event := self._inflight.get(slot)) is not None:
@@ -381,6 +408,43 @@ class Intake:
         finally:
             del self._inflight[slot]
             event.set()
+
+    async def _write_shared(
+        self,
+        keys: PostgresKeys,
+        principal: Principal,
+        key: str,
+        operation: str,
+        body: Any,
+        produce: Callable[[uuid.UUID, datetime], Awaitable[Answer]],
+    ) -> JSONResponse:
+        """The same, with the key claimed in PostgreSQL: every instance sees it."""
+        fingerprint = Fingerprint.of(operation, body, self.hash_key)
+        try:
+            found = await keys.claim(principal.org, key, fingerprint)
+        except KeyBusy:
+            raise Refused(
+                409,
+                "a request with this Idempotency-Key is still being recorded; retry with the "
+                f"same key after {self.settings.intake_retry_after_s} s",
+                retry_after_s=self.settings.intake_retry_after_s,
+            ) from None
+        if isinstance(found, Answered):
+            return self._replay(found.fingerprint, fingerprint, found.answer)
+        completed = False
+        try:
+            town = body.get("town") if isinstance(body, Mapping) else None
+            event_id = event_id_for(operation, town, principal.org, key)
+            answer = await produce(event_id, self.clock())
+            if 200 <= answer.status < 300:  # only what Kafka acknowledged is kept
+                await keys.complete(principal.org, key, answer)
+                completed = True
+            return JSONResponse(answer.body, status_code=answer.status)
+        finally:
+            if not completed:
+                # refused, or the outcome unknown: the retry claims the key again and
+                # produces under the same event id, which the processor applies once
+                await keys.release(principal.org, key)
 
     @staticmethod
     def _replay(first: Fingerprint, now: Fingerprint, answer: Answer) -> JSONResponse:
@@ -500,6 +564,18 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = purger = None
+        if settings.intake_keys_database_url:
+            pool = await connect_pool(
+                settings.intake_keys_database_url, settings.intake_keys_pool_max
+            )
+            intake.keys = PostgresKeys(
+                pool,
+                retention_s=settings.intake_idempotency_ttl_s,
+                claim_s=settings.intake_produce_timeout_s + settings.intake_keys_claim_margin_s,
+                wait_s=settings.intake_produce_timeout_s,
+            )
+            purger = asyncio.create_task(purge_every(intake.keys, settings.intake_keys_purge_s))
         await intake.sink.start()
         await intake.health.start()
         try:
@@ -508,6 +584,13 @@ def create_app(
             await intake.health.stop()
             await intake.sink.stop()
             await intake.reads.close()
+            if purger is not None:
+                purger.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await purger
+            if pool is not None:
+                intake.keys = None
+                await pool.close()
 
     app = FastAPI(
         title="Huantai relief intake",
@@ -515,7 +598,10 @@ def create_app(
         description=(
             "Puts facts into the Huantai county relief service (relief.intake.v1). "
             "Money is integer fen. A write is answered 202 once Kafka has acknowledged it. "
-            "Send an Idempotency-Key with every write: a retry returns the first answer."
+            "Every write needs an Idempotency-Key (428 without one): a retry with the same "
+            f"key returns the first answer, for {settings.intake_idempotency_ttl_s / 3600:g} "
+            "hours (the keys are kept in PostgreSQL, shared by every instance). A 503 means the "
+            "outcome is unknown: retry with the same key after Retry-After."
         ),
         lifespan=lifespan,
     )
@@ -555,7 +641,11 @@ def create_app(
     async def _unavailable(request: Request, exc: ProduceUnavailable) -> JSONResponse:
         log.warning("produce failed: %s", exc)
         return JSONResponse(
-            {"detail": f"Kafka unavailable, nothing recorded: {exc}"},
+            {
+                "detail": f"Kafka did not acknowledge in time ({exc}): the outcome is unknown "
+                "(the record may still land). Retry with the same Idempotency-Key after "
+                f"{retry_after} s: it is recorded at most once."
+            },
             503,
             headers={"Retry-After": retry_after},
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.secrets import secret_or_development
 from schemas import topics
 from schemas.identity import MIN_KEY_BYTES
 
@@ -50,9 +51,23 @@ class IntakeSettings(BaseSettings):
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1_024, le=8 * 1024 * 1024)
     intake_max_csv_bytes: int = Field(default=2 * 1024 * 1024, ge=1_024, le=16 * 1024 * 1024)
 
-    # The first-answer cache of Idempotency-Key requests (in process; see domain/idempotency).
-    intake_idempotency_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
+    # Every write needs an Idempotency-Key (428 without one); a retry with it returns the
+    # first answer for intake_idempotency_ttl_s (the retention stated in the API's
+    # description), then the key is removed.
+    intake_require_idempotency_key: bool = True
     intake_idempotency_ttl_s: float = Field(default=24 * 3600.0, gt=0, le=7 * 24 * 3600)
+    # Where the keys live: PostgreSQL as the service role (schema `intake`, created by
+    # `python -m services.intake migrate`), shared by every instance and kept across
+    # restarts. Empty: this process's memory (one instance, development; production
+    # refuses to start without it).
+    intake_keys_database_url: str = Field(default="", repr=False)
+    intake_keys_pool_max: int = Field(default=8, ge=1, le=100)
+    # a claim outlives the produce timeout by this much before another instance may take
+    # it over (its holder died between claim and answer)
+    intake_keys_claim_margin_s: float = Field(default=5.0, gt=0, le=600)
+    intake_keys_purge_s: float = Field(default=600.0, gt=0, le=86_400)
+    # the in-process store (no database): bounded in entries
+    intake_idempotency_max_entries: int = Field(default=100_000, ge=1, le=10_000_000)
 
     # /healthz: is the processor consuming what intake accepts? Its consumer group is the
     # processor's Faust app id (the same setting the processor reads).
@@ -81,11 +96,8 @@ class IntakeSettings(BaseSettings):
         return value
 
     def hash_key(self) -> bytes:
-        """The household-ref key; the dev key (with a warning) when none is configured."""
-        if self.id_hash_key:
-            return bytes.fromhex(self.id_hash_key)
-        log.warning(
-            "RELIEF_ID_HASH_KEY is not set: using the development key; "
-            "household refs are NOT protected (local stack and tests only)"
-        )
-        return bytes.fromhex(DEV_ID_HASH_KEY_HEX)
+        """The household-ref key; outside production the dev key (with a warning) when none
+        is configured; with RELIEF_ENV=production a MissingSecretError: with the dev key,
+        committed here, the refs of people born in the county reverse in minutes."""
+        value = secret_or_development("RELIEF_ID_HASH_KEY", self.id_hash_key, DEV_ID_HASH_KEY_HEX)
+        return bytes.fromhex(value)

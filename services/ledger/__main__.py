@@ -29,31 +29,71 @@ def migrate() -> None:
     from services.ledger.adapters.postgres import migrate as run_migrations
 
     settings = LedgerSettings()
-    applied = asyncio.run(run_migrations(settings.database_owner_url, settings.ledger_app_role))
+    applied = asyncio.run(
+        run_migrations(
+            settings.database_owner_url, settings.ledger_app_role, settings.ledger_read_role
+        )
+    )
     click.echo(f"applied: {', '.join(applied)}" if applied else "up to date")
 
 
 @cli.command()
 def run() -> None:
     """Consume ledger.postings.v1 into PostgreSQL until SIGTERM."""
+    from relief_platform.secrets import MissingSecretError
     from services.ledger.app import run_consumer
 
-    asyncio.run(run_consumer(LedgerSettings()))
+    settings = LedgerSettings()
+    try:
+        settings.chain_sealer()  # production: no chain key, no start
+    except MissingSecretError as exc:
+        raise click.ClickException(str(exc)) from exc
+    asyncio.run(run_consumer(settings))
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="machine-readable report")
-def verify(as_json: bool) -> None:
-    """Recompute the hash chains and the balances; exit 1 at the first disagreement."""
-    from services.ledger.adapters.postgres import verify as run_verify
+@click.option(
+    "--publish",
+    "publish_dir",
+    type=click.Path(file_okay=False, writable=True),
+    default=None,
+    help="when the journal holds, write today's head to DIR/ledger-head-YYYY-MM-DD.json "
+    "(for finance to sign and keep outside the database)",
+)
+@click.option(
+    "--published",
+    "published_files",
+    type=click.Path(exists=True, dir_okay=False),
+    multiple=True,
+    help="a head file published earlier: its chain heads must still be in the ledger",
+)
+def verify(as_json: bool, publish_dir: str | None, published_files: tuple[str, ...]) -> None:
+    """Recompute the hash chains, the writer's seals and the balances; exit 1 at the first
+    disagreement. Needs the chain key (RELIEF_LEDGER_CHAIN_KEY)."""
+    from pathlib import Path
 
-    report = asyncio.run(run_verify(LedgerSettings().database_url))
+    from schemas.envelope import CST
+    from services.ledger.adapters.postgres import verify as run_verify
+    from services.ledger.domain.heads import HeadFileError, head_document, parse_head_document
+
+    settings = LedgerSettings()
+    published = []
+    for name in published_files:
+        try:
+            published.extend(parse_head_document(Path(name).read_text("utf-8"), name))
+        except HeadFileError as exc:
+            raise click.UsageError(str(exc)) from exc
+    report = asyncio.run(run_verify(settings.database_url, settings.chain_sealer(), published))
     if as_json:
         click.echo(
             json.dumps(
                 {
                     "ok": report.ok,
                     "entries_checked": report.entries_checked,
+                    "seals_checked": report.seals_checked,
+                    "chain_key_id": report.key_id,
+                    "published_heads_checked": len(published),
                     "head_hash": report.head_hash.hex(),
                     "chain_heads": {c: h.hex() for c, h in report.chain_heads.items()},
                     "problems": [
@@ -70,7 +110,8 @@ def verify(as_json: bool) -> None:
             )
         )
     else:
-        click.echo(f"entries checked: {report.entries_checked}")
+        click.echo(f"entries checked: {report.entries_checked} (seals under key {report.key_id})")
+        click.echo(f"published heads checked: {len(published)}")
         for chain, head in report.chain_heads.items():
             click.echo(f"chain {chain}: head {head.hex()}")
         for problem in report.problems:
@@ -79,6 +120,23 @@ def verify(as_json: bool) -> None:
         click.echo("ok" if report.ok else "NOT OK")
     if not report.ok:
         sys.exit(EXIT_TAMPERED)
+    if publish_dir is not None:
+        now = datetime.now(CST)
+        path = Path(publish_dir) / f"ledger-head-{now.date().isoformat()}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(
+            head_document(
+                day=now.date(),
+                published_at=now,
+                head_hash=report.head_hash,
+                chain_heads=report.chain_heads,
+                chain_seqs=report.chain_seqs,
+                entries_checked=report.entries_checked,
+                key_id=report.key_id,
+            ),
+            encoding="utf-8",
+        )
+        click.echo(f"published: {path}", err=as_json)
 
 
 @cli.command()

@@ -11,12 +11,24 @@ from prometheus_client import start_http_server
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.secrets import (
+    MIN_SEAL_KEY_BYTES,
+    Sealer,
+    development_key,
+    hex_key,
+    secret_or_development,
+)
 from schemas import topics
 from services.ledger.adapters.kafka import LedgerConsumer
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.adapters.postgres import LedgerStore, RetryPolicy, connect_pool
 
 log = logging.getLogger("relief.ledger")
+
+# The local stack's and the tests' chain key: derived from a public string, worthless
+# outside this machine. Production sets RELIEF_LEDGER_CHAIN_KEY (RELIEF_ENV=production
+# refuses to start without it).
+DEV_CHAIN_KEY_HEX = development_key("ledger chain")
 
 
 class LedgerSettings(BaseSettings):
@@ -29,6 +41,11 @@ class LedgerSettings(BaseSettings):
     database_owner_url: str = "postgresql://relief_owner@127.0.0.1:15432/relief"
     # granted INSERT, SELECT by `migrate`
     ledger_app_role: str = Field(default="relief_app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    # The read-only role (dashboard, statements): granted SELECT by `migrate`; empty: none.
+    ledger_read_role: str = Field(default="relief_read", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
+    # Hex key (>= 32 bytes) of the seals on every row the writer stores (domain/seals.py).
+    # The ledger writer and whoever runs `verify` hold it; no database role does.
+    ledger_chain_key: str = Field(default="", repr=False)
     ledger_topic: str = topics.POSTINGS
     ledger_rejected_topic: str = topics.REJECTED
 
@@ -45,6 +62,15 @@ class LedgerSettings(BaseSettings):
     ledger_crash_after_commits: int | None = Field(default=None, ge=1)
     # /metrics of the consumer (batches, PostgreSQL transaction latency); 0: none
     ledger_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    # loopback unless told otherwise (RELIEF_METRICS_HOST=0.0.0.0 behind a network policy)
+    metrics_host: str = "127.0.0.1"
+
+    def chain_sealer(self) -> Sealer:
+        """The writer's sealer; in production a missing key stops the service."""
+        value = secret_or_development(
+            "RELIEF_LEDGER_CHAIN_KEY", self.ledger_chain_key, DEV_CHAIN_KEY_HEX
+        )
+        return Sealer(hex_key("RELIEF_LEDGER_CHAIN_KEY", value, min_bytes=MIN_SEAL_KEY_BYTES))
 
     def retry_policy(self) -> RetryPolicy:
         return RetryPolicy(
@@ -56,6 +82,7 @@ class LedgerSettings(BaseSettings):
 
 async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = None) -> None:
     """Consume postings into PostgreSQL until `stop` is set (or SIGTERM / SIGINT)."""
+    sealer = settings.chain_sealer()  # before anything: no key, no start (production)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,12 +92,14 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
     metrics = LedgerMetrics()
     if settings.ledger_metrics_port:
         try:
-            start_http_server(settings.ledger_metrics_port, registry=metrics.registry)
+            start_http_server(
+                settings.ledger_metrics_port, addr=settings.metrics_host, registry=metrics.registry
+            )
         except OSError as exc:  # a second consumer on the same host: no metrics, no crash
             log.warning("no /metrics on port %d: %s", settings.ledger_metrics_port, exc)
     try:
         consumer = LedgerConsumer(
-            LedgerStore(pool, settings.retry_policy()),
+            LedgerStore(pool, sealer, settings.retry_policy()),
             bootstrap=settings.kafka_bootstrap,
             topic=settings.ledger_topic,
             rejected_topic=settings.ledger_rejected_topic,

@@ -23,11 +23,13 @@ from typing import Any
 import asyncpg
 
 from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
-from relief_platform.postgres import Migration, migrations_in
+from relief_platform.postgres import Migration, harden, migrations_in, quote_role, role_exists
 from relief_platform.postgres import RetryPolicy as RetryPolicy
 from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
+from relief_platform.secrets import Sealer
 from schemas.decisions import Decision
+from services.casebook.domain import seals
 from services.casebook.domain.fold import (
     CaseKey,
     CaseRow,
@@ -99,9 +101,11 @@ def _quote_ident(name: str) -> str:
     return f'"{name}"'
 
 
-async def migrate(owner_url: str, app_role: str) -> list[str]:
+async def migrate(owner_url: str, app_role: str, read_role: str = "") -> list[str]:
     """Create the casebook's schema and apply the migrations not yet applied, as the
-    owner role; grant the service role its rights. Idempotent; returns the names applied."""
+    owner role; grant the service role its rights and the read role (when it exists)
+    SELECT only; no TEMP tables, search_path pinned (relief_platform.postgres.harden).
+    Idempotent; returns the names applied."""
     applied_now: list[str] = []
     role = _quote_ident(app_role)
     conn = await asyncpg.connect(owner_url)
@@ -143,6 +147,15 @@ async def migrate(owner_url: str, app_role: str) -> list[str]:
             for table, rights in GRANTS.items():
                 await conn.execute(f"REVOKE ALL ON casebook.{table} FROM PUBLIC, {role}")
                 await conn.execute(f"GRANT {rights} ON casebook.{table} TO {role}")
+            if read_role and await role_exists(conn, read_role):
+                reader = quote_role(read_role)
+                await conn.execute(f"GRANT USAGE ON SCHEMA casebook TO {reader}")
+                for table in (*GRANTS, "migrations"):
+                    await conn.execute(f"REVOKE ALL ON casebook.{table} FROM {reader}")
+                    await conn.execute(f"GRANT SELECT ON casebook.{table} TO {reader}")
+            elif read_role:
+                log.warning("read role %s does not exist: no read-only grants", read_role)
+            await harden(conn, "casebook")
         await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(MIGRATE_LOCK))
     finally:
         await conn.close()
@@ -201,10 +214,30 @@ def _reason(d: Decision) -> str | None:
     return None
 
 
-def _decision_row(r: ReadDecision) -> tuple[Any, ...]:
+DECISION_COLUMNS = (
+    "event_id",
+    "town",
+    "case_id",
+    "type",
+    "rule",
+    "case_status",
+    "causation_id",
+    "occurred_at",
+    "recorded_at",
+    "amount_fen",
+    "reason",
+    "figures",
+    "body",
+    "source_partition",
+    "source_offset",
+)
+
+
+def _decision_row(r: ReadDecision, sealer: Sealer) -> tuple[Any, ...]:
     d = r.decision
     amount = getattr(d, "amount_fen", None)
-    return (
+    figures = json.dumps(d.figures, ensure_ascii=False, sort_keys=True)
+    row = (
         d.event_id,
         d.town,
         d.correlation_id,
@@ -216,21 +249,35 @@ def _decision_row(r: ReadDecision) -> tuple[Any, ...]:
         d.recorded_at,
         amount if isinstance(amount, int) else None,
         _reason(d),
-        json.dumps(d.figures, ensure_ascii=False, sort_keys=True),
+        figures,
         r.raw,
         r.partition,
         r.offset,
+    )
+    payload = _decision_payload(dict(zip(DECISION_COLUMNS, row, strict=True)))
+    return (*row, sealer.seal(seals.DECISION, payload))
+
+
+def _decision_payload(values: Mapping[str, Any]) -> bytes:
+    """The sealed form of a decision row, from the values written or read back (JSON
+    columns as text: parsed here, whoever spelled them)."""
+    return seals.decision_payload(
+        **{
+            **values,
+            "figures": json.loads(values["figures"]),
+            "body": json.loads(values["body"]),
+        }
     )
 
 
 INSERT_DECISIONS = """
 INSERT INTO casebook.decisions (event_id, town, case_id, type, rule, case_status,
        causation_id, occurred_at, recorded_at, amount_fen, reason, figures, body,
-       source_partition, source_offset)
+       source_partition, source_offset, seal)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::text[], $7::uuid[], $8::timestamptz[], $9::timestamptz[],
                      $10::bigint[], $11::text[], $12::jsonb[], $13::jsonb[],
-                     $14::integer[], $15::bigint[])
+                     $14::integer[], $15::bigint[], $16::bytea[])
 ON CONFLICT (event_id) DO NOTHING
 RETURNING event_id"""
 
@@ -323,8 +370,9 @@ def _deadline_from(r: asyncpg.Record) -> DeadlineRow:
 class CasebookStore:
     """Writes batches with their positions, one transaction each; reads positions."""
 
-    def __init__(self, pool: Pool, retry: RetryPolicy | None = None) -> None:
+    def __init__(self, pool: Pool, sealer: Sealer, retry: RetryPolicy | None = None) -> None:
         self.pool = pool
+        self.sealer = sealer  # seals every decision it stores (domain/seals.py)
         self.retry = retry or RetryPolicy()
 
     async def positions(self, topics: Iterable[str]) -> dict[tuple[str, int], int]:
@@ -362,11 +410,11 @@ class CasebookStore:
         unique: dict[uuid.UUID, ReadDecision] = {}
         for r in batch.decisions:
             unique.setdefault(r.decision.event_id, r)  # the first copy in the log stands
-        rows = [_decision_row(r) for r in unique.values()]
+        rows = [_decision_row(r, self.sealer) for r in unique.values()]
         inserted: set[uuid.UUID] = set()
         if rows:
             inserted = {
-                r["event_id"] for r in await conn.fetch(INSERT_DECISIONS, *_columns(rows, 15))
+                r["event_id"] for r in await conn.fetch(INSERT_DECISIONS, *_columns(rows, 16))
             }
         new = [r.decision for r in unique.values() if r.decision.event_id in inserted]
         written_cases = await self._fold(conn, new) if new else 0
@@ -700,3 +748,57 @@ async def ready(db: Pool) -> bool:
             "SELECT to_regclass($1) IS NOT NULL", "casebook.cases", timeout=QUERY_TIMEOUT_S
         )
     )
+
+
+# ---------------------------------------------------------------- verify
+
+VERIFY_CHUNK = 5_000
+
+
+@dataclasses.dataclass(frozen=True)
+class SealProblem:
+    event_id: uuid.UUID
+    town: str
+    case_id: str
+    reason: str
+
+
+async def verify_seals(db_url: str, sealer: Sealer) -> tuple[int, list[SealProblem]]:
+    """Every stored decision must carry the writer's seal: (decisions checked, problems)."""
+    conn = await asyncpg.connect(db_url)
+    checked = 0
+    problems: list[SealProblem] = []
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            last = uuid.UUID(int=0)
+            while True:
+                rows = await conn.fetch(
+                    """SELECT event_id, town, case_id, type, rule, case_status, causation_id,
+                              occurred_at, recorded_at, amount_fen, reason, figures::text,
+                              body::text, source_partition, source_offset, seal
+                         FROM casebook.decisions WHERE event_id > $1
+                        ORDER BY event_id LIMIT $2""",
+                    last,
+                    VERIFY_CHUNK,
+                )
+                if not rows:
+                    break
+                for r in rows:
+                    checked += 1
+                    values = {c: r[c] for c in DECISION_COLUMNS}
+                    seal = None if r["seal"] is None else bytes(r["seal"])
+                    if not sealer.valid(seals.DECISION, _decision_payload(values), seal):
+                        problems.append(
+                            SealProblem(
+                                r["event_id"],
+                                r["town"],
+                                r["case_id"],
+                                "not sealed by the casebook writer"
+                                if seal is None
+                                else "seal does not match: not written by the casebook (forged)",
+                            )
+                        )
+                last = rows[-1]["event_id"]
+    finally:
+        await conn.close()
+    return checked, problems

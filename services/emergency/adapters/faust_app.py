@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from typing import Any
 import faust
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaProducer
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from schemas import topics
@@ -122,13 +123,33 @@ def _stamp(message: Any) -> datetime:
     return datetime.fromtimestamp(message.timestamp, UTC)
 
 
-def journal_pages(images: Sequence[tuple[str, Any]]) -> list[list[tuple[str, Any]]]:
-    """Before-images in pages of at most JOURNAL_PAGE_BYTES (each value is far smaller)."""
+def raw_key(key: str) -> bytes:
+    """A table key as Faust's json key codec writes it: the worker reads and writes the
+    store directly, and Faust's recovery and table views must find the same keys."""
+    return json.dumps(key).encode()
+
+
+def as_text(stored: Any) -> str | None:
+    """A stored value (its JSON bytes, or a JSON-compatible value) as JSON text."""
+    if stored is None or isinstance(stored, str):
+        return stored
+    if isinstance(stored, bytes):
+        return stored.decode()
+    return json.dumps(stored, separators=(",", ":"), ensure_ascii=False)
+
+
+def journal_pages(images: Sequence[tuple[str, str | None]]) -> list[list[tuple[str, Any]]]:
+    """Before-images (each key's stored JSON text, None: absent) in pages of at most
+    JOURNAL_PAGE_BYTES (each value is far smaller)."""
     pages: list[list[tuple[str, Any]]] = [[]]
     size = 0
     for key, value in images:
         # (most before-images are None: a key the batch created; no need to encode those)
-        entry = len(key) + 8 if value is None else len(json.dumps([key, value]).encode())
+        entry = (
+            len(key) + 8
+            if value is None
+            else len(json.dumps([key, value], ensure_ascii=False).encode())
+        )
         if pages[-1] and size + entry > JOURNAL_PAGE_BYTES:
             pages.append([])
             size = 0
@@ -158,31 +179,132 @@ class Engine:
         self.changelog = changelog
         self._pending: list[tuple[int, bytes, bytes | None]] = []
         self._checked: set[str] = set()  # towns whose journal this process has read
+        self.intake_topic: str | None = None  # the topic whose partitions `in_order` follows
+        self.consumer: Any = None  # Faust's consumer, to read a partition again (a seek)
+        self._next: dict[int, int] = {}  # intake partition -> the next offset to apply
+        self._seeking: dict[int, int] = {}  # partition -> the offset it is read again from
 
     # ------------------------------------------------------------- the table, by key
 
+    def _partition_db(self) -> tuple[Any, int]:
+        """The local store of the current event's partition (where its town lives)."""
+        event = faust_streams._current_event.get()
+        partition = event().message.partition  # type: ignore[misc,union-attr]
+        return self.table.data._db_for_partition(partition), partition
+
+    def _lookup(self, key: str) -> Any:
+        """The stored value of `key`: its JSON text in bytes, read from the partition's
+        store directly (Faust's table would look twice and decode it), or the value as a
+        plain mapping holds it; None when there is none."""
+        if self.changelog is None:
+            return self.table.get(key)
+        db, _ = self._partition_db()
+        return db.get(raw_key(key))
+
     def _get(self, key: str) -> Any:
-        return self.table.get(key)
+        stored = self._lookup(key)
+        return json.loads(stored) if isinstance(stored, bytes) else stored
 
     def _put(self, key: str, value: Any) -> None:
+        """Store `value` (JSON-compatible, or its JSON text in bytes; None deletes) and
+        keep the write for the changelog."""
         if self.changelog is None:
+            if isinstance(value, bytes):
+                value = json.loads(value)
             if value is None:
                 with contextlib.suppress(KeyError):
                     del self.table[key]
             else:
                 self.table[key] = value
             return
-        # Faust's own store, and its encoding, so its recovery reads these records back
-        store = self.table.data
-        raw_key = store._encode_key(key)
-        raw_value = None if value is None else store._encode_value(value)
-        if raw_value is None:
-            store._del(raw_key)
+        db, partition = self._partition_db()
+        stored_key = raw_key(key)
+        if value is None:
+            db.delete(stored_key)
+            self._pending.append((partition, stored_key, None))
+            return
+        if not isinstance(value, bytes):
+            value = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        db.put(stored_key, value)
+        self._pending.append((partition, stored_key, value))
+
+    # ------------------------------------------------------------- intake offsets
+
+    def stored_offset(self, partition: int) -> int | None:
+        """The last intake offset applied in `partition` (`q/<partition>`), or None."""
+        key = f"q/{partition}"
+        if self.changelog is None:
+            stored = self.table.get(key)
         else:
-            store._set(raw_key, raw_value)
-        event = faust_streams._current_event.get()
-        partition = event().message.partition  # type: ignore[misc,union-attr]
-        self._pending.append((partition, raw_key, raw_value))
+            raw = self.table.data._db_for_partition(partition).get(raw_key(key))
+            stored = None if raw is None else json.loads(raw)
+        return None if stored is None else int(stored)
+
+    def forget_partitions(self) -> None:
+        """Partitions moved: what this process knew of them may be another worker's now
+        (another worker may even have died halfway through storing a town's batch)."""
+        self._next.clear()
+        self._seeking.clear()
+        self._checked.clear()
+
+    async def start_offsets(self, assigned: Iterable[TP]) -> dict[TP, int]:
+        """Where each assigned intake partition is read from: right after the last offset
+        the state holds as applied, or the log's start for a partition never applied.
+        The group's committed offset is not trusted (see `in_order`)."""
+        targets: dict[TP, int] = {}
+        unknown: list[TP] = []
+        for tp in assigned:
+            if tp.topic != self.intake_topic:
+                continue
+            last = self.stored_offset(tp.partition)
+            if last is None:
+                unknown.append(tp)
+            else:
+                targets[tp] = last + 1
+        if unknown:
+            earliest = await self.consumer.earliest_offsets(*unknown)
+            targets.update({tp: int(earliest[tp]) for tp in unknown})
+        self._next = {tp.partition: offset for tp, offset in targets.items()}
+        self._seeking.clear()
+        return targets
+
+    async def in_order(self, events: Sequence[Any]) -> list[Any]:
+        """The records of a batch that follow, without a gap, what was applied to their
+        partition; records applied before are left out.
+
+        Faust can lose a fetched record when partitions move: it never reaches the agent
+        and the group's committed offset passes it (seen in a worker that took a
+        partition back from one that left: offset 694 of 670-756 never came). So a
+        record past a gap is never applied: its partition is read again from the first
+        missing offset, and nothing more of it is applied until that record comes."""
+        keep: list[Any] = []
+        gaps: dict[int, tuple[str, int]] = {}
+        for event in events:
+            msg = event.message
+            partition = msg.partition
+            expected = self._next.get(partition)
+            if expected is None:  # no start set by an assignment: follow the state
+                last = self.stored_offset(partition)
+                expected = msg.offset if last is None else last + 1
+                self._next[partition] = expected
+            if msg.offset < expected:
+                continue  # applied before: read again after a seek or a restart
+            if msg.offset > expected or partition in gaps:
+                gaps.setdefault(partition, (msg.topic, expected))
+                continue
+            self._next[partition] = expected + 1
+            self._seeking.pop(partition, None)
+            keep.append(event)
+        for partition, (topic, offset) in gaps.items():
+            if self._seeking.get(partition) == offset:
+                continue  # already being read again from there
+            if self.consumer is None:
+                raise RuntimeError(f"partition {partition}: records from {offset} missing")
+            log.warning("partition %d: records from offset %d never reached the worker; "
+                        "reading them again", partition, offset)  # fmt: skip
+            self._seeking[partition] = offset
+            await self.consumer.seek_wait({TP(topic, partition): offset})
+        return keep
 
     async def flush(self) -> None:
         """Send what the batch stored to the changelog and wait for every ack; then tell
@@ -217,27 +339,27 @@ class Engine:
                         town, head["position"])  # fmt: skip
             for page in pages:
                 for key, before in page:
-                    self._put(key, before)
+                    self._put(key, None if before is None else before.encode())
             return
         for page in pages:  # stored: write it again, the changelog may lack part of it
             for key, _ in page:
-                self._put(key, self._get(key))
+                self._put(key, self._lookup(key))
         for n, page in enumerate(pages):
             self._put(f"j/{town}/{n}", page)
         self._put(f"j/{town}", head)
-        self._put(f"t/{town}", self._get(f"t/{town}"))
+        self._put(f"t/{town}", self._lookup(f"t/{town}"))
         self._put(f"p/{town}", position)
 
     def store(self, book: Book, position: int) -> None:
         town = book.town
         old_head = self._get(f"j/{town}")
-        pages = journal_pages(book.before_images())
+        pages = journal_pages([(key, as_text(before)) for key, before in book.before_images()])
         for n, page in enumerate(pages):
             self._put(f"j/{town}/{n}", page)
         for n in range(len(pages), int(old_head["pages"]) if old_head else 0):
             self._put(f"j/{town}/{n}", None)
         self._put(f"j/{town}", {"position": position, "pages": len(pages)})
-        for key, value in book.changes():  # the town's figures last
+        for key, value in book.changes(raw=self.changelog is not None):  # the town's last
             self._put(key, value)
         self._put(f"p/{town}", position)  # the batch is stored
 
@@ -277,7 +399,7 @@ class Engine:
                     if town not in books:
                         self.check_journal(town)
                         positions[town] = self.position(town)
-                        books[town] = Book(town, self._get)
+                        books[town] = Book(town, self._lookup)
                     if positions[town] >= msg.offset:
                         continue  # applied before a restart; its outputs went out first
                     verdict = decide(books[town], record, self.rules)
@@ -292,6 +414,15 @@ class Engine:
         return books, applied, outputs
 
     async def run_batch(self, events: Sequence[Any]) -> None:
+        consumed = len(events)
+        try:
+            events = await self.in_order(events)
+        except Exception:
+            log.exception("a partition could not be read again; exiting without acknowledging")
+            os._exit(EXIT_UNAVAILABLE)
+        if not events:
+            return
+        last_of = {event.message.partition: event for event in events}
         try:
             with metrics.stage_timer("decide"):
                 books, applied, outputs = self.decide_batch(events)
@@ -311,12 +442,15 @@ class Engine:
                 for town, (event, offset) in applied.items():
                     with _current(event):
                         self.store(books[town], offset)
+                for partition, event in last_of.items():  # after its towns' positions
+                    with _current(event):
+                        self._put(f"q/{partition}", event.message.offset)
             with metrics.stage_timer("flush"):
                 await self.flush()
         except Exception:
             log.exception("state not stored; exiting without acknowledging")
             os._exit(EXIT_UNAVAILABLE)
-        metrics.observe(outputs, books, consumed=len(events))
+        metrics.observe(outputs, books, consumed=consumed)
 
 
 @contextlib.contextmanager
@@ -332,6 +466,44 @@ def _current(event: Any) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+async def finish(batch: Coroutine[Any, Any, None]) -> None:
+    """Run a batch to its end even if the agent is cancelled meanwhile (a SIGTERM, a
+    worker stopping): Faust acknowledges the batch's records when the agent leaves its
+    loop, cancelled or not, so a batch cut short there would be skipped for good. The
+    cancellation is passed on once the batch is stored (or the process has exited)."""
+    task = asyncio.ensure_future(batch)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            cancelled = True
+    task.result()
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+class PositionedConsumer(faust_aiokafka.Consumer):
+    """Faust's Kafka consumer, except that after every rebalance it starts each intake
+    partition where the processor's own state says it stopped (`Engine.start_offsets`),
+    not at the group's committed offset, which Faust can move past records it lost."""
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        engine: Engine | None = getattr(self.app.conf, "relief_engine", None)
+        if engine is None:
+            return
+        targets = await engine.start_offsets(self.assignment())
+        if not targets:
+            return
+        await self.seek_wait(targets)
+        for tp, offset in targets.items():
+            self._committed_offset[tp] = offset  # what Faust commits follows from here
+            self._read_offset[tp] = offset if offset else None
 
 
 STATE_TABLE = "state"
@@ -391,17 +563,30 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
     engine = Engine(
         rules, sink, table, partitions, changelog=table.changelog_topic.get_topic_name()
     )
-    app.conf.relief_engine = engine  # reachable for the web views and tests
+    app.conf.relief_engine = engine  # reachable for the consumer, web views and tests
+    engine.intake_topic = settings.intake_topic
+    # (on this app's transport only, before the app makes its consumer)
+    app.transport.Consumer = PositionedConsumer  # type: ignore[misc]
+
+    async def partitions_moved(sender: Any, *args: Any, **kwargs: Any) -> None:
+        engine.forget_partitions()
+
+    app.on_partitions_revoked.connect(partitions_moved)  # type: ignore[arg-type]
 
     @app.agent(intake)
     async def decide_records(stream: Any) -> None:
-        metrics.serve(settings.emergency_metrics_port, rules.county.codes())
+        metrics.serve(settings.emergency_metrics_port, rules.county.codes(), settings.metrics_host)
+        # aiokafka logs every record it sends at DEBUG (a twentieth of the worker's time)
+        quiet = logging.getLogger("aiokafka")
+        if quiet.getEffectiveLevel() < logging.INFO:
+            quiet.setLevel(logging.INFO)
+        engine.consumer = app.consumer
         await sink.start()
         try:
             async for events in stream.take_events(
                 settings.emergency_batch_max, within=settings.emergency_batch_within_s
             ):
-                await engine.run_batch(events)
+                await finish(engine.run_batch(events))
         finally:
             await sink.stop()
 

@@ -372,7 +372,7 @@ def stage_timer(stage: str) -> Any:
 def serve(
     port: int,
     towns: Iterable[str] = (),
-    host: str = "0.0.0.0",  # noqa: S104 - Prometheus scrapes it from elsewhere
+    host: str = "127.0.0.1",
 ) -> None:
     """Start the `/metrics` endpoint once per process; 0 turns it off. A port already
     taken (a second worker on the same machine) is logged, not fatal: metrics never stop

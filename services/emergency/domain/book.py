@@ -51,7 +51,8 @@ MAX_WHEEL_PAGES = 100_000  # 20 million things due in one minute of one town: a 
 MAX_WHEEL_WALK_MINUTES = 60 * 24 * 31
 
 Lookup = Callable[[str], Any]
-"""Reads a stored value (JSON-compatible) by key; None when there is none."""
+"""Reads a stored value by key: its JSON text as bytes (the worker's store) or the
+JSON-compatible value (a dict in tests); None when there is none."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,7 +102,12 @@ class Book:
         else:
             raw = self._lookup(key)
             self._before.setdefault(key, raw)
-            value = None if raw is None else model.model_validate(raw)
+            if raw is None:
+                value = None
+            elif isinstance(raw, bytes):
+                value = model.model_validate_json(raw)
+            else:
+                value = model.model_validate(raw)
             self._values[key] = value
         if value is not None and not isinstance(value, model):
             raise TypeError(f"{key} holds a {type(value).__name__}, not a {model.__name__}")
@@ -134,8 +140,9 @@ class Book:
                 self._written.pop(key, None)
         self._undo = None
 
-    def changes(self) -> list[tuple[str, Any]]:
-        """What to store, JSON-compatible (None: delete), the town's figures last.
+    def changes(self, *, raw: bool = False) -> list[tuple[str, Any]]:
+        """What to store, JSON-compatible (None: delete), the town's figures last; with
+        `raw`, each value as its JSON text in bytes instead (what the worker stores).
 
         The town's value goes last on purpose: its changelog record follows every other
         record of the same batch in the same partition, so whoever finds it there finds
@@ -146,12 +153,18 @@ class Book:
         out: list[tuple[str, Any]] = []
         for key in keys:
             value = self._values[key]
-            out.append((key, None if value is None else value.model_dump(mode="json")))
+            if value is None:
+                out.append((key, None))
+            elif raw:
+                out.append((key, value.__pydantic_serializer__.to_json(value)))
+            else:
+                out.append((key, value.model_dump(mode="json")))
         return out
 
     def before_images(self) -> list[tuple[str, Any]]:
-        """Every written key with its value as stored before this book (None: absent),
-        for a caller that must be able to take a half-stored batch back."""
+        """Every written key with its value as stored before this book (None: absent), as
+        the lookup gave it, for a caller that must be able to take a half-stored batch
+        back."""
         return [(key, self._before[key]) for key in self._written]
 
     # ------------------------------------------------------------- the town

@@ -23,12 +23,14 @@ from typing import Any
 import asyncpg
 
 from relief_platform.postgres import TRANSIENT_ERRORS as TRANSIENT_ERRORS
-from relief_platform.postgres import Migration, migrations_in
+from relief_platform.postgres import Migration, harden, migrations_in, quote_role, role_exists
 from relief_platform.postgres import RetryPolicy as RetryPolicy
 from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
+from relief_platform.secrets import Sealer
 from schemas.envelope import CST
 from schemas.money import yuan
+from services.ledger.domain import seals
 from services.ledger.domain.accounts import (
     RESERVE_KIND,
     Account,
@@ -36,6 +38,7 @@ from services.ledger.domain.accounts import (
     reserve_account,
 )
 from services.ledger.domain.entries import Entry, IncomingPosting, Line
+from services.ledger.domain.heads import PublishedHead
 from services.ledger.domain.plan import (
     BatchPlan,
     ChainHead,
@@ -44,7 +47,7 @@ from services.ledger.domain.plan import (
     reserve_accounts_touched,
 )
 from services.ledger.domain.reconcile import ReserveDifference, reconcile
-from services.ledger.domain.verify import Verifier, VerifyReport
+from services.ledger.domain.verify import BAD_SEAL, NOT_SEALED, Verifier, VerifyReport
 
 log = logging.getLogger("relief.ledger.postgres")
 
@@ -73,6 +76,13 @@ class LedgerDatabaseError(RuntimeError):
     """The database is not in a state the service can work with (e.g. not migrated)."""
 
 
+class LedgerTamperedError(LedgerDatabaseError):
+    """A row the writer would build on (a chain head, an entry or alert with a posting id it
+    is given again) does not carry the writer's seal: someone wrote around the writer. The
+    writer stops rather than chain onto it or drop a real posting as its duplicate; `verify`
+    names the row."""
+
+
 # ---------------------------------------------------------------- migrations
 
 
@@ -80,10 +90,12 @@ def migrations() -> list[Migration]:
     return migrations_in(MIGRATIONS_PACKAGE)
 
 
-async def migrate(owner_url: str, app_role: str) -> list[str]:
+async def migrate(owner_url: str, app_role: str, read_role: str = "") -> list[str]:
     """Apply the migrations not yet applied, each in its own transaction, as the owner role;
-    then grant the service role INSERT and SELECT on the ledger's tables, nothing more.
-    Returns the names applied. Idempotent; concurrent runs wait for each other."""
+    then grant the service role INSERT and SELECT on the ledger's tables, nothing more, and
+    the read role (when it exists) SELECT only; no TEMP tables for either, every trigger
+    function's search_path pinned (relief_platform.postgres.harden). Returns the names
+    applied. Idempotent; concurrent runs wait for each other."""
     applied_now: list[str] = []
     conn = await asyncpg.connect(owner_url)
     try:
@@ -128,6 +140,18 @@ async def migrate(owner_url: str, app_role: str) -> list[str]:
                 # P10: the service appends and reads; it can neither change nor remove
                 await conn.execute(f"GRANT SELECT, INSERT ON {table} TO {role}")
             await conn.execute(f"GRANT SELECT ON {MIGRATIONS_TABLE} TO {role}")
+            if read_role and await role_exists(conn, read_role):
+                reader = quote_role(read_role)
+                for table in (*LEDGER_TABLES, MIGRATIONS_TABLE):
+                    await conn.execute(f"REVOKE ALL ON {table} FROM {reader}")
+                    await conn.execute(f"GRANT SELECT ON {table} TO {reader}")
+            elif read_role:
+                log.warning("read role %s does not exist: no read-only grants", read_role)
+            schema = await conn.fetchval(
+                "SELECT relnamespace::regnamespace::text FROM pg_class "
+                "WHERE oid = 'ledger_entries'::regclass"
+            )
+            await harden(conn, schema)
         await conn.execute("SELECT pg_advisory_unlock(hashtext('relief.ledger.migrate'))")
     finally:
         await conn.close()
@@ -172,41 +196,80 @@ ENTRY_COLUMNS = (
     "source_topic",
     "source_partition",
     "source_offset",
+    "seal",
 )
 LINE_COLUMNS = ("posting_id", "line_no", "account", "side", "amount_fen")
 
 
-async def store_positions(conn: Conn, positions: Mapping[tuple[str, int], int]) -> None:
-    """Record consumer positions ({(topic, partition): next offset}); call inside the
-    transaction that stores what was read up to them (append-only: the highest wins)."""
+async def store_positions(
+    conn: Conn, positions: Mapping[tuple[str, int], int], sealer: Sealer
+) -> None:
+    """Record consumer positions ({(topic, partition): next offset}), each sealed; call
+    inside the transaction that stores what was read up to them (append-only: the highest
+    sealed one wins)."""
     if positions:
         await conn.executemany(
-            "INSERT INTO ledger_positions (topic, partition, next_offset) "
-            "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            [(t, part, offset) for (t, part), offset in sorted(positions.items())],
+            "INSERT INTO ledger_positions (topic, partition, next_offset, seal) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            [
+                (t, part, offset, seals.seal_position(sealer, t, part, offset))
+                for (t, part), offset in sorted(positions.items())
+            ],
         )
 
 
-class LedgerStore:
-    """Writes batches of postings with their consumer positions; one transaction each."""
+async def read_positions(db: Pool | Conn, topic: str, sealer: Sealer | None) -> dict[int, int]:
+    """partition -> the next offset to read: the highest position the writer sealed (rows
+    from before the chain key, with no seal, count as sealed). Without a sealer (the
+    dashboard's lag metric) the highest row, unchecked."""
+    rows = await db.fetch(
+        "SELECT partition, next_offset, seal FROM ledger_positions WHERE topic = $1 "
+        "ORDER BY partition, next_offset DESC",
+        topic,
+    )
+    out: dict[int, int] = {}
+    for r in rows:
+        partition, next_offset = int(r["partition"]), int(r["next_offset"])
+        if partition in out:
+            continue
+        seal = None if r["seal"] is None else bytes(r["seal"])
+        if (
+            sealer is not None
+            and seal is not None
+            and not sealer.valid(
+                seals.POSITION, seals.position_payload(topic, partition, next_offset), seal
+            )
+        ):
+            # a position written around the writer would make it skip postings: ignored
+            # here, reported by verify
+            log.error(
+                "position %s[%d] -> %d is not sealed by the ledger writer: ignored (forged?)",
+                topic,
+                partition,
+                next_offset,
+            )
+            continue
+        out[partition] = next_offset
+    return out
 
-    def __init__(self, pool: Pool, retry: RetryPolicy | None = None) -> None:
+
+class LedgerStore:
+    """Writes batches of postings with their consumer positions; one transaction each.
+    Every row it writes carries the writer's seal (domain/seals.py)."""
+
+    def __init__(self, pool: Pool, sealer: Sealer, retry: RetryPolicy | None = None) -> None:
         self.pool = pool
+        self.sealer = sealer
         self.retry = retry or RetryPolicy()
         self._known_accounts: set[str] = set()  # accounts are never removed: safe to cache
 
     async def positions(self, topic: str) -> dict[int, int]:
-        """partition -> the next offset to read, as stored with the last batch."""
-        rows = await with_retries(
-            lambda: self.pool.fetch(
-                "SELECT partition, max(next_offset) AS next_offset FROM ledger_positions "
-                "WHERE topic = $1 GROUP BY partition",
-                topic,
-            ),
+        """partition -> the next offset to read, as stored (and sealed) with the last batch."""
+        return await with_retries(
+            lambda: read_positions(self.pool, topic, self.sealer),
             self.retry,
             "reading positions",
         )
-        return {int(r["partition"]): int(r["next_offset"]) for r in rows}
 
     async def store_batch(
         self,
@@ -230,7 +293,7 @@ class LedgerStore:
                 plan = await self._plan(conn, postings) if postings else None
                 if plan is not None:
                     await self._write(conn, plan)
-                await store_positions(conn, positions)
+                await store_positions(conn, positions, self.sealer)
         except TRANSIENT_ERRORS:
             # a connection cut mid-protocol must not go back to the pool half-used
             with contextlib.suppress(asyncpg.InterfaceError):
@@ -254,19 +317,37 @@ class LedgerStore:
             sorted({_lock_key(c) for c in chains}),
         )
         ids = list({p.posting_id for p in postings})
-        known = await conn.fetch(
-            "SELECT posting_id FROM ledger_entries WHERE posting_id = ANY($1::uuid[]) "
-            "UNION ALL SELECT posting_id FROM ledger_alerts WHERE posting_id = ANY($1::uuid[])",
+        known_entries = await conn.fetch(
+            "SELECT posting_id, hash, seal FROM ledger_entries WHERE posting_id = ANY($1::uuid[])",
+            ids,
+        )
+        known_alerts = await conn.fetch(
+            "SELECT posting_id, town, kind, reason, account, balance_fen, change_fen, "
+            "occurred_at, seal FROM ledger_alerts WHERE posting_id = ANY($1::uuid[])",
             ids,
         )
         heads = await conn.fetch(
-            """SELECT c.chain, h.chain_seq, h.hash
+            """SELECT c.chain, h.chain_seq, h.hash, h.seal, h.posting_id
                  FROM unnest($1::text[]) AS c(chain)
                  CROSS JOIN LATERAL (
-                     SELECT chain_seq, hash FROM ledger_entries e
+                     SELECT chain_seq, hash, seal, posting_id FROM ledger_entries e
                       WHERE e.chain = c.chain ORDER BY chain_seq DESC LIMIT 1) AS h""",
             chains,
         )
+        # nothing written around the writer is built on or lets a real posting be dropped
+        for r in (*known_entries, *heads):
+            if not _entry_seal_ok(self.sealer, r):
+                raise LedgerTamperedError(
+                    f"entry {r['posting_id']} is not sealed by the ledger writer: "
+                    "stopping (run verify)"
+                )
+        for r in known_alerts:
+            if not _alert_seal_ok(self.sealer, r):
+                raise LedgerTamperedError(
+                    f"alert {r['posting_id']} is not sealed by the ledger writer: "
+                    "stopping (run verify)"
+                )
+        known = [*known_entries, *known_alerts]
         reserves = reserve_accounts_touched(postings)
         balances = await _debits_minus_credits(conn, reserves) if reserves else {}
         return plan_batch(
@@ -295,7 +376,9 @@ class LedgerStore:
             await conn.copy_records_to_table(
                 "ledger_entries",
                 columns=ENTRY_COLUMNS,
-                records=[_entry_row(e, p) for e, p in plan.entries],
+                records=[
+                    _entry_row(e, p, seals.seal_entry(self.sealer, e.hash)) for e, p in plan.entries
+                ],
             )
             await conn.copy_records_to_table(
                 "ledger_lines",
@@ -310,8 +393,8 @@ class LedgerStore:
             await conn.executemany(
                 """INSERT INTO ledger_alerts (posting_id, town, kind, reason, account,
                        balance_fen, change_fen, occurred_at, posting,
-                       source_topic, source_partition, source_offset)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12)
+                       source_topic, source_partition, source_offset, seal)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10, $11, $12, $13)
                    ON CONFLICT (posting_id) DO NOTHING""",
                 [
                     (
@@ -327,6 +410,19 @@ class LedgerStore:
                         a.posting.source.topic,
                         a.posting.source.partition,
                         a.posting.source.offset,
+                        self.sealer.seal(
+                            seals.ALERT,
+                            seals.alert_payload(
+                                posting_id=a.posting.posting_id,
+                                town=a.posting.town,
+                                kind=a.posting.kind,
+                                reason=a.reason,
+                                account=a.account,
+                                balance_fen=a.balance_fen,
+                                change_fen=a.change_fen,
+                                occurred_at=a.posting.occurred_at,
+                            ),
+                        ),
                     )
                     for a in plan.alerts
                 ],
@@ -342,7 +438,35 @@ class LedgerStore:
                 )
 
 
-def _entry_row(e: Entry, p: IncomingPosting) -> tuple[Any, ...]:
+def _optional_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _entry_seal_ok(sealer: Sealer, r: asyncpg.Record) -> bool:
+    seal = _optional_bytes(r["seal"])
+    # NULL: stored before the chain key (the migration lets no new row go without a seal)
+    return seal is None or sealer.valid(seals.ENTRY, seals.entry_payload(bytes(r["hash"])), seal)
+
+
+def _alert_seal_ok(sealer: Sealer, r: asyncpg.Record) -> bool:
+    seal = _optional_bytes(r["seal"])
+    return seal is None or sealer.valid(seals.ALERT, _alert_payload(r), seal)
+
+
+def _alert_payload(r: asyncpg.Record) -> bytes:
+    return seals.alert_payload(
+        posting_id=r["posting_id"],
+        town=r["town"],
+        kind=r["kind"],
+        reason=r["reason"],
+        account=r["account"],
+        balance_fen=int(r["balance_fen"]),
+        change_fen=int(r["change_fen"]),
+        occurred_at=r["occurred_at"],
+    )
+
+
+def _entry_row(e: Entry, p: IncomingPosting, seal: bytes) -> tuple[Any, ...]:
     return (
         e.posting_id,
         e.chain,
@@ -359,6 +483,7 @@ def _entry_row(e: Entry, p: IncomingPosting) -> tuple[Any, ...]:
         p.source.topic,
         p.source.partition,
         p.source.offset,
+        seal,
     )
 
 
@@ -585,11 +710,23 @@ async def statement_rows(
     return out
 
 
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection:
+# a memo "=HYPERLINK(...)" opened by finance). Text cells that do are prefixed with an
+# apostrophe, which spreadsheets show as text; numbers (a negative balance) stay numbers.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def statement_csv(rows: Sequence[tuple[Any, ...]]) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(STATEMENT_HEADER)
-    writer.writerows(rows)
+    writer.writerows([csv_cell(v) for v in row] for row in rows)
     return buffer.getvalue()
 
 
@@ -614,7 +751,7 @@ async def _stored_entries(conn: Conn) -> AsyncIterator[Entry]:
     while True:
         rows = await conn.fetch(
             """SELECT posting_id, chain, chain_seq, kind, town, correlation_id, causation_id,
-                      occurred_at, memo, prev_hash, hash
+                      occurred_at, memo, prev_hash, hash, seal
                  FROM ledger_entries
                 WHERE (chain, chain_seq) > ($1, $2)
                 ORDER BY chain, chain_seq LIMIT $3""",
@@ -647,16 +784,40 @@ async def _stored_entries(conn: Conn) -> AsyncIterator[Entry]:
                 lines=tuple(lines.get(r["posting_id"], ())),
                 prev_hash=bytes(r["prev_hash"]),
                 hash=bytes(r["hash"]),
+                seal=_optional_bytes(r["seal"]),
             )
         last = (rows[-1]["chain"], int(rows[-1]["chain_seq"]))
 
 
-async def verify(db_url: str) -> VerifyReport:
-    """Recompute every chain and every balance from the journal (one consistent snapshot)."""
+async def verify(
+    db_url: str,
+    sealer: Sealer | None,
+    published: Sequence[PublishedHead] = (),
+) -> VerifyReport:
+    """Recompute every chain and every balance from the journal (one consistent snapshot).
+    With the chain key (`sealer`), every entry, alert and position must carry the writer's
+    seal; each `published` head must still be in its chain, at its place, with its hash
+    (history the database cannot rewrite unnoticed)."""
     conn = await asyncpg.connect(db_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            verifier = Verifier()
+            verifier = Verifier(sealer)
+            if sealer is not None:
+                await _check_sealed_rows(conn, verifier, sealer)
+            for head in published:
+                stored = await conn.fetchval(
+                    "SELECT hash FROM ledger_entries WHERE chain = $1 AND chain_seq = $2",
+                    head.chain,
+                    head.chain_seq,
+                )
+                if stored is None or bytes(stored) != head.hash:
+                    verifier.note(
+                        head.chain,
+                        f"the head published on {head.day} (#{head.chain_seq} "
+                        f"{head.hash.hex()[:16]}…) is "
+                        + ("missing" if stored is None else "a different entry now")
+                        + ": history was rewritten",
+                    )
             async for entry in _stored_entries(conn):
                 verifier.feed(entry)
             orphans = await conn.fetch(
@@ -673,6 +834,30 @@ async def verify(db_url: str) -> VerifyReport:
         await conn.close()
 
 
+async def _check_sealed_rows(conn: Conn, verifier: Verifier, sealer: Sealer) -> None:
+    """Alerts and positions carry the writer's seal too (entries: in the Verifier)."""
+    for r in await conn.fetch(
+        "SELECT posting_id, town, kind, reason, account, balance_fen, change_fen, "
+        "occurred_at, seal FROM ledger_alerts ORDER BY seq"
+    ):
+        if r["seal"] is None or not _alert_seal_ok(sealer, r):
+            verifier.note(
+                r["town"],
+                f"alert {r['posting_id']}: " + (NOT_SEALED if r["seal"] is None else BAD_SEAL),
+            )
+    for r in await conn.fetch(
+        "SELECT topic, partition, next_offset, seal FROM ledger_positions "
+        "ORDER BY topic, partition, next_offset"
+    ):
+        payload = seals.position_payload(r["topic"], int(r["partition"]), int(r["next_offset"]))
+        if not sealer.valid(seals.POSITION, payload, _optional_bytes(r["seal"])):
+            verifier.note(
+                "*",
+                f"position {r['topic']}[{r['partition']}] -> {r['next_offset']}: "
+                + (NOT_SEALED if r["seal"] is None else BAD_SEAL),
+            )
+
+
 __all__ = [
     "Account",
     "AccountBalance",
@@ -686,6 +871,7 @@ __all__ = [
     "balances_by_town",
     "connect_pool",
     "migrate",
+    "read_positions",
     "reconcile_reserves",
     "reserve_balances",
     "reserve_movements",

@@ -85,6 +85,8 @@ class Entry:
     lines: tuple[Line, ...]
     prev_hash: bytes
     hash: bytes
+    # the writer's HMAC over `hash` under the chain key (domain/seals.py); None: not sealed
+    seal: bytes | None = None
 
 
 def _has_nul(text: str) -> bool:

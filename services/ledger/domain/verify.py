@@ -12,6 +12,8 @@ import dataclasses
 import uuid
 from collections.abc import Mapping
 
+from relief_platform.secrets import Sealer
+from services.ledger.domain import seals
 from services.ledger.domain.accounts import (
     AccountError,
     Side,
@@ -19,6 +21,12 @@ from services.ledger.domain.accounts import (
     parse_account,
 )
 from services.ledger.domain.entries import GENESIS_HASH, Entry, entry_hash, head_hash
+
+NOT_SEALED = (
+    "not sealed by the ledger writer (inserted around it, or stored before the chain key: "
+    "rebuild such a ledger by replay)"
+)
+BAD_SEAL = "seal does not match: not written by the ledger writer (forged)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -41,9 +49,14 @@ class Problem:
 class VerifyReport:
     entries_checked: int
     chain_heads: dict[str, bytes]  # chain -> hash of its last verified entry
+    chain_seqs: dict[str, int]  # chain -> position of its last verified entry
     head_hash: bytes  # the one hash to publish
     balances_fen: dict[str, int]  # account -> normal-side balance, from the lines
     problems: tuple[Problem, ...]
+    # the writer's seals were checked (with the chain key); without the key only the
+    # unkeyed chain was, which anyone with INSERT can extend
+    seals_checked: bool = False
+    key_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -60,7 +73,8 @@ class _Chain:
 class Verifier:
     """Feed entries in (chain, chain_seq) order, then ask for the report."""
 
-    def __init__(self) -> None:
+    def __init__(self, sealer: Sealer | None = None) -> None:
+        self._sealer = sealer
         self._chains: dict[str, _Chain] = {}
         self._debits: dict[str, int] = {}
         self._credits: dict[str, int] = {}
@@ -84,6 +98,11 @@ class Verifier:
             return
         if entry_hash(entry) != entry.hash:
             self._fail(state, entry, "hash does not match the entry's content: altered")
+            return
+        if self._sealer is not None and not self._sealer.valid(
+            seals.ENTRY, seals.entry_payload(entry.hash), entry.seal
+        ):
+            self._fail(state, entry, NOT_SEALED if entry.seal is None else BAD_SEAL)
             return
         problem = _line_problem(entry)
         if problem is not None:
@@ -142,9 +161,12 @@ class Verifier:
         return VerifyReport(
             entries_checked=self._checked,
             chain_heads=heads,
+            chain_seqs={chain: state.seq for chain, state in sorted(self._chains.items())},
             head_hash=head_hash(heads),
             balances_fen=balances,
             problems=tuple(problems),
+            seals_checked=self._sealer is not None,
+            key_id=None if self._sealer is None else self._sealer.key_id,
         )
 
 

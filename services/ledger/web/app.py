@@ -162,7 +162,9 @@ class Hub:
 
     async def verify(self) -> None:
         started = time.perf_counter()
-        report = await postgres.verify(self.settings.database_url)
+        # the chain key stays with the writer and finance's `verify`: here the unkeyed
+        # chain, the balances and the lines (least privilege)
+        report = await postgres.verify(self.settings.database_url, None)
         self.metrics.observe_verify(
             report.ok, report.entries_checked, len(report.problems), time.perf_counter() - started
         )

@@ -87,7 +87,7 @@ class LagReader:
         lags: list[Lag] = []
         postings_topic = self.streams["postings"]
         if "postings" in by_stream:
-            stored = await postgres.LedgerStore(pool).positions(postings_topic)
+            stored = await postgres.read_positions(pool, postings_topic, None)
             lags += lags_of("ledger", "postings", by_stream["postings"], stored)
         if "intake" in by_stream:
             committed = await admin.list_consumer_group_offsets(self.emergency_group)

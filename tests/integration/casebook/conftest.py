@@ -31,6 +31,7 @@ from services.casebook.app import run
 from services.casebook.settings import CasebookSettings
 from services.emergency.domain.book import Book
 from services.emergency.domain.decide import Rules, decide
+from tests.integration.ledger.conftest import ensure_read_role
 
 PARTITIONS = 3
 TOKEN = "casebook-test-token"
@@ -64,13 +65,14 @@ async def casebook_database(stack: local_stack.StackInfo) -> AsyncIterator[Caseb
     name = f"casebook_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(_on(stack.admin_url, "postgres"))
     try:
+        await ensure_read_role(admin)
         await admin.execute(f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"')
     finally:
         await admin.close()
     db = CasebookDb(
         _on(stack.admin_url, name), _on(stack.owner_url, name), _on(stack.app_url, name)
     )
-    await postgres.migrate(db.owner_url, local_stack.APP_ROLE)
+    await postgres.migrate(db.owner_url, local_stack.APP_ROLE, local_stack.READ_ROLE)
     try:
         yield db
     finally:

@@ -5,16 +5,19 @@ and submissions exactly once and answers by (town, case id)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 import asyncpg
 import httpx
+import pytest
 
 from deploy.local import stack as local_stack
 from schemas.decisions import AdvanceGranted, Decision
 from schemas.registry import encode
+from services.casebook.adapters import postgres as casebook_postgres
 from services.casebook.app import rebuild
 from tests.integration.casebook.conftest import (
     CasebookDb,
@@ -27,6 +30,7 @@ from tests.integration.casebook.conftest import (
     running,
     settings_for,
 )
+from tests.unit.casebook.decisions import granted as granted_decision
 from tests.unit.emergency.builders import (
     QIFENG,
     T0,
@@ -254,8 +258,17 @@ async def _is(answer: Awaitable[str], want: str) -> bool:
     return await answer == want
 
 
+def _nul_in_a_figure() -> bytes:
+    """A decision well-formed in every way but one: a NUL in a figure, which PostgreSQL's
+    jsonb refuses — no retry can store it."""
+    value = json.loads(encode(granted_decision("case-nul")))
+    value["figures"]["note"] = "a\u0000b"
+    return json.dumps(value).encode()
+
+
+@pytest.mark.parametrize("unreadable", ["not a decision", "a NUL in a figure"])
 async def test_an_unreadable_decision_is_a_dead_letter_and_the_rest_flow(
-    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics
+    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics, unreadable: str
 ) -> None:
     settings = settings_for(stack, casebook_db, topics)
     processor = Processor(stack.kafka_bootstrap, topics)
@@ -264,7 +277,8 @@ async def test_an_unreadable_decision_is_a_dead_letter_and_the_rest_flow(
         topics.intake,
         [(r.town, encode(r)) for r in (incident(FLOOD), urgent("case-9", 80_000, inc=FLOOD))],
     )
-    await produce(stack.kafka_bootstrap, topics.decisions, [(QIFENG, b'{"type": "Nonsense"}')])
+    bad = b'{"type": "Nonsense"}' if unreadable == "not a decision" else _nul_in_a_figure()
+    await produce(stack.kafka_bootstrap, topics.decisions, [(QIFENG, bad)])
     good = [r for r in await processor.step() if isinstance(r, Decision)]
     async with running(settings):
         await eventually(lambda: _at_least(casebook_db, "decisions", len(good)), "the good ones")
@@ -311,3 +325,37 @@ async def test_two_writers_on_one_database_fold_each_decision_once(
     finally:
         await conn.close()
     assert folded == 4
+
+
+async def test_a_decision_forged_with_the_app_role_is_named_by_verify(
+    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics
+) -> None:
+    """The service role may INSERT into a case's story; a decision it adds without the
+    writer's seal (a grant nobody made) is named by `verify`, and only that one."""
+    settings = settings_for(stack, casebook_db, topics)
+    processor = Processor(stack.kafka_bootstrap, topics)
+    await produce(stack.kafka_bootstrap, topics.intake, story_first_day())
+    decided = [r for r in await processor.step() if isinstance(r, Decision)]
+    async with running(settings):
+        await eventually(lambda: _at_least(casebook_db, "decisions", len(decided)), "all of it")
+    sealer = settings.seal_sealer()
+    checked, problems = await casebook_postgres.verify_seals(casebook_db.app_url, sealer)
+    assert (checked, problems) == (len(decided), [])
+    conn = await asyncpg.connect(casebook_db.app_url)  # the service role
+    try:
+        forged = await conn.fetchval(
+            """INSERT INTO casebook.decisions (event_id, town, case_id, type, rule,
+                   case_status, causation_id, occurred_at, recorded_at, amount_fen, reason,
+                   figures, body, source_partition, source_offset, seal)
+               SELECT gen_random_uuid(), town, 'case-forged', type, rule, case_status,
+                      causation_id, occurred_at, recorded_at, amount_fen, reason, figures,
+                      body, source_partition, source_offset, seal
+                 FROM casebook.decisions ORDER BY event_id LIMIT 1
+               RETURNING event_id"""
+        )  # a real decision's seal, copied: it does not cover another id and case
+    finally:
+        await conn.close()
+    checked, problems = await casebook_postgres.verify_seals(casebook_db.app_url, sealer)
+    assert checked == len(decided) + 1
+    assert [(p.event_id, p.case_id) for p in problems] == [(forged, "case-forged")]
+    assert "forged" in problems[0].reason

@@ -362,15 +362,6 @@ async def test_output_acks_stalled_past_the_send_timeout_then_resumed(
     assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known loss, open: when partitions move before the group's first offset commit, "
-        "Faust drops the records it had fetched and aiokafka's seek_to_committed does not "
-        "rewind a partition with no (or a zero) committed offset, so 16-66 records are "
-        "never handed to the agent (about one run in five)"
-    ),
-)
 async def test_a_second_worker_joins_and_leaves_mid_stream(
     env: Env, worker: list[subprocess.Popen[bytes]]
 ) -> None:

@@ -49,6 +49,7 @@ class Landed:
     partition: int
     offset: int
     timestamp_ms: int
+    value: bytes = b""  # the record as produced (decoding re-validates it)
 
 
 class Topic:
@@ -95,6 +96,7 @@ class Topic:
                                 tp.partition,
                                 m.offset,
                                 m.timestamp,
+                                m.value,
                             )
                         )
             return out

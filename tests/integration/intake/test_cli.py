@@ -256,8 +256,18 @@ async def test_wait_prints_what_became_of_a_write(pipeline: tuple[str, Processor
     assert code == 0, out
     assert "decided: 1 decision\n" in out and "AdvanceGranted" in out and "-> advanced" in out
 
-    stray = ("case", "pay", "nobody", "--town", SUOZHEN, "--yuan", "10", "--cash", "无银行账户")
-    stray = (*stray, "--wait")
+    stray = (
+        "case",
+        "pay",
+        "nobody",
+        "--town",
+        SUOZHEN,
+        "--yuan",
+        "10",
+        "--cash",
+        "无账户",
+        "--wait",
+    )
     code, out = await _while_deciding(processor, url, "tok-suozhen", *stray)
     assert code == 1, out
     assert "rejected:" in out and "nobody" in out
@@ -269,3 +279,30 @@ async def test_wait_prints_what_became_of_a_write(pipeline: tuple[str, Processor
 
     code, out = run(url, "tok-suozhen", "case", "show", "wait-1", "--town", SUOZHEN)
     assert code == 0 and "case wait-1 (town 370321001): advanced" in out, out
+
+
+def test_a_write_whose_outcome_is_unknown_prints_its_key_to_retry_with() -> None:
+    """Nothing answers: the command fails, and says which Idempotency-Key it used, so the
+    same command with --key can be run again safely."""
+    code, out = run(
+        "http://127.0.0.1:1",  # nothing listens there
+        "tok-suozhen",
+        "case",
+        "register",
+        "--town",
+        SUOZHEN,
+        "--case-id",
+        "cli-unknown-1",
+        "--category",
+        "emergency",
+        "--household-head-id",
+        make_id(399),
+        "--yuan",
+        "100",
+        "--reason",
+        "flooded",
+    )
+    assert code == 1
+    assert "the outcome is unknown; Idempotency-Key: cli-" in out
+    key = out.split("Idempotency-Key: ")[1].split()[0]
+    assert f"--key {key}" in out

@@ -366,4 +366,5 @@ async def test_kafka_unavailable_is_503_with_retry_after(stack: local_stack.Stac
         await sink.stop()
     assert answer.status_code == 503
     assert answer.headers["Retry-After"] == str(settings.intake_retry_after_s)
-    assert "nothing recorded" in answer.json()["detail"]
+    assert "the outcome is unknown" in answer.json()["detail"]
+    assert "same Idempotency-Key" in answer.json()["detail"]

@@ -23,7 +23,7 @@ from schemas.postings import Posting
 from schemas.registry import encode
 from services.ledger.adapters import postgres
 from services.ledger.adapters.kafka import LedgerConsumer
-from tests.integration.ledger.conftest import LedgerDb, ledger_database
+from tests.integration.ledger.conftest import SEALER, LedgerDb, ledger_database
 from tests.unit.ledger.stories import QIFENG, SUOZHEN, TANGSHAN, flood, funded, granted
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ class Consumers:
         batch: int = 500,
     ) -> LedgerConsumer:
         consumer = LedgerConsumer(
-            postgres.LedgerStore(db.pool),
+            postgres.LedgerStore(db.pool, SEALER),
             bootstrap=stack.kafka_bootstrap,
             topic=topic,
             rejected_topic=rejected,
@@ -149,7 +149,7 @@ async def test_postings_delivered_twice_are_stored_once(
     await asyncio.sleep(1.0)  # let the duplicates arrive too
     assert await in_book(ledger_db) == len(story)
     assert consumer.duplicates >= len(story) // 2
-    assert (await postgres.verify(ledger_db.app_url)).ok
+    assert (await postgres.verify(ledger_db.app_url, SEALER)).ok
 
 
 async def test_an_unreadable_record_goes_to_rejected_and_later_records_flow(
@@ -195,7 +195,7 @@ async def test_an_unreadable_record_goes_to_rejected_and_later_records_flow(
     assert "not JSON" in reasons and "unbalanced" in reasons and "Nonsense" in reasons
     assert [g["offset"] for g in got] == [1, 2, 3]
     assert (await postgres.reserve_balances(ledger_db.pool))[SUOZHEN] == 5_000_000 - 10_000
-    positions = await postgres.LedgerStore(ledger_db.pool).positions(topic)
+    positions = await postgres.LedgerStore(ledger_db.pool, SEALER).positions(topic)
     assert sum(positions.values()) == 5  # the dead letters' positions are stored too
 
 
@@ -231,9 +231,9 @@ async def check_each_once(db: LedgerDb, story: Sequence[Posting], topic: str) ->
     stored = [r["posting_id"] for r in rows]
     assert len(stored) == len(set(stored)), "a posting was stored twice"
     assert set(stored) == set(ids), "a posting was lost"
-    report = await postgres.verify(db.app_url)
+    report = await postgres.verify(db.app_url, SEALER)
     assert report.ok, report.problems
-    positions = await postgres.LedgerStore(db.pool).positions(topic)
+    positions = await postgres.LedgerStore(db.pool, SEALER).positions(topic)
     assert sum(positions.values()) == len(story)
 
 
@@ -299,7 +299,7 @@ async def test_replaying_the_topic_into_an_empty_database_gives_the_same_journal
     await produce(stack, topic, records(story))
     consumers.start(ledger_db, stack, topic, rejected, 1_000)
     await wait_for(ledger_db, len(story))
-    first = await postgres.verify(ledger_db.app_url)
+    first = await postgres.verify(ledger_db.app_url, SEALER)
     assert first.ok
 
     async with ledger_database(stack) as replica:
@@ -307,7 +307,7 @@ async def test_replaying_the_topic_into_an_empty_database_gives_the_same_journal
         again = consumers.start(replica, stack, topic, rejected, 37)
         await wait_for(replica, len(story))
         await consumers.stop(again)
-        second = await postgres.verify(replica.app_url)
+        second = await postgres.verify(replica.app_url, SEALER)
         assert await journal(replica) == await journal(ledger_db)
         assert await alerts_of(replica) == await alerts_of(ledger_db)
         assert await postgres.balances(replica.pool) == await postgres.balances(ledger_db.pool)

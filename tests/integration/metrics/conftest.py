@@ -24,7 +24,7 @@ from services.casebook.settings import CasebookSettings
 from services.ledger.adapters.kafka import parse_record
 from services.ledger.adapters.postgres import LedgerStore
 from tests.integration.casebook.conftest import casebook_database
-from tests.integration.ledger.conftest import LedgerDb, ledger_database
+from tests.integration.ledger.conftest import SEALER, LedgerDb, ledger_database
 from tests.integration.servers import serving
 from tests.unit.emergency.builders import Town, incident, paid, tick, urgent
 
@@ -49,7 +49,7 @@ async def casebook_side(stack: local_stack.StackInfo) -> AsyncIterator[Casebook]
         pool = await casebook_postgres.connect_pool(db.app_url, 2)
         try:
             with serving(casebook_app(settings)) as url:
-                yield Casebook(url, casebook_postgres.CasebookStore(pool))
+                yield Casebook(url, casebook_postgres.CasebookStore(pool, settings.seal_sealer()))
         finally:
             await pool.close()
 
@@ -64,7 +64,7 @@ class Story:
         self.casebook = casebook
         self.town = Town()
         self.households = itertools.count(1)
-        self.store = LedgerStore(db.pool)
+        self.store = LedgerStore(db.pool, SEALER)
 
     async def apply(self, *records: object) -> list[Posting]:
         before = len(self.town.outputs)

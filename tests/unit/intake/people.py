@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 
 from schemas.envelope import Role
 from schemas.identity import check_char
-from services.intake.domain.tokens import Principal, TokenTable, token_hash
+from services.intake.domain.tokens import Principal, TokenTable, token_hash, toml_entry
 
 SUOZHEN = "370321001"
 SHAOHAI = "370321002"
@@ -47,4 +48,11 @@ def token_table() -> TokenTable:
 
 
 def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+    """The bearer token and a fresh Idempotency-Key (every write needs one; reads ignore
+    it). A test of retries sets its own key over this one."""
+    return {"Authorization": f"Bearer {token}", "Idempotency-Key": f"t-{uuid.uuid4()}"}
+
+
+def tokens_toml() -> str:
+    """The same principals as a tokens file (for an intake started as its own process)."""
+    return "\n".join(toml_entry(principal(t)) for t in TOKENS)

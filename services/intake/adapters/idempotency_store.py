@@ -1,0 +1,232 @@
+"""Idempotency keys in PostgreSQL, shared by every intake instance (the submit path's
+store; domain/idempotency.py has the fingerprints and the in-process store).
+
+A write with a key first *claims* the key (one row per organisation and key); the holder
+produces the record and stores the answer; a request with the same key on any instance
+then gets that answer (or 409 if its body differs). A claim whose holder died (crash
+between claim and answer) lapses after `claim_s` and is taken over. An answer is kept for
+`retention_s` (stated to clients in the API's description), then removed.
+
+Failure: a produce whose outcome is unknown (a timeout: Kafka may still have the record)
+releases the claim, so the retry with the same key produces again — under the same event
+id, which the processor applies once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+
+import asyncpg
+
+from relief_platform.postgres import (
+    Migration,
+    harden,
+    migrations_in,
+    quote_role,
+    with_retries,
+)
+from relief_platform.postgres import RetryPolicy as RetryPolicy
+from services.intake.domain.idempotency import Answer, Fingerprint
+
+log = logging.getLogger("relief.intake.idempotency")
+
+MIGRATIONS_PACKAGE = "services.intake.migrations"
+MIGRATE_LOCK = "relief.intake.migrate"
+# expired keys removed per statement (STYLE "a limit on everything")
+PURGE_BATCH = 10_000
+
+
+class KeyBusy(Exception):
+    """Another request with this key is being produced right now (on any instance)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    """This request holds the key: produce, then `complete` or `release`."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Answered:
+    fingerprint: Fingerprint
+    answer: Answer
+
+
+def _lock_key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def migrations() -> list[Migration]:
+    return migrations_in(MIGRATIONS_PACKAGE)
+
+
+async def migrate(owner_url: str, app_role: str) -> list[str]:
+    """Create the `intake` schema and apply what is not applied yet, as the owner; the
+    service role may read, insert, update and delete keys, nothing else."""
+    role = quote_role(app_role)
+    applied: list[str] = []
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _lock_key(MIGRATE_LOCK))
+        await conn.execute("CREATE SCHEMA IF NOT EXISTS intake")
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS intake.migrations (
+                   version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL)"""
+        )
+        done = {
+            r["version"]: r["checksum"]
+            for r in await conn.fetch("SELECT version, checksum FROM intake.migrations")
+        }
+        for m in migrations():
+            if m.version in done:
+                if done[m.version] != m.checksum:
+                    raise RuntimeError(f"migration {m.name} was changed after it was applied")
+                continue
+            async with conn.transaction():
+                await conn.execute(m.sql)
+                await conn.execute(
+                    "INSERT INTO intake.migrations VALUES ($1, $2, $3)",
+                    m.version,
+                    m.name,
+                    m.checksum,
+                )
+            applied.append(m.name)
+        async with conn.transaction():
+            await conn.execute("REVOKE ALL ON SCHEMA intake FROM PUBLIC")
+            await conn.execute(f"GRANT USAGE ON SCHEMA intake TO {role}")
+            await conn.execute(f"REVOKE ALL ON intake.idempotency FROM PUBLIC, {role}")
+            await conn.execute(
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON intake.idempotency TO {role}"
+            )
+            await harden(conn, "intake")
+        await conn.execute("SELECT pg_advisory_unlock($1)", _lock_key(MIGRATE_LOCK))
+    finally:
+        await conn.close()
+    return applied
+
+
+def _fingerprint(row: asyncpg.Record) -> Fingerprint:
+    return Fingerprint(row["operation"], json.loads(row["fields"]))
+
+
+class PostgresKeys:
+    """The shared store of idempotency keys."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        retention_s: float,
+        claim_s: float,
+        wait_s: float,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.pool = pool
+        self.retention_s = retention_s
+        self.claim_s = claim_s  # a claim lapses after this (its holder died)
+        self.wait_s = wait_s  # how long a second request waits for the first's answer
+        self.retry = retry or RetryPolicy(attempts_max=3)
+
+    async def claim(self, org: str, key: str, fingerprint: Fingerprint) -> Claimed | Answered:
+        """Hold the key for this request, or the first request's answer. Raises KeyBusy
+        when another request holds it for longer than `wait_s`."""
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while True:
+            found = await with_retries(
+                lambda: self._claim_once(org, key, fingerprint), self.retry, "claiming a key"
+            )
+            if found is not None:
+                return found
+            if asyncio.get_running_loop().time() >= deadline:
+                raise KeyBusy(key)
+            await asyncio.sleep(0.05)
+
+    async def _claim_once(
+        self, org: str, key: str, fingerprint: Fingerprint
+    ) -> Claimed | Answered | None:
+        fields = json.dumps(dict(fingerprint.fields), sort_keys=True)
+        async with self.pool.acquire() as conn, conn.transaction():
+            # insert, or take over a lapsed claim or an expired key; else read what is there
+            row = await conn.fetchrow(
+                """INSERT INTO intake.idempotency AS i
+                       (org, key, operation, fields, claimed_until, expires_at)
+                   VALUES ($1, $2, $3, $4::jsonb,
+                           now() + make_interval(secs => $5), now() + make_interval(secs => $6))
+                   ON CONFLICT (org, key) DO UPDATE
+                       SET operation = EXCLUDED.operation, fields = EXCLUDED.fields,
+                           status = NULL, answer = NULL,
+                           claimed_until = EXCLUDED.claimed_until,
+                           expires_at = EXCLUDED.expires_at
+                     WHERE i.expires_at <= now()
+                        OR (i.status IS NULL AND i.claimed_until <= now())
+                   RETURNING 1""",
+                org,
+                key,
+                fingerprint.operation,
+                fields,
+                self.claim_s,
+                self.retention_s,
+            )
+            if row is not None:
+                return Claimed()
+            first = await conn.fetchrow(
+                "SELECT operation, fields::text AS fields, status, answer::text AS answer "
+                "FROM intake.idempotency WHERE org = $1 AND key = $2",
+                org,
+                key,
+            )
+        if first is None or first["status"] is None:
+            return None  # being produced elsewhere (or just removed): look again
+        return Answered(
+            _fingerprint(first), Answer(int(first["status"]), json.loads(first["answer"]))
+        )
+
+    async def complete(self, org: str, key: str, answer: Answer) -> None:
+        await with_retries(
+            lambda: self.pool.execute(
+                "UPDATE intake.idempotency SET status = $3, answer = $4::jsonb "
+                "WHERE org = $1 AND key = $2",
+                org,
+                key,
+                answer.status,
+                json.dumps(dict(answer.body), ensure_ascii=False),
+            ),
+            self.retry,
+            "storing an answer",
+        )
+
+    async def release(self, org: str, key: str) -> None:
+        """No answer to keep (refused, or the outcome unknown): the next try claims again."""
+        await with_retries(
+            lambda: self.pool.execute(
+                "DELETE FROM intake.idempotency WHERE org = $1 AND key = $2 AND status IS NULL",
+                org,
+                key,
+            ),
+            self.retry,
+            "releasing a key",
+        )
+
+    async def purge(self) -> int:
+        """Remove keys past their retention (a bounded batch); how many."""
+        status = await self.pool.execute(
+            """DELETE FROM intake.idempotency WHERE ctid IN (
+                   SELECT ctid FROM intake.idempotency WHERE expires_at <= now() LIMIT $1)""",
+            PURGE_BATCH,
+        )
+        return int(status.split()[-1])
+
+
+async def purge_every(keys: PostgresKeys, interval_s: float) -> None:
+    """Remove expired keys now and then, for as long as the app runs."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            removed = await keys.purge()
+            if removed:
+                log.info("removed %d idempotency keys past their retention", removed)
+        except (asyncpg.PostgresError, OSError) as exc:
+            log.warning("idempotency keys not purged: %s", exc)

@@ -1,0 +1,86 @@
+"""Least privilege in the deploy manifests: each container gets only the secrets it needs
+(compose and Kubernetes). A secret handed to every container is one leak away from all of
+them: the owner's URL can drop the ledger's triggers, the ID-hash key reverses household
+refs, the chain key forges the ledger."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# secret -> the only containers (by command) that may have it
+ALLOWED = {
+    "RELIEF_DATABASE_OWNER_URL": {"ledger migrate", "casebook migrate", "intake migrate"},
+    "RELIEF_ID_HASH_KEY": {"intake serve"},
+    "RELIEF_LEDGER_CHAIN_KEY": {"ledger run"},
+    "RELIEF_CASEBOOK_SEAL_KEY": {"casebook run"},
+    "RELIEF_CASEBOOK_TOKEN": {"intake serve", "ledger serve"},
+    "RELIEF_INTAKE_KEYS_DATABASE_URL": {"intake serve"},
+}
+# which database role each container's RELIEF_DATABASE_URL must be (None: no database)
+DATABASE = {
+    "ledger run": "app",
+    "casebook run": "app",
+    "ledger serve": "read",
+    "casebook serve": "read",
+    "emergency worker": None,
+    "emergency clock": None,
+}
+
+
+def _what(command: list[str]) -> str:
+    return f"{command[2].removeprefix('services.')} {command[3]}"
+
+
+def compose_env() -> dict[str, dict[str, str]]:
+    doc = yaml.safe_load((ROOT / "deploy/compose/compose.yaml").read_text())
+    return {_what(s["command"]): s.get("environment", {}) for s in doc["services"].values()}
+
+
+def k8s_secrets() -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for doc in yaml.safe_load_all((ROOT / "deploy/k8s/relief.yaml").read_text()):
+        if doc["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            refs: list[dict[str, Any]] = c.get("envFrom", [])
+            out[_what(c["command"])] = {r["secretRef"]["name"] for r in refs if "secretRef" in r}
+    return out
+
+
+def test_compose_gives_each_secret_only_to_its_containers() -> None:
+    env = compose_env()
+    assert set(env) >= set(DATABASE) | {"intake serve", "ledger migrate", "casebook migrate"}
+    for secret, allowed in ALLOWED.items():
+        holders = {what for what, e in env.items() if secret in e}
+        assert holders == allowed, secret
+    for what, role in DATABASE.items():
+        url = env[what].get("RELIEF_DATABASE_URL")
+        if role is None:
+            assert url is None, what
+        else:
+            assert url is not None and ("READ_URL" in url) == (role == "read"), (what, url)
+    assert all(e.get("RELIEF_ENV") == "production" for e in env.values())
+
+
+def test_kubernetes_gives_each_secret_only_to_its_containers() -> None:
+    secrets = k8s_secrets()
+    by_secret = {
+        "RELIEF_DATABASE_OWNER_URL": "relief-db-owner",
+        "RELIEF_ID_HASH_KEY": "relief-id-hash-key",
+        "RELIEF_LEDGER_CHAIN_KEY": "relief-ledger-chain-key",
+        "RELIEF_CASEBOOK_SEAL_KEY": "relief-casebook-seal-key",
+        "RELIEF_CASEBOOK_TOKEN": "relief-service-token",
+        "RELIEF_INTAKE_KEYS_DATABASE_URL": "relief-intake-keys-db",
+    }
+    for secret, name in by_secret.items():
+        holders = {what for what, refs in secrets.items() if name in refs}
+        assert holders == ALLOWED[secret], secret
+    for what, role in DATABASE.items():
+        expected = set() if role is None else {f"relief-db-{role}"}
+        assert secrets[what] & {"relief-db-app", "relief-db-read", "relief-db-owner"} == expected
+    assert all("relief-secrets" not in refs for refs in secrets.values())
