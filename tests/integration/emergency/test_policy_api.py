@@ -10,6 +10,7 @@ approval names the person whose command it was (section 十).
 from __future__ import annotations
 
 import subprocess
+import uuid
 from typing import Any
 
 import httpx
@@ -59,9 +60,11 @@ async def test_three_layers_of_r1_for_one_household_and_one_flood_are_all_grante
         ) as client:
 
             async def post(path: str, token: str, body: dict[str, Any]) -> None:
-                answer = await client.post(
-                    path, json=body, headers={"Authorization": f"Bearer {token}"}
-                )
+                headers = {
+                    "Authorization": f"Bearer {token}",
+                    "Idempotency-Key": f"policy-{uuid.uuid4()}",
+                }
+                answer = await client.post(path, json=body, headers=headers)
                 assert answer.status_code == 202, answer.text
 
             await post(
