@@ -691,6 +691,7 @@ def token() -> None:
 )
 @click.option("--org", required=True, help="the organisation, e.g. 索镇街道办事处")
 @click.option("--town", default=None, help="the town code (role town only)")
+@click.option("--holder", default=None, help="the person who holds it (named on their decisions)")
 @click.option(
     "--file",
     "path",
@@ -699,7 +700,7 @@ def token() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="tokens file (RELIEF_INTAKE_TOKENS_FILE); .json or TOML",
 )
-def token_add(role: str, org: str, town: str | None, path: Path) -> None:
+def token_add(role: str, org: str, town: str | None, holder: str | None, path: Path) -> None:
     """Add a token: prints it once; the file keeps only its hash."""
     from pydantic import ValidationError
 
@@ -714,7 +715,9 @@ def token_add(role: str, org: str, town: str | None, path: Path) -> None:
 
     secret = new_token()
     try:
-        principal = Principal(sha256=token_hash(secret), role=role, org=org, town=town)
+        principal = Principal(
+            sha256=token_hash(secret), role=role, org=org, town=town, holder=holder
+        )
     except ValidationError as exc:
         raise click.ClickException("; ".join(e["msg"] for e in exc.errors())) from None
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,12 +35,17 @@ from tests.unit.intake.people import TOKENS, make_id, principal
 pytestmark = pytest.mark.integration
 
 TOWN_TOKEN = "tok-qifeng"
+HOLDER = "起凤镇民政办 李某"
 
 
 def _tokens() -> TokenTable:
     """The test tokens, and one for Qifeng's town government (where the flood is)."""
     qifeng = Principal(
-        sha256=token_hash(TOWN_TOKEN), role=Role.TOWN, org="起凤镇人民政府", town=QIFENG
+        sha256=token_hash(TOWN_TOKEN),
+        role=Role.TOWN,
+        org="起凤镇人民政府",
+        town=QIFENG,
+        holder=HOLDER,
     )
     others = {token_hash(t): principal(t) for t in TOKENS}
     return TokenTable({**others, qifeng.sha256: qifeng})
@@ -134,6 +139,7 @@ async def test_three_layers_of_r1_for_one_household_and_one_flood_are_all_grante
         approval = opened[case]
         assert isinstance(approval, d.ReliefApproved)
         assert approval.decided_by is not None and approval.decided_by.role is Role.TOWN
+        assert approval.decided_by.person == HOLDER  # the token's holder (section 十)
         assert approval.approver_level is d.ApproverLevel.TOWN
     [refused] = [r for r in got if isinstance(r, d.AdvanceRefused)]
     assert refused.correlation_id == "em-again"

@@ -147,3 +147,14 @@ def test_who_registers_which_cases() -> None:
 def test_only_civil_affairs_reviews(token: str) -> None:
     assert not may(principal(token), Action.REVIEW_CASE).allowed
     assert may(principal("tok-civil"), Action.REVIEW_CASE).allowed
+
+
+def test_a_tokens_holder_is_the_person_on_its_commands() -> None:
+    """Section 十: a command names the person who holds the token, not only the office."""
+    text = (
+        '[[tokens]]\nsha256 = "' + "a" * 64 + '"\nrole = "civil_affairs"\n'
+        'org = "桓台县民政局"\nholder = "社会救助科 张某"\n'
+    )
+    [holder] = parse_tokens(text, "toml").values()
+    assert holder.actor.person == "社会救助科 张某" and holder.actor.org == "桓台县民政局"
+    assert parse_tokens(toml_entry(holder), "toml")[holder.sha256] == holder
