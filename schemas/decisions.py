@@ -21,7 +21,7 @@ from schemas.envelope import (
     UtcDatetime,
     no_control_characters,
 )
-from schemas.identity import HouseholdRef, PersonRef
+from schemas.identity import HouseholdRef, PersonRef, PublicName
 from schemas.intake import (
     MAX_MEMBERS_PER_REQUEST,
     MAX_PERSONS_PER_REQUEST,
@@ -72,6 +72,8 @@ class CaseFacts(_Part):
     reader (and the processor rebuilding its state) needs nothing but the decisions."""
 
     household_ref: HouseholdRef
+    # P7: the masked name the request carried (optional in version 1, like case_status)
+    public_name: PublicName | None = None
     category: ReliefCategory
     urgency: Urgency
     incident_id: IncidentId | None = None

@@ -11,10 +11,11 @@ Standard Time (UTC+8, no daylight saving) is for display only: `to_cst`, `format
 from __future__ import annotations
 
 import re
+import types
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
-from enum import StrEnum
-from typing import Annotated, Any, Self
+from enum import Enum, StrEnum
+from typing import Annotated, Any, Self, Union, get_args, get_origin
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
@@ -58,13 +59,41 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def no_control_characters(value: Any) -> Any:
-    """A validator for text a model-level check does not reach (the values inside a
-    dict, such as a decision's figures): no control characters."""
+    """A validator for a text inside a container (a dict's keys and values), which the
+    model-wide check of `TextOnly` does not look into: no control characters."""
     if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
         raise ValueError(
             f"contains the control character U+{ord(found.group()):04X}, not allowed in text"
         )
     return value
+
+
+def _holds_text(annotation: Any) -> bool:
+    """Whether a field of this type can hold a text (an enum's values are its own)."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _holds_text(get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return any(_holds_text(arg) for arg in get_args(annotation))
+    if origin is not None:  # Literal, containers: not a text of the model's own
+        return False
+    return (
+        isinstance(annotation, type)
+        and issubclass(annotation, str)
+        and not issubclass(annotation, Enum)
+    )
+
+
+_TEXT_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def _text_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    """The fields of a model that can hold a text, found once per model."""
+    names = _TEXT_FIELDS.get(cls)
+    if names is None:
+        names = tuple(n for n, f in cls.model_fields.items() if _holds_text(f.annotation))
+        _TEXT_FIELDS[cls] = names
+    return names
 
 
 class TextOnly(BaseModel):
@@ -75,7 +104,9 @@ class TextOnly(BaseModel):
 
     @model_validator(mode="after")
     def _no_control(self) -> Self:
-        for name, value in self.__dict__.items():
+        values = self.__dict__
+        for name in _text_fields(type(self)):
+            value = values.get(name)
             if isinstance(value, str) and (found := _CONTROL.search(value)) is not None:
                 raise ValidationError.from_exception_data(
                     type(self).__name__,

@@ -40,6 +40,48 @@ PersonRef = Annotated[
 """The keyed hash of a person's ID number: "p_" + 32 lowercase hex."""
 
 
+# P7: a recipient's name is published masked: its first character (the surname, in most
+# Chinese names) and a full-width star for each further character, "张三丰" -> "张＊＊".
+# The clear name is masked at intake's door and never enters a record or a log.
+NAME_STAR = "\uff0a"  # ＊ FULLWIDTH ASTERISK
+MIN_NAME_CHARS = 2
+MAX_NAME_CHARS = 30
+# a clear name: letters of any script, with the middle dot of transliterated names
+_NAME_CHAR = re.compile(r"^[^\W\d_]$|^[·•]$")
+
+PublicName = Annotated[
+    str,
+    StringConstraints(
+        pattern=rf"^[^\s\d{NAME_STAR}*·•]{NAME_STAR}+$",
+        min_length=MIN_NAME_CHARS,
+        max_length=MAX_NAME_CHARS,
+    ),
+]
+"""A masked name as records carry it: one character and at least one ＊ (P7)."""
+
+
+class InvalidName(ValueError):
+    """A recipient's name that cannot be masked; the message never repeats the name."""
+
+
+def public_name(name: str) -> str:
+    """The name as it may be published (P7): the first character, then ＊ for each
+    further character. Refuses what is not a name (digits, too short or too long), so an
+    ID number typed into the name field is never masked into something published."""
+    text = name.strip()
+    chars = [c for c in text if not c.isspace()]
+    if not MIN_NAME_CHARS <= len(chars) <= MAX_NAME_CHARS:
+        raise InvalidName(
+            f"a name has {MIN_NAME_CHARS} to {MAX_NAME_CHARS} characters (spaces aside), "
+            f"this one has {len(chars)}"
+        )
+    for i, c in enumerate(chars):
+        if not _NAME_CHAR.match(c) or (i == 0 and c in "·•"):
+            kind = "a digit" if c.isdigit() else "a character that is not a letter"
+            raise InvalidName(f"a name holds letters only; character {i + 1} is {kind}")
+    return chars[0] + NAME_STAR * (len(chars) - 1)
+
+
 class InvalidResidentId(ValueError):
     """A resident ID number failed validation; the message holds a masked number only."""
 

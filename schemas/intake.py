@@ -23,7 +23,7 @@ from schemas.envelope import (
     TextOnly,
     UtcDatetime,
 )
-from schemas.identity import HouseholdRef, PersonRef, scrub_personal
+from schemas.identity import HouseholdRef, PersonRef, PublicName, scrub_personal
 from schemas.money import Fen, NonNegativeFen
 
 # What people type (a description, a reason, a note): anything shaped like an ID number or
@@ -215,6 +215,9 @@ class ReliefRequested(CaseRecord):
     member_refs: tuple[PersonRef, ...] = Field(default=(), max_length=MAX_MEMBERS_PER_REQUEST + 1)
     identified_by: IdentifiedBy = IdentifiedBy.RESIDENT_ID
     second_grant_reason: RequiredFreeText | None = None
+    # P7: the recipient's name as it may be published, masked at intake's door ("张＊＊");
+    # expenditure-type cases only (urgent ones are not published). Optional in version 2.
+    public_name: PublicName | None = None
 
     @model_validator(mode="after")
     def _origin_only_for_vagrants(self) -> Self:
@@ -413,6 +416,33 @@ class HardshipListPushed(Record):
     rows: tuple[HardshipRow, ...] = Field(min_length=1, max_length=MAX_HARDSHIP_ROWS)
 
 
+# ---------------------------------------------------------------- public disclosure (P7)
+
+DISCLOSURE_PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+
+
+class DisclosurePublished(Record):
+    """P7, section 十: a town (or county civil affairs) has published the town's list of
+    expenditure-type relief approved in `period` (a month, "2026-03"). It covers every
+    case of the period approved before this record's `recorded_at` (the broker's stamp,
+    on the town's own partition, so the same order as the approvals); a case approved
+    later needs the list published again. The processor decides nothing on it; the
+    casebook keeps it. correlation_id: "disclosure-<period>"."""
+
+    type: Literal["DisclosurePublished"] = "DisclosurePublished"
+    schema_version: Literal[1] = 1
+
+    period: str = Field(pattern=DISCLOSURE_PERIOD_PATTERN, min_length=7, max_length=7)
+    # where it was posted (a notice board, the town's website), free text
+    note: FreeText = ""
+
+    @model_validator(mode="after")
+    def _by_town_or_civil_affairs(self) -> Self:
+        if self.actor.role not in (Role.TOWN, Role.CIVIL_AFFAIRS):
+            raise ValueError("a town or county civil affairs publishes a disclosure list (P7)")
+        return self
+
+
 # ------------------------------------------- time (docs/design.md "time is an event")
 
 
@@ -435,6 +465,7 @@ __all__ = [
     "CorrelationId",
     "DeliberationDecided",
     "DisasterSubtype",
+    "DisclosurePublished",
     "EmergencyPeriodDeclared",
     "EmergencyPeriodEnded",
     "HardshipCategory",

@@ -44,6 +44,7 @@ from schemas.intake import (
     CaseReviewed,
     ClockTick,
     DeliberationDecided,
+    DisclosurePublished,
     EmergencyPeriodDeclared,
     EmergencyPeriodEnded,
     HardshipListPushed,
@@ -82,6 +83,7 @@ IntakeRecord = (
     | ReserveFunded
     | ReserveReplenished
     | HardshipListPushed
+    | DisclosurePublished
     | ClockTick
 )
 DecisionRecord = (
@@ -123,6 +125,7 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     ReserveFunded,
     ReserveReplenished,
     HardshipListPushed,
+    DisclosurePublished,
     ClockTick,
 )
 DECISION_TYPES: tuple[type[Record], ...] = (

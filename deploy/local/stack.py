@@ -1,4 +1,5 @@
-"""The local stack: a real single-node Kafka (KRaft) and a real PostgreSQL on loopback.
+"""The local stack: a real Kafka (KRaft: one node, or a cluster of three) and a real
+PostgreSQL on loopback.
 
 No Docker. Kafka runs from Apache Kafka's own jars (resolved by Maven from `pom.xml`
 beside this file), PostgreSQL from the system's binaries with a data folder of its own.
@@ -6,6 +7,7 @@ Everything lives under one state folder (`.local/` at the project root, git-igno
 or `RELIEF_STATE_DIR`).
 
     python deploy/local/stack.py up        # start what is not running, wait until it answers
+    python deploy/local/stack.py up --brokers 3   # a three-broker Kafka cluster instead
     python deploy/local/stack.py status    # what runs, restarts, and whether it answers
     python deploy/local/stack.py logs kafka|postgres|supervisor|<service>
     python deploy/local/stack.py down      # stop everything this folder started
@@ -68,6 +70,10 @@ class StackInfo:
             "RELIEF_DATABASE_URL": self.app_url,
             "RELIEF_DATABASE_OWNER_URL": self.owner_url,
             "RELIEF_DATABASE_ADMIN_URL": self.admin_url,
+            # the processor's changelogs are replicated like every other topic
+            "RELIEF_EMERGENCY_CHANGELOG_REPLICATION": str(
+                replication(len(self.kafka_bootstrap.split(",")))[0]
+            ),
         }
 
 
@@ -78,7 +84,7 @@ def state_dir() -> Path:
 def local_info() -> StackInfo:
     base = f"postgresql://{{role}}@127.0.0.1:{PG_PORT}/{DB_NAME}"
     return StackInfo(
-        kafka_bootstrap=f"127.0.0.1:{KAFKA_PORT}",
+        kafka_bootstrap=kafka_bootstrap(),
         admin_url=base.format(role=ADMIN_ROLE),
         owner_url=base.format(role=OWNER_ROLE),
         app_url=base.format(role=APP_ROLE),
@@ -196,33 +202,106 @@ def ensure_kafka_jars() -> Path:
     return libs
 
 
-def write_kafka_config() -> tuple[Path, Path]:
-    d = kafka_dir()
+BROKERS_FILE = "brokers"  # in kafka_dir(): how many brokers the last `up` started
+
+
+@dataclasses.dataclass(frozen=True)
+class KafkaNode:
+    """One Kafka process: a broker and a controller of the KRaft quorum (combined mode)."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    home: Path  # its configuration, data, logs and pid file
+
+    @property
+    def pidfile(self) -> Path:
+        return self.home / "kafka.pid"
+
+
+def chosen_brokers() -> int:
+    """How many brokers the local Kafka has: `RELIEF_LOCAL_KAFKA_BROKERS`, else what the
+    last `up --brokers N` chose, else one."""
+    if env := os.environ.get("RELIEF_LOCAL_KAFKA_BROKERS"):
+        return int(env)
+    chosen = kafka_dir() / BROKERS_FILE
+    return int(chosen.read_text()) if chosen.exists() else 1
+
+
+def kafka_nodes(brokers: int | None = None) -> list[KafkaNode]:
+    """The nodes of the local Kafka. One node lives in kafka_dir() itself; a cluster's
+    nodes in kafka_dir()/node-<id>, each on the next pair of ports."""
+    n = brokers if brokers is not None else chosen_brokers()
+    if n not in (1, 3):
+        raise StackError(f"the local stack runs 1 or 3 Kafka brokers, not {n}")
+    if n == 1:
+        return [KafkaNode(1, KAFKA_PORT, KAFKA_CONTROLLER_PORT, kafka_dir())]
+    return [
+        KafkaNode(
+            i,
+            KAFKA_PORT + 2 * (i - 1),
+            KAFKA_CONTROLLER_PORT + 2 * (i - 1),
+            kafka_dir() / f"node-{i}",
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def kafka_bootstrap(brokers: int | None = None) -> str:
+    return ",".join(f"127.0.0.1:{node.port}" for node in kafka_nodes(brokers))
+
+
+def replication(brokers: int | None = None) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for every topic: 3 and 2 on a cluster,
+    so a broker can fail without stopping writes or losing an acknowledged record."""
+    return (3, 2) if len(kafka_nodes(brokers)) >= 3 else (1, 1)
+
+
+def write_kafka_config(
+    node: KafkaNode | None = None, cluster: int | None = None
+) -> tuple[Path, Path]:
+    nodes = kafka_nodes(cluster)
+    node = node or nodes[0]
+    d = node.home
     (d / "data").mkdir(parents=True, exist_ok=True)
     (d / "logs").mkdir(parents=True, exist_ok=True)
+    rf, isr = replication(cluster)
+    if len(nodes) == 1:
+        quorum = [
+            "# single node, KRaft combined mode (what Kafka's config/server.properties ships)",
+            f"controller.quorum.bootstrap.servers=127.0.0.1:{node.controller_port}",
+        ]
+    else:
+        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in nodes)
+        quorum = [
+            f"# a cluster of {len(nodes)}: every node a broker and a voter of the KRaft quorum",
+            f"controller.quorum.voters={voters}",
+            f"default.replication.factor={rf}",
+            "# min.insync.replicas=2 is set on the service's topics (a test's own topics of",
+            "# one replica must stay writable)",
+        ]
     props = d / "server.properties"
     props.write_text(
         "\n".join(
             [
-                "# single node, KRaft combined mode (what Kafka's config/server.properties ships)",
+                *quorum,
                 "process.roles=broker,controller",
-                "node.id=1",
-                f"controller.quorum.bootstrap.servers=127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-                f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},"
-                f"CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+                f"node.id={node.node_id}",
+                f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
+                f"CONTROLLER://127.0.0.1:{node.controller_port}",
                 "inter.broker.listener.name=PLAINTEXT",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
                 "controller.listener.names=CONTROLLER",
                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
                 f"log.dirs={d / 'data'}",
                 "num.partitions=6",
-                "# one node: every internal topic has one replica",
-                "offsets.topic.replication.factor=1",
+                f"# every internal topic has {rf} replica(s)",
+                f"offsets.topic.replication.factor={rf}",
                 "offsets.topic.num.partitions=6",
-                "share.coordinator.state.topic.replication.factor=1",
-                "share.coordinator.state.topic.min.isr=1",
-                "transaction.state.log.replication.factor=1",
-                "transaction.state.log.min.isr=1",
+                f"share.coordinator.state.topic.replication.factor={rf}",
+                f"share.coordinator.state.topic.min.isr={isr}",
+                f"transaction.state.log.replication.factor={rf}",
+                f"transaction.state.log.min.isr={isr}",
                 "# consumers start often in tests and the demo: no wait before the first rebalance",
                 "group.initial.rebalance.delay.ms=0",
                 "# the service creates its topics explicitly with their partition counts",
@@ -255,7 +334,9 @@ def write_kafka_config() -> tuple[Path, Path]:
     return props, log4j
 
 
-def java_cmd(libs: Path, main: str, *args: str, heap: str = KAFKA_HEAP) -> list[str]:
+def java_cmd(
+    libs: Path, main: str, *args: str, heap: str = KAFKA_HEAP, home: Path | None = None
+) -> list[str]:
     # what Kafka's bin/kafka-run-class.sh and kafka-server-start.sh do, with a smaller heap
     return [
         need("java", "install a Java 17+ runtime"),
@@ -267,8 +348,8 @@ def java_cmd(libs: Path, main: str, *args: str, heap: str = KAFKA_HEAP) -> list[
         "-XX:InitiatingHeapOccupancyPercent=35",
         "-XX:+ExplicitGCInvokesConcurrent",
         "-Djava.awt.headless=true",
-        f"-Dlog4j2.configurationFile={kafka_dir() / 'log4j2.properties'}",
-        f"-Dkafka.logs.dir={kafka_dir() / 'logs'}",
+        f"-Dlog4j2.configurationFile={(home or kafka_dir()) / 'log4j2.properties'}",
+        f"-Dkafka.logs.dir={(home or kafka_dir()) / 'logs'}",
         "-cp",
         f"{libs}/*",
         main,
@@ -297,64 +378,148 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
             await admin.close()
 
 
-def kafka_up(info: StackInfo) -> None:
-    pidfile = kafka_dir() / "kafka.pid"
-    if read_pid(pidfile) is not None and asyncio.run(kafka_answers(info.kafka_bootstrap)):
-        log(f"kafka already running on {info.kafka_bootstrap}")
-        return
-    for port in (KAFKA_PORT, KAFKA_CONTROLLER_PORT):
-        if port_open(port) and read_pid(pidfile) is None:
-            raise StackError(
-                f"port {port} is taken by another program; stop it or set "
-                "RELIEF_LOCAL_KAFKA_PORT / RELIEF_LOCAL_KAFKA_CONTROLLER_PORT"
-            )
-    libs = ensure_kafka_jars()
-    props, _ = write_kafka_config()
-    if not (kafka_dir() / "data" / "meta.properties").exists():
-        log("formatting Kafka storage")
-        cluster_id = (
-            subprocess.run(
-                java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="256m"),
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            .stdout.strip()
-            .splitlines()[-1]
+def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
+    """Start the local Kafka (each node that is not running) and wait until every node
+    answers. `brokers` chooses one node or a cluster of three; it is remembered."""
+    nodes = kafka_nodes(brokers)
+    running = running_kafka_nodes()
+    others = [n for n in running if n not in nodes]
+    if others:
+        raise StackError(
+            f"a Kafka of {len(kafka_nodes(None if brokers is None else chosen_brokers()))} "
+            f"broker(s) is running here; stop it first (./run down)"
         )
+    kafka_dir().mkdir(parents=True, exist_ok=True)
+    (kafka_dir() / BROKERS_FILE).write_text(f"{len(nodes)}\n")
+    bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
+    if len(running) == len(nodes) and asyncio.run(kafka_answers(bootstrap)):
+        log(f"kafka already running on {bootstrap}")
+        return
+    for node in nodes:
+        if read_pid(node.pidfile) is not None:
+            continue
+        for port in (node.port, node.controller_port):
+            if port_open(port):
+                raise StackError(
+                    f"port {port} is taken by another program; stop it or set "
+                    "RELIEF_LOCAL_KAFKA_PORT / RELIEF_LOCAL_KAFKA_CONTROLLER_PORT"
+                )
+    libs = ensure_kafka_jars()
+    cluster_id: str | None = None
+    for node in nodes:
+        props, _ = write_kafka_config(node, len(nodes))
+        if (node.home / "data" / "meta.properties").exists():
+            continue
+        log(f"formatting Kafka storage of node {node.node_id}")
+        if cluster_id is None:
+            cluster_id = (
+                subprocess.run(
+                    java_cmd(libs, "kafka.tools.StorageTool", "random-uuid", heap="256m"),
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+        # one node: a dynamic quorum of itself; a cluster: the static voters of its config
+        quorum = ["--standalone"] if len(nodes) == 1 else []
         subprocess.run(
             java_cmd(
                 libs,
                 "kafka.tools.StorageTool",
                 "format",
-                "--standalone",
+                *quorum,
                 "-t",
                 cluster_id,
                 "-c",
                 str(props),
                 heap="256m",
+                home=node.home,
             ),
             check=True,
             capture_output=True,
             text=True,
         )
-    if read_pid(pidfile) is None:
-        log(f"starting kafka on {info.kafka_bootstrap}")
-        spawn(
-            java_cmd(libs, "kafka.Kafka", str(props)), kafka_dir() / "logs" / "stdout.log", pidfile
-        )
+    for node in nodes:
+        if read_pid(node.pidfile) is None:
+            log(f"starting kafka node {node.node_id} on 127.0.0.1:{node.port}")
+            spawn(
+                java_cmd(libs, "kafka.Kafka", str(node.home / "server.properties"), home=node.home),
+                node.home / "logs" / "stdout.log",
+                node.pidfile,
+            )
     deadline = time.monotonic() + KAFKA_START_TIMEOUT_S
     while time.monotonic() < deadline:
-        if read_pid(pidfile) is None:
-            raise StackError(
-                "kafka exited during start-up; see "
-                f"{kafka_dir() / 'logs' / 'server.log'} and {kafka_dir() / 'logs' / 'stdout.log'}"
-            )
-        if asyncio.run(kafka_answers(info.kafka_bootstrap, timeout_s=3.0)):
-            log("kafka answers")
+        for node in nodes:
+            if read_pid(node.pidfile) is None:
+                raise StackError(
+                    f"kafka node {node.node_id} exited during start-up; see "
+                    f"{node.home / 'logs' / 'server.log'} and {node.home / 'logs' / 'stdout.log'}"
+                )
+        if all(
+            asyncio.run(kafka_answers(f"127.0.0.1:{n.port}", timeout_s=3.0)) for n in nodes
+        ) and asyncio.run(brokers_in_cluster(bootstrap)) >= len(nodes):
+            log("kafka answers" + (f" ({len(nodes)} brokers)" if len(nodes) > 1 else ""))
             return
         time.sleep(1.0)
     raise StackError(f"kafka did not answer within {KAFKA_START_TIMEOUT_S:.0f} s")
+
+
+def running_kafka_nodes() -> list[KafkaNode]:
+    """The nodes (of either layout) whose process runs."""
+    return [n for b in (1, 3) for n in kafka_nodes(b) if read_pid(n.pidfile) is not None]
+
+
+def kafka_down(timeout_s: float = 30.0) -> None:
+    """Stop every node at once: a cluster's last node stopped alone waits for a quorum
+    that is already gone."""
+    nodes = running_kafka_nodes()
+    for node in nodes:
+        pid = read_pid(node.pidfile)
+        if pid is not None:
+            log(f"stopping kafka node {node.node_id} (pid {pid})")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(read_pid(n.pidfile) for n in nodes):
+        time.sleep(0.2)
+    for node in nodes:
+        stop_pid(node.pidfile, f"kafka node {node.node_id}", timeout_s=5.0)
+
+
+async def brokers_in_cluster(bootstrap: str, timeout_s: float = 5.0) -> int:
+    """How many brokers the cluster's metadata names (0 when it does not answer)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await asyncio.wait_for(admin.start(), timeout_s)
+        described = await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+        return len(described.get("brokers", []))
+    except Exception:
+        return 0
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
+async def partition_leaders(bootstrap: str, names: list[str]) -> dict[str, list[int]]:
+    """Each topic's partition leaders (broker ids, -1: none), in partition order."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    await admin.start()
+    try:
+        out: dict[str, list[int]] = {}
+        for topic in await admin.describe_topics(names):
+            parts = sorted(topic.get("partitions", []), key=lambda p: p["partition"])
+            out[topic["topic"]] = [int(p["leader"]) for p in parts]
+        return out
+    finally:
+        await admin.close()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -522,14 +687,22 @@ def pg_down() -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def up(info: StackInfo | None = None) -> StackInfo:
-    info = info or local_info()
+def up(info: StackInfo | None = None, brokers: int | None = None) -> StackInfo:
     state_dir().mkdir(parents=True, exist_ok=True)
+    if brokers is not None:
+        kafka_nodes(brokers)  # refuse a size the stack does not run before starting anything
+    info = info or local_info()
     pg_up(info)
-    kafka_up(info)
+    kafka_up(info, brokers)
+    info = dataclasses.replace(info, kafka_bootstrap=kafka_bootstrap())
     from relief_platform import topics
 
-    asyncio.run(topics.ensure_topics(info.kafka_bootstrap))
+    rf, isr = replication()
+    names = {
+        name: {**config, "min.insync.replicas": str(isr)}
+        for name, config in topics.TOPIC_CONFIGS.items()
+    }
+    asyncio.run(topics.ensure_topics(info.kafka_bootstrap, replication_factor=rf, names=names))
     return info
 
 
@@ -537,7 +710,7 @@ def down() -> None:
     from deploy.local import services
 
     services.stop_all()
-    stop_pid(kafka_dir() / "kafka.pid", "kafka")
+    kafka_down()
     pg_down()
 
 
@@ -546,6 +719,20 @@ def status() -> int:
     kafka_ok = asyncio.run(kafka_answers(info.kafka_bootstrap))
     pg_ok = asyncio.run(pg_answers(info.admin_url))
     print(f"kafka     {'up  ' if kafka_ok else 'down'}  {info.kafka_bootstrap}")
+    nodes = kafka_nodes()
+    if len(nodes) > 1:
+        for node in nodes:
+            answers = asyncio.run(kafka_answers(f"127.0.0.1:{node.port}", timeout_s=2.0))
+            print(
+                f"  broker {node.node_id}  {'up  ' if answers else 'down'}  127.0.0.1:{node.port}"
+            )
+        if kafka_ok:
+            from schemas.topics import INTAKE
+
+            with contextlib.suppress(Exception):
+                leaders = asyncio.run(partition_leaders(info.kafka_bootstrap, [INTAKE]))
+                for topic, ids in leaders.items():
+                    print(f"  {topic} partition leaders: {' '.join(map(str, ids))}")
     print(f"postgres  {'up  ' if pg_ok else 'down'}  {info.app_url}")
     from deploy.local import services
 
@@ -573,7 +760,15 @@ def logs(name: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stack", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
+    p_up = sub.add_parser("up", help="start Kafka and PostgreSQL (idempotent)")
+    p_up.add_argument(
+        "--brokers",
+        type=int,
+        choices=[1, 3],
+        default=None,
+        help="Kafka brokers: 1, or a cluster of 3 (replication 3, min.insync.replicas 2); "
+        "default: as last time",
+    )
     sub.add_parser("down", help="stop everything the state folder started")
     sub.add_parser(
         "status",
@@ -582,10 +777,13 @@ def main(argv: list[str] | None = None) -> int:
     p_logs = sub.add_parser("logs", help="the last lines of one log")
     p_logs.add_argument("name")
     sub.add_parser("env", help="print the settings for the local stack as shell exports")
-    args = parser.parse_args(argv)
+    # `./run up` hands its arguments to this and to up.py: each takes its own
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.cmd != "up":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.cmd == "up":
-            info = up()
+            info = up(brokers=args.brokers)
             log("ready: " + " ".join(f"{k}={v}" for k, v in info.env().items()))
         elif args.cmd == "down":
             down()

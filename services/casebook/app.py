@@ -7,12 +7,17 @@ import asyncio
 import contextlib
 import logging
 import signal
+from datetime import UTC, datetime, time
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from schemas.envelope import CST, to_cst
+from schemas.policy import load_config
+from schemas.workdays import WorkingCalendar, load_calendar
 from services.casebook.adapters import postgres
 from services.casebook.adapters.kafka import CasebookConsumer, Counts, ProgressWatcher
 from services.casebook.adapters.postgres import RetryPolicy, Stored
+from services.casebook.domain.disclosure import overdue
 from services.casebook.settings import CasebookSettings
 
 log = logging.getLogger("relief.casebook")
@@ -44,6 +49,27 @@ class RunMetrics:
             registry=r,
         )
 
+        # P7: expenditure-type cases past their publish-by date and not published
+        self.disclosure_overdue = Gauge(
+            "relief_casebook_disclosure_overdue_cases",
+            "Approved expenditure-type cases past their publish-by date (approval + N "
+            "working days, P7) and not published, by town",
+            ["town"],
+            registry=r,
+        )
+        self.disclosure_undated = Gauge(
+            "relief_casebook_disclosure_undated_cases",
+            "Unpublished approved expenditure-type cases whose publish-by date the "
+            "working-day calendar does not cover, by town",
+            ["town"],
+            registry=r,
+        )
+        self.calendar_until = Gauge(
+            "relief_casebook_workdays_calendar_until_timestamp_seconds",
+            "The end (CST midnight after its last day) of the working-day calendar",
+            registry=r,
+        )
+
     def observe(self, stored: Stored, seconds: float) -> None:
         self.batches.inc()
         self.batch_seconds.observe(seconds)
@@ -51,6 +77,46 @@ class RunMetrics:
         self.duplicates.inc(stored.duplicates)
         self.submissions.inc(stored.submissions)
         self.rejections.inc(stored.rejections)
+
+
+class DisclosureWatcher:
+    """Recomputes the P7 gauges every `interval_s`: today is the wall clock's date in
+    CST (an observation for an alert, not a rule: nothing is decided on it)."""
+
+    def __init__(
+        self,
+        pool: postgres.Pool,
+        metrics: RunMetrics,
+        settings: CasebookSettings,
+    ) -> None:
+        config = load_config(settings.policy_file)
+        self.pool = pool
+        self.metrics = metrics
+        self.towns = config.county.codes()
+        self.working_days = config.policy.disclosure_working_days
+        self.calendar: WorkingCalendar = load_calendar(settings.workdays_file)
+        self.interval_s = settings.casebook_disclosure_interval_s
+        end = datetime.combine(self.calendar.last_day, time(0), CST).timestamp() + 86_400
+        metrics.calendar_until.set(end)
+
+    async def step(self, now: datetime | None = None) -> None:
+        today = to_cst(now or datetime.now(UTC)).date()
+        pending = await postgres.unpublished_approvals(self.pool)
+        for town in sorted(set(self.towns) | set(pending)):
+            found = overdue(pending.get(town, []), self.calendar, self.working_days, today)
+            self.metrics.disclosure_overdue.labels(town).set(found.overdue)
+            self.metrics.disclosure_undated.labels(town).set(found.undated)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # PostgreSQL away: next time; the gauges stay
+                log.info("disclosure gauges not recomputed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval_s)
 
 
 def retry_policy(settings: CasebookSettings) -> RetryPolicy:
@@ -109,6 +175,9 @@ async def run(settings: CasebookSettings, stop: asyncio.Event | None = None) -> 
                 timeout_s=settings.casebook_kafka_timeout_s,
             )
             tasks.append(asyncio.create_task(watcher.run(stop)))
+        if settings.casebook_disclosure_interval_s > 0:
+            gauges = DisclosureWatcher(pool, metrics, settings)
+            tasks.append(asyncio.create_task(gauges.run(stop)))
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:

@@ -3,6 +3,8 @@ Every limit is named here (STYLE "a limit on everything")."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -67,6 +69,13 @@ class CasebookSettings(BaseSettings):
     casebook_token_hashes: str = ""
     casebook_read_pool_max: int = Field(default=8, ge=1, le=100)
     casebook_retry_after_s: int = Field(default=5, ge=1, le=3_600)
+
+    # P7: the county's towns and `disclosure_working_days` (default: packaged huantai.toml),
+    # and the working-day calendar (default: packaged workdays-cn.toml)
+    policy_file: Path | None = None
+    workdays_file: Path | None = None
+    # How often the unpublished-and-overdue gauge is recomputed (0: never)
+    casebook_disclosure_interval_s: float = Field(default=60.0, ge=0, le=3_600)
 
     def seal_sealer(self) -> Sealer:
         value = secret_or_development(

@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from relief_platform.postgres import connect_pool
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
+from schemas.intake import DISCLOSURE_PERIOD_PATTERN
 from schemas.registry import encode
 from schemas.towns import County, load_county
 from services.intake.adapters.idempotency_store import (
@@ -971,6 +972,44 @@ def create_app(
     reserve_write(
         "fundings", Action.FUND_RESERVE, rq.fund_reserve, "Fund a town's reserve (finance; R4)"
     )
+
+    # -------------------------------------------------------- public disclosure (P7)
+
+    @app.post(
+        "/v1/towns/{town}/disclosures/{period}/published",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["towns", "civil affairs"],
+    )
+    async def publish_disclosure(
+        town: TownPath,
+        period: Annotated[
+            str, PathParam(min_length=7, max_length=7, pattern=DISCLOSURE_PERIOD_PATTERN)
+        ],
+        body: rq.PublishDisclosure,
+        principal: by(Action.PUBLISH_DISCLOSURE),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """The town's list of expenditure-type relief approved in `period` (YYYY-MM) was
+        published (P7: within 10 working days of each approval). It covers the cases
+        approved before it; one approved later needs the list published again. A town
+        for itself, civil affairs for any town."""
+        intake.place(principal, Action.PUBLISH_DISCLOSURE, town, ("path", "town"))
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            record = rq.publish_disclosure(
+                town, period, body, intake.stamp(principal, event_id, now)
+            )
+            return await intake.send_one(record)
+
+        return await intake.write(
+            principal,
+            idempotency_key,
+            f"POST /v1/towns/{town}/disclosures/{period}/published",
+            body.model_dump(mode="json"),
+            produce,
+        )
 
     # -------------------------------------------------------- hardship lists (section 二)
 

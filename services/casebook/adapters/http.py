@@ -4,6 +4,8 @@
     GET /v1/towns/{town}/deadlines         the town's open deadlines (R5, P1)
     GET /v1/open-cases                     unpaid urgent advances (the finance dashboard)
     GET /v1/submissions/{event_id}         pending, decided or rejected
+    GET /v1/disclosures/{town}?period=YYYY-MM[&format=csv]   the public list (P7)
+    GET /disclosures/{town}?period=YYYY-MM the same list as a page in Chinese
     GET /healthz, /livez, /metrics
 
 Callers are services with a token (intake, the dashboard); the people behind them are
@@ -24,18 +26,24 @@ import asyncpg
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_app
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas.intake import DISCLOSURE_PERIOD_PATTERN
+from schemas.policy import load_config
+from schemas.workdays import load_calendar
 from services.casebook.adapters import postgres
+from services.casebook.domain import disclosure
 from services.casebook.domain.access import allowed, bearer, parse_hashes
 from services.casebook.domain.views import (
     MAX_DEADLINES,
     MAX_OPEN_CASES,
     CaseStory,
     DeadlineView,
+    DisclosureListView,
+    DisclosureRowView,
     OpenCases,
     SubmissionView,
 )
@@ -150,6 +158,9 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
     if not hashes:
         log.warning("RELIEF_CASEBOOK_TOKEN_HASHES is empty: every read will be 401")
     reads = Reads(settings.database_url, settings.casebook_read_pool_max)
+    config = load_config(settings.policy_file)  # a bad file stops the start, named
+    calendar = load_calendar(settings.workdays_file)
+    working_days = config.policy.disclosure_working_days
     metrics = Metrics(registry if registry is not None else CollectorRegistry())
     retry_after = str(settings.casebook_retry_after_s)
 
@@ -247,6 +258,80 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
             return await postgres.submission(await db(), event_id, town, org)
         except _READ_ERRORS as exc:
             raise Unavailable(f"submission read failed: {type(exc).__name__}") from exc
+
+    # ------------------------------------------------ public disclosure (P7, section 十)
+
+    Period = Annotated[str, Query(min_length=7, max_length=7, pattern=DISCLOSURE_PERIOD_PATTERN)]
+    ScopeTown = Annotated[
+        str | None,
+        Query(
+            pattern=TOWN_PATTERN,
+            max_length=12,
+            description="the reader's town, when the reader is a town: it sees its own list only",
+        ),
+    ]
+
+    async def disclosure_list(town: str, period: str, scope_town: str | None) -> DisclosureListView:
+        if town not in config.county:
+            raise Refused(404, f"the county has no town {town}")
+        if scope_town is not None and scope_town != town:
+            raise Refused(403, f"town {scope_town} may read its own disclosure list only")
+        try:
+            cases = await postgres.disclosure_cases(await db(), town, period)
+        except _READ_ERRORS as exc:
+            raise Unavailable(f"disclosure read failed: {type(exc).__name__}") from exc
+        listed = disclosure.rows(cases, calendar, working_days)
+        return DisclosureListView(
+            town=town,
+            period=period,
+            working_days=working_days,
+            calendar_until=calendar.last_day,
+            count=len(listed),
+            total_fen=sum(r.amount_fen for r in listed),
+            rows=[DisclosureRowView.model_validate(r, from_attributes=True) for r in listed],
+        )
+
+    @app.get(
+        "/v1/disclosures/{town}",
+        response_model=DisclosureListView,
+        responses={
+            **RESPONSES,
+            200: {"content": {"text/csv": {}}, "description": "the list (JSON, or CSV)"},
+            403: {"model": Problem, "description": "a town reading another town's list"},
+        },
+    )
+    async def read_disclosure(
+        town: Town,
+        _: Caller,
+        period: Period,
+        scope_town: ScopeTown = None,
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    ) -> Response:
+        """The town's public list of expenditure-type relief approved in `period`
+        (P7): masked name, category, amount, approving level, approval date, the date it
+        must be published by (N working days later) and whether it is. Urgent cases are
+        never listed; nothing personal beyond the masked name."""
+        view = await disclosure_list(town, period, scope_town)
+        if format == "csv":
+            listed = [disclosure.Row(**r.model_dump()) for r in view.rows]
+            return Response(
+                disclosure.csv_text(listed).encode("utf-8-sig"),  # BOM: Excel reads UTF-8
+                media_type="text/csv; charset=utf-8",
+                headers={
+                    "Content-Disposition": f'attachment; filename="disclosure-{town}-{period}.csv"'
+                },
+            )
+        return JSONResponse(view.model_dump(mode="json"))
+
+    @app.get("/disclosures/{town}", response_class=HTMLResponse, responses=RESPONSES)
+    async def disclosure_page(
+        town: Town, _: Caller, period: Period, scope_town: ScopeTown = None
+    ) -> HTMLResponse:
+        """The same list as a plain page in Chinese (公示名单)."""
+        view = await disclosure_list(town, period, scope_town)
+        listed = [disclosure.Row(**r.model_dump()) for r in view.rows]
+        name = config.county.town(town).name_zh
+        return HTMLResponse(disclosure.page(town, name, period, working_days, listed))
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz() -> JSONResponse:

@@ -28,9 +28,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.decisions import Decision
-from schemas.registry import RecordError, decode, encode
+from schemas.intake import DisclosurePublished
+from schemas.registry import RecordError, decode, decode_as, encode
 from schemas.topics import RejectedRecord
-from services.casebook.adapters.postgres import Batch, CasebookStore, ReadDecision, Stored
+from services.casebook.adapters.postgres import (
+    Batch,
+    CasebookStore,
+    Publication,
+    ReadDecision,
+    Stored,
+)
 from services.casebook.domain.submissions import (
     NotASubmission,
     Rejection,
@@ -200,9 +207,14 @@ class CasebookConsumer:
                 batch.decisions.append(ReadDecision(record, r.partition, r.offset, raw))
             elif r.topic == self.intake_topic:
                 try:
-                    batch.submissions.append(submitted(r.value or b"", r.partition, r.offset))
+                    seen = submitted(r.value or b"", r.partition, r.offset)
                 except NotASubmission:
                     continue  # clock ticks, mostly; the processor dead-letters the rest
+                batch.submissions.append(seen)
+                if seen.type == "DisclosurePublished":
+                    published = self._publication(r)
+                    if published is not None:
+                        batch.publications.append(published)
             elif r.topic == self.rejected_topic:
                 found = self._rejection(r.value or b"")
                 if found is not None:
@@ -222,6 +234,17 @@ class CasebookConsumer:
         if self.on_batch is not None:
             self.on_batch(stored, elapsed)
         return stored
+
+    def _publication(self, r: ConsumerRecord[bytes, bytes]) -> Publication | None:
+        """P7: a town's list published; one that does not read is the processor's to
+        dead-letter (it reads the same record) and is skipped here."""
+        try:
+            record = decode_as(r.value or b"", DisclosurePublished, recorded_at=_stamp(r))
+        except RecordError as exc:
+            log.warning("publication %d@%d not read: %s", r.partition, r.offset, exc)
+            self.counts.skipped += 1
+            return None
+        return Publication(record, _stamp(r), r.partition, r.offset)
 
     def _rejection(self, value: bytes) -> Rejection | None:
         """A dead letter of the intake topic, tied back to its record; None for others."""

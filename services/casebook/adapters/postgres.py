@@ -18,6 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -29,7 +30,9 @@ from relief_platform.postgres import connect_pool as connect_pool
 from relief_platform.postgres import with_retries as with_retries
 from relief_platform.secrets import Sealer
 from schemas.decisions import Decision
+from schemas.intake import DisclosurePublished
 from services.casebook.domain import seals
+from services.casebook.domain.disclosure import MAX_LIST_ROWS, Approved
 from services.casebook.domain.fold import (
     CaseKey,
     CaseRow,
@@ -71,6 +74,7 @@ GRANTS = {
     "deadlines": "SELECT, INSERT, UPDATE",
     "submissions": "SELECT, INSERT",
     "rejections": "SELECT, INSERT",
+    "publications": "SELECT, INSERT",  # P7: append-only
     "positions": "SELECT, INSERT, UPDATE",
     "progress": "SELECT, INSERT, UPDATE",
 }
@@ -194,7 +198,18 @@ class Batch:
     decisions: list[ReadDecision] = dataclasses.field(default_factory=list)
     submissions: list[Submitted] = dataclasses.field(default_factory=list)
     rejections: list[Rejection] = dataclasses.field(default_factory=list)
+    publications: list[Publication] = dataclasses.field(default_factory=list)
     positions: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Publication:
+    """A DisclosurePublished read from the intake topic (P7)."""
+
+    record: DisclosurePublished
+    published_at: datetime  # the broker's stamp
+    partition: int
+    offset: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -301,16 +316,27 @@ CASE_COLUMNS = (
     "decisions",
     "last_type",
     "last_rule",
+    "public_name",
+    "approved_at",
+    "approved_period",
+    "approver_level",
+    "approved_fen",
 )
 UPSERT_CASES = """
 INSERT INTO casebook.cases (town, case_id, status, funded_by, category, urgency,
        requested_fen, incident_id, granted_fen, paid_fen, recovery_fen, granted_at,
-       opened_at, updated_at, decisions, last_type, last_rule)
+       opened_at, updated_at, decisions, last_type, last_rule, public_name, approved_at,
+       approved_period, approver_level, approved_fen)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[],
                      $11::bigint[], $12::timestamptz[], $13::timestamptz[],
-                     $14::timestamptz[], $15::integer[], $16::text[], $17::text[])
+                     $14::timestamptz[], $15::integer[], $16::text[], $17::text[],
+                     $18::text[], $19::timestamptz[], $20::text[], $21::text[],
+                     $22::bigint[])
 ON CONFLICT (town, case_id) DO UPDATE SET
+    public_name = EXCLUDED.public_name, approved_at = EXCLUDED.approved_at,
+    approved_period = EXCLUDED.approved_period,
+    approver_level = EXCLUDED.approver_level, approved_fen = EXCLUDED.approved_fen,
     status = EXCLUDED.status, funded_by = EXCLUDED.funded_by,
     category = EXCLUDED.category, urgency = EXCLUDED.urgency,
     requested_fen = EXCLUDED.requested_fen, incident_id = EXCLUDED.incident_id,
@@ -333,6 +359,13 @@ INSERT INTO casebook.submissions (event_id, type, town, correlation_id, org,
        source_partition, source_offset)
 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
                      $6::integer[], $7::bigint[])
+ON CONFLICT (event_id) DO NOTHING"""
+
+INSERT_PUBLICATIONS = """
+INSERT INTO casebook.publications (event_id, town, period, published_at, org, note,
+       source_partition, source_offset)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[],
+                     $6::text[], $7::integer[], $8::bigint[])
 ON CONFLICT (event_id) DO NOTHING"""
 
 INSERT_REJECTIONS = """
@@ -448,6 +481,26 @@ class CasebookStore:
                         for j in batch.rejections
                     ],
                     7,
+                ),
+            )
+        if batch.publications:
+            await conn.execute(
+                INSERT_PUBLICATIONS,
+                *_columns(
+                    [
+                        (
+                            p.record.event_id,
+                            p.record.town,
+                            p.record.period,
+                            p.published_at,
+                            p.record.actor.org,
+                            p.record.note,
+                            p.partition,
+                            p.offset,
+                        )
+                        for p in batch.publications
+                    ],
+                    8,
                 ),
             )
         if batch.positions:
@@ -741,6 +794,56 @@ async def submission(
         reason=ans.reason,
         decisions=[_entry(r) for r in decided],
     )
+
+
+# ---------------------------------------------------------------- disclosure (P7)
+
+# The approved expenditure-type cases of a town's month, each with the first publication
+# recorded after its approval. Urgent cases are never listed (P7).
+DISCLOSURE_SQL = """
+SELECT c.case_id, c.public_name, c.category, c.approved_fen, c.approver_level,
+       c.approved_at,
+       (SELECT min(p.published_at) FROM casebook.publications p
+         WHERE p.town = c.town AND p.period = c.approved_period
+           AND p.published_at >= c.approved_at) AS published_at
+  FROM casebook.cases c
+ WHERE c.town = $1 AND c.approved_period = $2
+   AND c.urgency = 'expenditure' AND c.approved_at IS NOT NULL
+ ORDER BY c.approved_at, c.case_id
+ LIMIT $3"""
+
+# Approved expenditure-type cases no publication covers yet, every town.
+UNPUBLISHED_SQL = """
+SELECT c.town, c.approved_at
+  FROM casebook.cases c
+ WHERE c.urgency = 'expenditure' AND c.approved_at IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM casebook.publications p
+                    WHERE p.town = c.town AND p.period = c.approved_period
+                      AND p.published_at >= c.approved_at)"""
+
+
+async def disclosure_cases(db: Pool, town: str, period: str) -> list[Approved]:
+    rows = await db.fetch(DISCLOSURE_SQL, town, period, MAX_LIST_ROWS, timeout=QUERY_TIMEOUT_S)
+    return [
+        Approved(
+            case_id=r["case_id"],
+            public_name=r["public_name"],
+            category=r["category"],
+            approved_fen=int(r["approved_fen"]),
+            approver_level=r["approver_level"],
+            approved_at=r["approved_at"],
+            published_at=r["published_at"],
+        )
+        for r in rows
+    ]
+
+
+async def unpublished_approvals(db: Pool) -> dict[str, list[datetime]]:
+    """town -> the approval moments of its cases not published yet (P7)."""
+    out: dict[str, list[datetime]] = {}
+    for r in await db.fetch(UNPUBLISHED_SQL, timeout=QUERY_TIMEOUT_S):
+        out.setdefault(r["town"], []).append(r["approved_at"])
+    return out
 
 
 async def ready(db: Pool) -> bool:

@@ -37,6 +37,7 @@ from schemas.decisions import (
     ReliefPaid,
     TransitionalInstalmentPaid,
 )
+from services.casebook.domain.disclosure import period_of
 
 CaseKey = tuple[str, str]  # (town, case id)
 DeadlineKey = tuple[str, str, str]  # (town, case id, deadline kind)
@@ -76,6 +77,12 @@ class CaseRow:
     paid_fen: int = 0
     recovery_fen: int = 0  # claimed back, fines included (P8)
     granted_at: datetime | None = None
+    # P7: what the public list shows of an approved expenditure-type case
+    public_name: str | None = None  # masked at intake's door ("张＊＊")
+    approved_at: datetime | None = None  # the first approval
+    approved_period: str | None = None  # its month in CST: the list it is on
+    approver_level: str | None = None
+    approved_fen: int | None = None
 
     @property
     def key(self) -> CaseKey:
@@ -165,6 +172,7 @@ def _case(row: CaseRow | None, d: Decision) -> CaseRow | None:
             urgency=d.opened.urgency.value,
             requested_fen=d.opened.requested_fen,
             incident_id=d.opened.incident_id,
+            public_name=d.opened.public_name,
         )
     match d:
         case AdvanceGranted():
@@ -176,7 +184,15 @@ def _case(row: CaseRow | None, d: Decision) -> CaseRow | None:
         case EscalatedToCountyFund():
             changes.update(funded_by="county_fund")
         case ReliefApproved():
-            changes.update(granted_fen=d.amount_fen)
+            # P7: the first approval dates the case on the disclosure list
+            first = row.approved_at or d.occurred_at
+            changes.update(
+                granted_fen=d.amount_fen,
+                approved_at=first,
+                approved_period=period_of(first),
+                approver_level=d.approver_level.value,
+                approved_fen=d.amount_fen,
+            )
         case ReliefPaid():
             changes.update(paid_fen=row.paid_fen + d.amount_fen, funded_by=d.funded_by.value)
         case TransitionalInstalmentPaid():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -99,3 +99,29 @@ class SubmissionView(_View):
     correlation_id: str | None = None
     reason: str | None = None  # rejected: why, ID numbers masked
     decisions: list[DecisionEntry] = []
+
+
+class DisclosureRowView(_View):
+    """One approved expenditure-type case as the public may see it (P7): no ID number,
+    household ref, reason or free text."""
+
+    case_id: str
+    public_name: str  # "张＊＊"
+    category: str | None
+    amount_fen: int
+    amount_yuan: str
+    approver_level: str | None  # town or county (P2)
+    approved_on: date  # China Standard Time
+    publish_by: date | None  # approval + N working days; None: calendar not configured
+    published: bool
+    published_on: date | None
+
+
+class DisclosureListView(_View):
+    town: str
+    period: str  # YYYY-MM
+    working_days: int  # N of P7
+    calendar_until: date  # the last day the working-day calendar covers
+    count: int
+    total_fen: int
+    rows: list[DisclosureRowView]

@@ -248,9 +248,10 @@ class Engine:
         self._checked.clear()
 
     async def start_offsets(self, assigned: Iterable[TP]) -> dict[TP, int]:
-        """Where each assigned intake partition is read from: right after the last offset
-        the state holds as applied, or the log's start for a partition never applied.
-        The group's committed offset is not trusted (see `in_order`)."""
+        """Where each assigned intake partition should be read from: right after the last
+        offset the state holds as applied, or the log's start for a partition never
+        applied. Only a hint to start near the right place: Faust may ask before its
+        tables are recovered, so `in_order` checks again against the recovered state."""
         targets: dict[TP, int] = {}
         unknown: list[TP] = []
         for tp in assigned:
@@ -264,9 +265,20 @@ class Engine:
         if unknown:
             earliest = await self.consumer.earliest_offsets(*unknown)
             targets.update({tp: int(earliest[tp]) for tp in unknown})
-        self._next = {tp.partition: offset for tp, offset in targets.items()}
+        self._next.clear()
         self._seeking.clear()
         return targets
+
+    async def _expected(self, topic: str, partition: int, offset: int) -> int:
+        """The next offset to apply in a partition, from the state (records flow only
+        once Faust has recovered the tables), or the log's start if none was applied."""
+        last = self.stored_offset(partition)
+        if last is not None:
+            return last + 1
+        if self.consumer is None:  # a plain mapping (tests): the first record starts it
+            return offset
+        earliest = await self.consumer.earliest_offsets(TP(topic, partition))
+        return int(earliest[TP(topic, partition)])
 
     async def in_order(self, events: Sequence[Any]) -> list[Any]:
         """The records of a batch that follow, without a gap, what was applied to their
@@ -276,32 +288,34 @@ class Engine:
         and the group's committed offset passes it (seen in a worker that took a
         partition back from one that left: offset 694 of 670-756 never came). So a
         record past a gap is never applied: its partition is read again from the first
-        missing offset, and nothing more of it is applied until that record comes."""
+        missing offset, and nothing more of it is applied until that record comes.
+        Records fetched before a seek may still arrive after it (and make Faust skip
+        the ones read again), so every batch that brings the gap again seeks again."""
         keep: list[Any] = []
         gaps: dict[int, tuple[str, int]] = {}
         for event in events:
             msg = event.message
             partition = msg.partition
+            if partition in gaps:
+                continue
             expected = self._next.get(partition)
-            if expected is None:  # no start set by an assignment: follow the state
-                last = self.stored_offset(partition)
-                expected = msg.offset if last is None else last + 1
+            if expected is None:
+                expected = await self._expected(msg.topic, partition, msg.offset)
                 self._next[partition] = expected
             if msg.offset < expected:
                 continue  # applied before: read again after a seek or a restart
-            if msg.offset > expected or partition in gaps:
-                gaps.setdefault(partition, (msg.topic, expected))
+            if msg.offset > expected:
+                gaps[partition] = (msg.topic, expected)
                 continue
             self._next[partition] = expected + 1
             self._seeking.pop(partition, None)
             keep.append(event)
         for partition, (topic, offset) in gaps.items():
-            if self._seeking.get(partition) == offset:
-                continue  # already being read again from there
             if self.consumer is None:
                 raise RuntimeError(f"partition {partition}: records from {offset} missing")
-            log.warning("partition %d: records from offset %d never reached the worker; "
-                        "reading them again", partition, offset)  # fmt: skip
+            if self._seeking.get(partition) != offset:
+                log.warning("partition %d: records from offset %d never reached the worker; "
+                            "reading them again", partition, offset)  # fmt: skip
             self._seeking[partition] = offset
             await self.consumer.seek_wait({TP(topic, partition): offset})
         return keep
@@ -549,7 +563,14 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
     )
     # Keys name what they hold ("t/<town>", "c/<town>/<case>", ... see domain/book.py);
     # values are JSON objects (Faust's json codec) that the domain's models validate.
-    table = app.Table(STATE_TABLE, partitions=partitions)
+    # Replicated changelogs are written to two replicas before an ack, like every topic of
+    # a cluster (a broker may die without losing an acknowledged batch).
+    replicated = settings.emergency_changelog_replication >= 3
+    table = app.Table(
+        STATE_TABLE,
+        partitions=partitions,
+        extra_topic_configs={"min.insync.replicas": "2"} if replicated else {},
+    )
     sink = OutputSink(
         settings.kafka_bootstrap,
         settings.emergency_output_timeout_s,

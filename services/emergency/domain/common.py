@@ -66,6 +66,7 @@ def facts(record: ReliefRequested) -> CaseFacts:
     """What a request registered, for the first decision of its case to carry."""
     return CaseFacts(
         household_ref=record.household_ref,
+        public_name=record.public_name,  # P7: carried through as the request masked it
         category=record.category,
         urgency=record.urgency,
         incident_id=record.incident_id,

@@ -55,6 +55,7 @@ from schemas.intake import (
     CaseReviewed,
     ClockTick,
     DeliberationDecided,
+    DisclosurePublished,
     EmergencyPeriodDeclared,
     EmergencyPeriodEnded,
     HardshipListPushed,
@@ -182,6 +183,7 @@ _AUTHORITY: dict[type[Record], frozenset[Role]] = {
     EmergencyPeriodDeclared: frozenset({Role.EMERGENCY_BUREAU}),
     EmergencyPeriodEnded: frozenset({Role.EMERGENCY_BUREAU}),
     HardshipListPushed: frozenset({Role.DEPARTMENT}),
+    DisclosurePublished: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
     ReserveFunded: frozenset({Role.FINANCE}),
     ReserveReplenished: frozenset({Role.FINANCE}),
 }
@@ -235,6 +237,9 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
             return _emergency_period(book, record)
         case HardshipListPushed():
             # Section 二: lists for civil affairs to follow up; no money moves here.
+            return []
+        case DisclosurePublished():
+            # P7: a town published its list; the casebook keeps it, nothing is decided.
             return []
         case _:
             raise Refuse(f"the processor does not take {record.type} records")

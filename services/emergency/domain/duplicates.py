@@ -21,9 +21,9 @@ layer; releasing it while an older grant of that layer for another incident stil
 lets a request that names no incident through. Two disasters in one layer within a year
 for one household, the later one cancelled, is the case.) The cost: two marks per person
 per grant where there was one per household (about 15 % fewer decisions a second in the
-core benchmark on a loaded 2-core machine). County civil affairs may grant a second time for a good reason, recorded
-(decide.py: SecondGrantAllowed). The check covers one town's partition; across towns
-see docs/design.md "one household, many towns".
+core benchmark on a loaded 2-core machine). County civil affairs may grant a second time
+for a good reason, recorded (decide.py: SecondGrantAllowed). The check covers one town's
+partition; across towns see docs/design.md "one household, many towns".
 """
 
 from __future__ import annotations

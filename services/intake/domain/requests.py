@@ -29,9 +29,12 @@ from schemas.envelope import (
     UtcDatetime,
 )
 from schemas.identity import (
+    MAX_NAME_CHARS,
+    InvalidName,
     InvalidResidentId,
     household_ref,
     person_ref,
+    public_name,
     statement_ref,
     validate_resident_id,
 )
@@ -45,6 +48,7 @@ from schemas.intake import (
     Casualties,
     DeliberationDecided,
     DisasterSubtype,
+    DisclosurePublished,
     EmergencyPeriodDeclared,
     EmergencyPeriodEnded,
     IdentifiedBy,
@@ -189,6 +193,14 @@ class RegisterCase(CaseBody):
     vagrant: StrictBool = False
     origin_county: str | None = Field(default=None, min_length=1, max_length=MAX_SHORT_TEXT)
     occurred_at: UtcDatetime | None = None
+    recipient_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2 * MAX_NAME_CHARS,
+        description="expenditure-type only: the recipient's name, masked here at the door "
+        "('张三丰' -> '张＊＊') for the public disclosure list (P7); the clear name is "
+        "never recorded",
+    )
 
 
 class ConfirmPayment(CaseBody):
@@ -232,6 +244,12 @@ class DecideDeliberation(CaseBody):
     approved_fen: Fen | None = None
     refused: StrictBool = False
     reasons: RequiredText
+
+
+class PublishDisclosure(_Body):
+    """P7: the town's list of expenditure-type relief approved in a month was published."""
+
+    note: Text = Field(default="", description="where it was posted (notice board, website)")
 
 
 class MoveReserve(_Body):
@@ -397,9 +415,31 @@ def _identity(req: RegisterCase, stamp: Stamp) -> tuple[str, tuple[str, ...], Id
     return ref, tuple(dict.fromkeys(members)), IdentifiedBy.RESIDENT_ID
 
 
+def _public_name(req: RegisterCase) -> str | None:
+    """P7: the name as it may be published; the clear name goes no further than here."""
+    if req.recipient_name is None:
+        return None
+    loc: Loc = ("body", "recipient_name")
+    if req.urgency is not Urgency.EXPENDITURE:
+        raise RequestInvalid(
+            [
+                (
+                    loc,
+                    "a name is taken for expenditure-type cases only (P7: urgent ones "
+                    "are not published)",
+                )
+            ]
+        )
+    try:
+        return public_name(req.recipient_name)
+    except InvalidName as exc:  # the message never repeats the name
+        raise RequestInvalid([(loc, str(exc))]) from None
+
+
 def register_case(req: RegisterCase, stamp: Stamp) -> ReliefRequested:
     check_town(stamp.county, req.town)
     ref, members, identified_by = _identity(req, stamp)
+    masked = _public_name(req)
     case_id = case_id_for(req, stamp.event_id)
     fields = _envelope(stamp, req.town, case_id, _occurred(req.occurred_at, stamp))
     fields.update(
@@ -415,11 +455,16 @@ def register_case(req: RegisterCase, stamp: Stamp) -> ReliefRequested:
         member_refs=members,
         identified_by=identified_by,
         second_grant_reason=req.second_grant_reason,
+        public_name=masked,
     )
     return _build(
         ReliefRequested,
         fields,
-        {"household_ref": "household_head_id", "member_refs": "household_member_ids"},
+        {
+            "household_ref": "household_head_id",
+            "member_refs": "household_member_ids",
+            "public_name": "recipient_name",
+        },
     )
 
 
@@ -472,6 +517,15 @@ def decide_deliberation(case_id: str, req: DecideDeliberation, stamp: Stamp) -> 
     fields = _envelope(stamp, req.town, case_id, stamp.now)
     fields.update(approved_fen=req.approved_fen, refused=req.refused, reasons=req.reasons)
     return _build(DeliberationDecided, fields, {})
+
+
+def publish_disclosure(
+    town: str, period: str, req: PublishDisclosure, stamp: Stamp
+) -> DisclosurePublished:
+    check_town(stamp.county, town, ("path", "town"))
+    fields = _envelope(stamp, town, f"disclosure-{period}", stamp.now)
+    fields.update(period=period, note=req.note)
+    return _build(DisclosurePublished, fields, {})
 
 
 def reserve_correlation(town: str) -> str:

@@ -24,12 +24,14 @@ from deploy.grafana import build as grafana
 from deploy.local import stack as local_stack
 from deploy.prometheus import tools
 from relief_platform.topics import ensure_topics
+from services.casebook.app import DisclosureWatcher, RunMetrics
+from services.casebook.settings import CasebookSettings
 from services.emergency.adapters.metrics import ProcessorMetrics
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web.app import build_app
 from services.ledger.web.settings import DashboardSettings
 from tests.conftest import need_tool
-from tests.integration.metrics.conftest import Story
+from tests.integration.metrics.conftest import Casebook, Story
 from tests.unit.emergency.builders import RULES, tick
 
 pytestmark = pytest.mark.integration
@@ -117,9 +119,21 @@ async def ledger_web(
 
 
 @pytest.fixture
+async def casebook_metrics(casebook: Casebook) -> AsyncIterator[int]:
+    """The casebook consumer's P7 gauges over the story's casebook, on /metrics."""
+    metrics = RunMetrics(CollectorRegistry())
+    await DisclosureWatcher(casebook.store.pool, metrics, CasebookSettings()).step()
+    port = free_port()
+    server, thread = start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
+    yield port
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture
 def prometheus(
     prometheus_bin: Path, processor: Processor, ledger_web: tuple[int, dict[str, str]],
-    tmp_path: Path,
+    casebook_metrics: int, tmp_path: Path,
 ) -> Iterator[str]:  # fmt: skip
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -135,6 +149,10 @@ def prometheus(
                     {
                         "job_name": "relief-ledger",
                         "static_configs": [{"targets": [f"127.0.0.1:{ledger_web[0]}"]}],
+                    },
+                    {
+                        "job_name": "relief-casebook",
+                        "static_configs": [{"targets": [f"127.0.0.1:{casebook_metrics}"]}],
                     },
                 ],
             }

@@ -104,8 +104,8 @@ def test_a_full_wheel_page_fits() -> None:
 
 
 def test_journal_pages_stay_under_their_limit() -> None:
-    big_value = json.dumps({"refs": ["x" * 100] * 150})  # about MAX_VALUE_BYTES, as stored
-    images = [(f"w/370321101/{n}/0", big_value) for n in range(200)]
+    big_value = json.dumps({"refs": ["x" * 100] * 150})  # about MAX_VALUE_BYTES
+    images: list[tuple[str, str | None]] = [(f"w/370321101/{n}/0", big_value) for n in range(200)]
     pages = journal_pages(images)
     assert len(pages) > 1
     assert all(size(page) <= JOURNAL_PAGE_BYTES for page in pages)

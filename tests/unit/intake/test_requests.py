@@ -112,3 +112,38 @@ def test_a_cash_payment_says_why_cash_was_needed() -> None:
     assert raised.value.problems[0][0] == ("body", "cash_reason")
     body = rq.ConfirmPayment.model_validate({**cash, "cash_reason": "无银行账户"})
     assert rq.confirm_payment("c1", body, STAMP).cash_reason == "无银行账户"
+
+
+def test_an_expenditure_recipients_name_is_masked_at_the_door() -> None:
+    # P7: only the first character and a star for each further one enter the record
+    body = register(urgency="expenditure", category="serious_illness", recipient_name="张三丰")
+    record = rq.register_case(body, STAMP)
+    assert record.public_name == "张＊＊"
+    encoded = record.model_dump_json()
+    assert "三丰" not in encoded and "张三丰" not in encoded
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"recipient_name": "张三丰"}, "expenditure-type cases only"),  # urgent: not published
+        ({"urgency": "expenditure", "recipient_name": "张3"}, "letters only"),
+        ({"urgency": "expenditure", "recipient_name": "王"}, "2 to 30 characters"),
+    ],
+)
+def test_a_name_that_may_not_be_taken_is_refused_without_echoing_it(
+    changes: dict[str, object], words: str
+) -> None:
+    with pytest.raises(rq.RequestInvalid, match=words) as raised:
+        rq.register_case(register(**changes), STAMP)
+    assert [p[0] for p in raised.value.problems] == [("body", "recipient_name")]
+    assert str(changes["recipient_name"]) not in str(raised.value)
+
+
+def test_a_publication_is_recorded_for_its_town_and_month() -> None:
+    record = rq.publish_disclosure(SUOZHEN, "2026-03", rq.PublishDisclosure(note="公开栏"), STAMP)
+    assert (record.town, record.period, record.correlation_id) == (
+        SUOZHEN,
+        "2026-03",
+        "disclosure-2026-03",
+    )

@@ -120,6 +120,9 @@ def intake_samples() -> list[Record]:
             department="县医疗保障局",
             rows=(i.HardshipRow(household_ref=LI, category=i.HardshipCategory.DISABLED),),
         ),
+        i.DisclosurePublished(
+            **env(TOWN_CLERK, "disclosure-2024-07", 23), period="2024-07", note="镇政务公开栏"
+        ),
         i.ClockTick(
             event_id=uuid.UUID(int=22),
             occurred_at=due,

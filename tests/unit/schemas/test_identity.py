@@ -7,15 +7,19 @@ from datetime import date
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import TypeAdapter, ValidationError
 
 from schemas.identity import (
+    InvalidName,
     InvalidResidentId,
+    PublicName,
     check_char,
     household_ref,
     is_valid_resident_id,
     mask_id,
     mask_name,
     person_ref,
+    public_name,
     scrub_ids,
     validate_resident_id,
 )
@@ -109,3 +113,26 @@ def test_a_short_key_is_refused_and_a_bad_number_is_never_hashed() -> None:
         person_ref(make_id(), b"short")
     with pytest.raises(InvalidResidentId):
         household_ref("110105194912310021", KEY)
+
+
+def test_a_public_name_keeps_the_first_character_and_stars_the_rest() -> None:
+    assert public_name("张三丰") == "张＊＊"
+    assert public_name("李四") == "李＊"
+    assert public_name(" 欧阳 娜娜 ") == "欧＊＊＊"
+    assert public_name("买买提·艾力") == "买＊＊＊＊＊"
+
+
+@pytest.mark.parametrize(
+    "text", ["王", "", "张3", "11010519491231002X", "·张三", "张@三", "张" * 31]
+)
+def test_what_is_not_a_name_is_refused_without_repeating_it(text: str) -> None:
+    with pytest.raises(InvalidName) as caught:
+        public_name(text)
+    assert text.strip() == "" or text not in str(caught.value)
+
+
+@pytest.mark.parametrize("masked", ["张三", "张**", "＊＊", "张＊三", "张", "1＊"])
+def test_a_record_takes_only_a_masked_name(masked: str) -> None:
+    with pytest.raises(ValidationError):
+        TypeAdapter(PublicName).validate_python(masked)
+    TypeAdapter(PublicName).validate_python("张＊＊")

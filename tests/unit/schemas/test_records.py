@@ -234,9 +234,9 @@ def test_no_text_of_any_record_takes_a_control_character() -> None:
     import pydantic
 
     from schemas.envelope import Actor
-    from tests.unit.schemas.factories import intake_samples
+    from tests.unit.schemas.factories import all_samples, intake_samples
 
-    for sample in intake_samples():
+    for sample in all_samples():
         data = sample.model_dump()
         texts = [k for k, v in data.items() if isinstance(v, str) and k not in ("type",)]
         for field in texts:

@@ -1,0 +1,171 @@
+"""A three-broker Kafka cluster loses a broker while requests stream through the processor.
+
+Run on purpose (`./run faults`): it starts a cluster of its own (three KRaft nodes on other
+ports, in a temporary state folder), leaving the suite's single broker alone.
+
+Topics have three replicas and min.insync.replicas=2, the processor's changelog too. While
+a steady stream of urgent requests is being decided, the broker leading intake partition 0
+is SIGKILLed, the stream goes on, and the broker is started again. Then every request must
+be decided exactly once, every hold posted exactly once, and each town's reserve figures
+must form one unbroken sequence of holds (no batch applied twice or lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from deploy.local import stack as local_stack
+from relief_platform.topics import ensure_topics
+from schemas.towns import load_county
+from tests.integration.emergency.test_faults import (
+    AMOUNT_FEN,
+    all_granted,
+    all_held,
+    assert_reserves_in_sequence,
+    feed,
+    granted_count_reaches,
+    granted_once,
+    held_once,
+    logs,
+    requests_over,
+)
+from tests.integration.emergency.test_worker import PARTITIONS, Env, flood
+
+pytestmark = pytest.mark.faults
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = {  # a cluster beside the suite's own broker and database
+    "RELIEF_LOCAL_KAFKA_PORT": "29092",
+    "RELIEF_LOCAL_KAFKA_CONTROLLER_PORT": "29093",
+    "RELIEF_LOCAL_PG_PORT": "25432",
+}
+DRAIN_S = 240.0
+
+
+class Cluster:
+    def __init__(self, state: Path) -> None:
+        self.env = {**os.environ, **PORTS, "RELIEF_STATE_DIR": str(state)}
+
+    def up(self) -> None:
+        subprocess.run(
+            [sys.executable, "deploy/local/stack.py", "up", "--brokers", "3"],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+
+    def down(self) -> None:
+        subprocess.run(
+            [sys.executable, "deploy/local/stack.py", "down"],
+            cwd=ROOT,
+            env=self.env,
+            check=False,
+            capture_output=True,
+            timeout=120,
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{29092 + 2 * i}" for i in range(3))
+
+    def pid(self, node_id: int) -> int | None:
+        return local_stack.read_pid(
+            Path(self.env["RELIEF_STATE_DIR"]) / "kafka" / f"node-{node_id}" / "kafka.pid"
+        )
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    c.up()
+    try:
+        yield c
+    finally:
+        c.down()
+
+
+@pytest.fixture
+async def env(cluster: Cluster, unique: str, tmp_path: Path) -> AsyncIterator[Env]:
+    e = Env(cluster.bootstrap, unique, tmp_path)
+    e.vars["RELIEF_EMERGENCY_CHANGELOG_REPLICATION"] = "3"
+    await ensure_topics(
+        cluster.bootstrap,
+        partitions=PARTITIONS,
+        replication_factor=3,
+        names={
+            e.intake: {"message.timestamp.type": "LogAppendTime", "min.insync.replicas": "2"},
+            e.decisions: {"min.insync.replicas": "2"},
+            e.postings: {"min.insync.replicas": "2"},
+            e.rejected: {"min.insync.replicas": "2"},
+        },
+    )
+    yield e
+
+
+@pytest.fixture
+def worker(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+async def test_the_leader_of_a_partition_killed_and_restarted_under_load(
+    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]]
+) -> None:
+    towns = load_county().codes()
+    n_cases = 3_000
+    cases = requests_over(towns, n_cases, "broker")
+    worker.append(env.start_worker())
+    await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
+    killed, restarted = asyncio.Event(), asyncio.Event()
+    producing = asyncio.create_task(
+        feed(
+            env.bootstrap,
+            env.intake,
+            cases,
+            chunk=50,
+            pause_s=0.2,
+            gates={1_000: killed, 2_000: restarted},
+        )
+    )
+    try:
+        await granted_count_reaches(env, 300, workers=worker)
+        leaders = await local_stack.partition_leaders(env.bootstrap, [env.intake])
+        victim = leaders[env.intake][0]
+        pid = cluster.pid(victim)
+        assert pid is not None, f"broker {victim} leads partition 0 but does not run"
+        os.killpg(pid, signal.SIGKILL)
+        killed.set()
+        await asyncio.sleep(15)  # requests keep coming while a broker is missing
+        assert worker[0].poll() is None, f"the worker exited\n{logs(env)}"
+        await asyncio.to_thread(cluster.up)  # starts the node that is not running
+        restarted.set()
+        await asyncio.wait_for(producing, DRAIN_S)
+    finally:
+        producing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producing
+
+    wanted = {c.correlation_id for c in cases}
+    decisions = await all_granted(env, wanted, DRAIN_S, worker)
+    grants = await granted_once(decisions, wanted, env)
+    assert_reserves_in_sequence(grants)
+    holds = held_once(await all_held(env, wanted), wanted)
+    assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
