@@ -9,6 +9,7 @@ in `.local/services/`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
 import subprocess
@@ -22,6 +23,7 @@ from deploy.local import stack, supervisor
 INTAKE_PORT = int(os.environ.get("RELIEF_LOCAL_INTAKE_PORT", "8080"))
 DASHBOARD_PORT = int(os.environ.get("RELIEF_LOCAL_DASHBOARD_PORT", "8090"))
 CASEBOOK_PORT = int(os.environ.get("RELIEF_LOCAL_CASEREADS_PORT", "8070"))
+CONSOLE_PORT = int(os.environ.get("RELIEF_LOCAL_CONSOLE_PORT", "8060"))
 
 
 @dataclass(frozen=True)
@@ -30,36 +32,85 @@ class Service:
     args: list[str]  # after `python -m`
     before: list[list[str]] = field(default_factory=list)  # one-off steps, run to completion
     port: int | None = None  # answers here when up
+    env: dict[str, str] = field(default_factory=dict)  # its own settings, over the stack's
 
 
-SERVICES: list[Service] = [
-    # the ledger first: its migrations must exist before anything reads it
-    Service("ledger", ["services.ledger", "run"], before=[["services.ledger", "migrate"]]),
-    # the casebook: every case as the decisions state it, and what became of submissions
-    Service("casebook", ["services.casebook", "run"], before=[["services.casebook", "migrate"]]),
-    Service(
-        "casereads",
-        ["services.casebook", "serve", "--port", str(CASEBOOK_PORT)],
-        port=CASEBOOK_PORT,
-    ),
-    Service("emergency", ["services.emergency", "worker", "--loglevel", "warn"]),
-    Service("clock", ["services.emergency", "clock"]),
-    Service(
-        "dashboard",
-        ["services.ledger", "serve", "--port", str(DASHBOARD_PORT)],
-        port=DASHBOARD_PORT,
-    ),
-    Service(
-        "intake",
-        ["services.intake", "serve", "--host", "127.0.0.1", "--port", str(INTAKE_PORT)],
-        before=[["services.intake", "migrate"]],
-        port=INTAKE_PORT,
-    ),
-]
+METRICS_PORT = 9101  # the first processor worker's /metrics; the next ones count up
+SCALE_FILE = "scale.json"  # in svc_dir(): how many workers and intake instances run
+
+
+def scaled(workers: int = 1, intakes: int = 1) -> list[Service]:
+    """Every service, with `workers` processor workers (each its own data folder and
+    metrics port; Faust shares the towns' partitions between them) and `intakes` intake
+    instances on one address (the kernel spreads connections over them: SO_REUSEPORT;
+    Idempotency-Keys are shared in PostgreSQL)."""
+    state = stack.state_dir()
+    processors = [
+        Service(
+            "emergency" if k == 1 else f"emergency-{k}",
+            ["services.emergency", "worker", "--loglevel", "warn"],
+            env={
+                "RELIEF_EMERGENCY_DATA_DIR": str(
+                    state / ("emergency" if k == 1 else f"emergency-{k}")
+                ),
+                "RELIEF_EMERGENCY_METRICS_PORT": str(METRICS_PORT + k - 1),
+            },
+        )
+        for k in range(1, workers + 1)
+    ]
+    intake_args = ["services.intake", "serve", "--host", "127.0.0.1", "--port", str(INTAKE_PORT)]
+    front = [
+        Service(
+            "intake" if k == 1 else f"intake-{k}",
+            intake_args + (["--reuse-port"] if intakes > 1 else []),
+            before=[["services.intake", "migrate"]] if k == 1 else [],
+            port=INTAKE_PORT,
+        )
+        for k in range(1, intakes + 1)
+    ]
+    return [
+        # the ledger first: its migrations must exist before anything reads it
+        Service("ledger", ["services.ledger", "run"], before=[["services.ledger", "migrate"]]),
+        # the casebook: every case as the decisions state it, and what became of submissions
+        Service(
+            "casebook", ["services.casebook", "run"], before=[["services.casebook", "migrate"]]
+        ),
+        Service(
+            "casereads",
+            ["services.casebook", "serve", "--port", str(CASEBOOK_PORT)],
+            port=CASEBOOK_PORT,
+        ),
+        *processors,
+        Service("clock", ["services.emergency", "clock"]),
+        Service(
+            "dashboard",
+            ["services.ledger", "serve", "--port", str(DASHBOARD_PORT)],
+            port=DASHBOARD_PORT,
+        ),
+        *front,
+        # the web pages for the bureau, the towns, civil affairs and finance (over intake)
+        Service(
+            "console",
+            ["services.console", "serve", "--host", "127.0.0.1", "--port", str(CONSOLE_PORT)],
+            port=CONSOLE_PORT,
+        ),
+    ]
+
+
+def chosen() -> list[Service]:
+    """The services as the last start chose them (one worker, one intake by default)."""
+    path = svc_dir() / SCALE_FILE
+    if not path.exists():
+        return scaled()
+    scale = json.loads(path.read_text(encoding="utf-8"))
+    return scaled(int(scale.get("workers", 1)), int(scale.get("intakes", 1)))
+
+
+SERVICES: list[Service] = scaled()
 
 
 def names() -> list[str]:
-    return [s.name for s in SERVICES]
+    return [s.name for s in chosen()]
 
 
 def svc_dir() -> Path:
@@ -109,29 +160,44 @@ def service_env(info: stack.StackInfo) -> dict[str, str]:
         "RELIEF_LEDGER_URL": f"http://127.0.0.1:{DASHBOARD_PORT}",
         "RELIEF_LEDGER_TOKEN": token,
         "RELIEF_DASHBOARD_TOKEN_HASHES": dashboard_hashes,
+        "RELIEF_CONSOLE_INTAKE_URL": f"http://127.0.0.1:{INTAKE_PORT}",
+        "RELIEF_CONSOLE_DASHBOARD_URL": f"http://127.0.0.1:{DASHBOARD_PORT}",
         "PYTHONUNBUFFERED": "1",
     }
 
 
-def spec(selected: Sequence[Service] = SERVICES) -> supervisor.Spec:
+def spec(selected: Sequence[Service] | None = None) -> supervisor.Spec:
     return supervisor.Spec(
         programs=tuple(
-            supervisor.Program(svc.name, (sys.executable, "-m", *svc.args), cwd=str(stack.ROOT))
-            for svc in selected
+            supervisor.Program(
+                svc.name, (sys.executable, "-m", *svc.args), env=svc.env, cwd=str(stack.ROOT)
+            )
+            for svc in (chosen() if selected is None else selected)
         )
     )
 
 
-def start_all(info: stack.StackInfo) -> None:
-    """Start the supervisor with every service; nothing changes when it already runs."""
+def start_all(
+    info: stack.StackInfo, workers: int | None = None, intakes: int | None = None
+) -> None:
+    """Start the supervisor with every service; nothing changes when it already runs.
+    `workers` and `intakes` scale the processor and intake (remembered for next time)."""
     svc_dir().mkdir(parents=True, exist_ok=True)
     running = supervisor.supervisor_pid(svc_dir())
     if running is not None:
         stack.log(f"services already running (supervisor pid {running})")
         return
     _stop_unsupervised()
+    if workers is not None or intakes is not None:
+        before = chosen()
+        scale = {
+            "workers": workers or sum(s.name.startswith("emergency") for s in before),
+            "intakes": intakes or sum(s.name.startswith("intake") for s in before),
+        }
+        (svc_dir() / SCALE_FILE).write_text(json.dumps(scale), encoding="utf-8")
+    selected = chosen()
     env = service_env(info)
-    for svc in SERVICES:
+    for svc in selected:
         for step in svc.before:
             result = subprocess.run(
                 [sys.executable, "-m", *step],
@@ -145,14 +211,14 @@ def start_all(info: stack.StackInfo) -> None:
                     f"{' '.join(step)} failed (exit {result.returncode}): "
                     f"{(result.stderr or result.stdout).strip()[-2000:]}"
                 )
-        if svc.port is not None and stack.port_open(svc.port):
+        if svc.port is not None and stack.port_open(svc.port) and "--reuse-port" not in svc.args:
             raise stack.StackError(
                 f"port {svc.port} for {svc.name} is taken by another program; "
                 f"set RELIEF_LOCAL_{svc.name.upper()}_PORT"
             )
-    stack.log(f"starting the supervisor with {', '.join(names())}")
+    stack.log(f"starting the supervisor with {', '.join(s.name for s in selected)}")
     try:
-        pid = supervisor.launch(svc_dir(), spec(), env=env)
+        pid = supervisor.launch(svc_dir(), spec(selected), env=env)
     except supervisor.SupervisorError as exc:
         raise stack.StackError(str(exc)) from exc
     stack.log(f"supervisor pid {pid}; its log: {svc_dir() / supervisor.LOG_FILE}")
@@ -161,7 +227,7 @@ def start_all(info: stack.StackInfo) -> None:
 def _stop_unsupervised() -> None:
     """Services started one by one before the supervisor existed: stopped, so the
     supervisor's own children do not find their ports taken."""
-    for svc in reversed(SERVICES):
+    for svc in reversed(chosen()):
         if stack.read_pid(legacy_pidfile(svc.name)) is not None:
             stack.log(f"{svc.name} runs without the supervisor")
         stack.stop_pid(legacy_pidfile(svc.name), svc.name)
@@ -172,7 +238,7 @@ def stop_all() -> None:
     _stop_unsupervised()
 
 
-def status_lines(selected: Sequence[Service] = SERVICES) -> tuple[list[str], bool]:
+def status_lines(selected: Sequence[Service] | None = None) -> tuple[list[str], bool]:
     """One line per service (up / restarting / crash loop / down, restarts, last exit);
     and whether every one is up."""
     directory = svc_dir()
@@ -183,7 +249,7 @@ def status_lines(selected: Sequence[Service] = SERVICES) -> tuple[list[str], boo
         f"log: {directory / supervisor.LOG_FILE}"
     ]
     ok = True
-    for svc in selected:
+    for svc in chosen() if selected is None else selected:
         state = states.get(svc.name)
         legacy = stack.read_pid(legacy_pidfile(svc.name))
         if state is not None:
@@ -204,7 +270,7 @@ def status_lines(selected: Sequence[Service] = SERVICES) -> tuple[list[str], boo
     return lines, ok
 
 
-def print_status(selected: Sequence[Service] = SERVICES) -> bool:
+def print_status(selected: Sequence[Service] | None = None) -> bool:
     lines, ok = status_lines(selected)
     for line in lines:
         print(line)

@@ -7,6 +7,7 @@ printed and kept in `.local/demo-tokens.toml`, readable by the owner only).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import secrets
@@ -52,14 +53,31 @@ def demo_tokens() -> dict[str, str]:
     return tokens
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="up", description="start the services, play the demo")
+    parser.add_argument("--no-demo", action="store_true", help="start the services only")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processor workers (default: as last time, 1)"
+    )
+    parser.add_argument(
+        "--intakes",
+        type=int,
+        default=None,
+        help="intake instances on one address (default: as last time, 1)",
+    )
+    # (`./run up` hands its arguments to stack.py too: --brokers is its own)
+    args, _ = parser.parse_known_args(argv)
+    for name in ("workers", "intakes"):
+        value = getattr(args, name)
+        if value is not None and not 1 <= value <= 12:
+            parser.error(f"--{name} must be between 1 and 12")
     info = stack.local_info()
     tokens = demo_tokens()
     finance_hash = hashlib.sha256(tokens["finance"].encode()).hexdigest()
     os.environ["RELIEF_DASHBOARD_TOKEN_HASHES"] = f"finance:{finance_hash}"
     try:
-        services.start_all(info)
-        if "--no-demo" not in sys.argv:
+        services.start_all(info, workers=args.workers, intakes=args.intakes)
+        if not args.no_demo:
             demo.play(f"http://127.0.0.1:{services.INTAKE_PORT}", tokens)
     except stack.StackError as exc:
         print(f"up: {exc}", file=sys.stderr)
@@ -69,6 +87,7 @@ def main() -> int:
     print(
         f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/?token={tokens['finance']}"
     )
+    print(f"console:           http://127.0.0.1:{services.CONSOLE_PORT}/ (demo tokens below)")
     print(f"intake API:        http://127.0.0.1:{services.INTAKE_PORT}/docs")
     print(f"demo tokens:       {stack.state_dir() / 'demo-tokens.toml'}")
     return code

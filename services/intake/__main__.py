@@ -51,7 +51,13 @@ def cli() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8080, show_default=True)
 @click.option("--log-level", default="info", show_default=True)
-def serve(host: str, port: int, log_level: str) -> None:
+@click.option(
+    "--reuse-port",
+    is_flag=True,
+    help="share the port with other intake instances (SO_REUSEPORT: the kernel spreads "
+    "connections over them)",
+)
+def serve(host: str, port: int, log_level: str, reuse_port: bool) -> None:
     """Serve the API with uvicorn (Kafka: RELIEF_KAFKA_BOOTSTRAP)."""
     import uvicorn
 
@@ -70,7 +76,17 @@ def serve(host: str, port: int, log_level: str) -> None:
         raise click.ClickException(str(exc)) from exc
     app = create_app(settings)
     # uvicorn's own access log would print raw paths; ours masks ID numbers (scrub_ids)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    if not reuse_port:
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+        return
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(app, log_level=log_level, access_log=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @cli.command()

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, cast
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from relief_platform.postgres import connect_pool
+from schemas.decisions import CaseStatus
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
 from schemas.intake import DISCLOSURE_PERIOD_PATTERN
@@ -50,6 +51,7 @@ from services.intake.domain.authz import (
     Decision,
     may,
     may_for_town,
+    may_list_cases,
     may_register,
     submission_scope,
 )
@@ -69,6 +71,8 @@ from services.intake.domain.idempotency import (
     event_id_for,
 )
 from services.intake.domain.reads import (
+    MAX_CASE_LIST,
+    CaseList,
     CaseView,
     DeadlineView,
     ReadNotAvailable,
@@ -124,6 +128,16 @@ class HardshipAccepted(BaseModel):
 
 class Problem(BaseModel):
     detail: str
+
+
+class Me(BaseModel):
+    """Who a token belongs to: what a page needs to show its holder the right things."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: str
+    org: str
+    town: str | None
 
 
 class Live(BaseModel):
@@ -1107,6 +1121,38 @@ def create_app(
         if view is None:
             raise Refused(404, f"town {town} has no case {case_id} (yet)")
         return view
+
+    @app.get(
+        "/v1/cases",
+        response_model=CaseList,
+        responses=READ_RESPONSES,
+        tags=["reads"],
+    )
+    async def list_cases(
+        principal: Annotated[Principal, Depends(authenticated)],
+        town: Annotated[
+            str | None, Query(min_length=6, max_length=12, pattern=rq.TOWN_PATTERN)
+        ] = None,
+        status: Annotated[list[CaseStatus] | None, Query()] = None,
+        incident_id: Annotated[
+            str | None, Query(min_length=1, max_length=64, pattern=CASE_ID)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_CASE_LIST)] = 100,
+    ) -> CaseList:
+        """Cases by town, status (repeatable) and incident, the most recently decided
+        first, each with its 24-hour deadline and its latest decision's rule and figures.
+        A town lists its own town's; the emergency bureau the cases of an incident; civil
+        affairs, finance and auditors any town's."""
+        if town is not None:
+            rq.check_town(intake.county, town, ("query", "town"))
+        _check(may_list_cases(principal, town, incident_id))
+        statuses = [s.value for s in dict.fromkeys(status or [])]
+        return await intake.reads.cases(town, statuses, incident_id, limit)
+
+    @app.get("/v1/me", response_model=Me, responses=READ_RESPONSES, tags=["reads"])
+    async def me(principal: Annotated[Principal, Depends(authenticated)]) -> Me:
+        """Who this token belongs to: role, organisation and, for a town, its town."""
+        return Me(role=principal.role.value, org=principal.org, town=principal.town)
 
     @app.get(
         "/v1/submissions/{event_id}",

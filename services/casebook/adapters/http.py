@@ -2,6 +2,7 @@
 
     GET /v1/towns/{town}/cases/{case_id}   a case of the town, with its whole story
     GET /v1/towns/{town}/deadlines         the town's open deadlines (R5, P1)
+    GET /v1/cases                          cases by town, status and incident (the console)
     GET /v1/open-cases                     unpaid urgent advances (the finance dashboard)
     GET /v1/submissions/{event_id}         pending, decided or rejected
     GET /v1/disclosures/{town}?period=YYYY-MM[&format=csv]   the public list (P7)
@@ -16,6 +17,7 @@ department's) answers pending for anything outside it, as if unknown.
 
 import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -38,8 +40,11 @@ from services.casebook.adapters import postgres
 from services.casebook.domain import disclosure
 from services.casebook.domain.access import allowed, bearer, parse_hashes
 from services.casebook.domain.views import (
+    MAX_CASE_LIST,
     MAX_DEADLINES,
+    MAX_LIST_STATUSES,
     MAX_OPEN_CASES,
+    CaseList,
     CaseStory,
     DeadlineView,
     DisclosureListView,
@@ -53,6 +58,7 @@ log = logging.getLogger("relief.casebook.http")
 
 TOWN_PATTERN = r"^[0-9]{6,12}$"
 CASE_ID_PATTERN = r"^[0-9A-Za-z_.:\-]+$"
+STATUS_PATTERN = re.compile(r"^[a-z_]{1,32}$")
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -232,6 +238,29 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
             return await postgres.open_deadlines(await db(), town, limit)
         except _READ_ERRORS as exc:
             raise Unavailable(f"deadline read failed: {type(exc).__name__}") from exc
+
+    @app.get("/v1/cases", response_model=CaseList, responses=RESPONSES)
+    async def read_cases(
+        _: Caller,
+        town: Annotated[str | None, Query(pattern=TOWN_PATTERN, max_length=12)] = None,
+        status: Annotated[list[str] | None, Query()] = None,
+        incident_id: Annotated[
+            str | None, Query(min_length=1, max_length=64, pattern=CASE_ID_PATTERN)
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_CASE_LIST)] = 100,
+    ) -> CaseList:
+        """Cases by town (every town when absent), status (repeatable; any when absent)
+        and incident, the most recently decided first, with each one's latest rule and
+        figures."""
+        statuses = status or []
+        if len(statuses) > MAX_LIST_STATUSES or not all(
+            STATUS_PATTERN.fullmatch(s) for s in statuses
+        ):
+            raise Refused(422, f"status: at most {MAX_LIST_STATUSES}, each like 'advanced'")
+        try:
+            return await postgres.list_cases(await db(), town, statuses, incident_id, limit)
+        except _READ_ERRORS as exc:
+            raise Unavailable(f"case list read failed: {type(exc).__name__}") from exc
 
     @app.get("/v1/open-cases", response_model=OpenCases, responses=RESPONSES)
     async def read_open_cases(

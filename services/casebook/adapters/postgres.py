@@ -51,7 +51,9 @@ from services.casebook.domain.submissions import (
 from services.casebook.domain.views import (
     MAX_STORY,
     MAX_SUBMISSION_DECISIONS,
+    CaseList,
     CaseStory,
+    CaseSummary,
     DeadlineView,
     DecisionEntry,
     OpenCase,
@@ -716,6 +718,64 @@ async def open_cases(db: Pool, town: str | None, limit: int) -> OpenCases:
                 granted_at=r["granted_at"],
                 relief_due_at=r["due_at"],
                 relief_state=r["state"],
+            )
+            for r in rows
+        ],
+    )
+
+
+async def list_cases(
+    db: Pool,
+    town: str | None,
+    statuses: Sequence[str],
+    incident_id: str | None,
+    limit: int,
+) -> CaseList:
+    """Cases of `town` (every town when None), in any of `statuses` (any when empty), of
+    `incident_id` (any when None), the newest first; each with its 24-hour deadline and
+    its latest decision's rule and figures."""
+    rows = await db.fetch(
+        """SELECT c.*, d.due_at, d.state, last.figures AS last_figures,
+                  count(*) OVER () AS total
+             FROM casebook.cases c
+             LEFT JOIN casebook.deadlines d
+               ON d.town = c.town AND d.case_id = c.case_id AND d.kind = 'relief_24h'
+             LEFT JOIN LATERAL (
+                   SELECT figures FROM casebook.decisions x
+                    WHERE x.town = c.town AND x.case_id = c.case_id
+                    ORDER BY x.source_offset DESC LIMIT 1) last ON true
+            WHERE ($1::text IS NULL OR c.town = $1)
+              AND (cardinality($2::text[]) = 0 OR c.status = ANY($2::text[]))
+              AND ($3::text IS NULL OR c.incident_id = $3)
+            ORDER BY c.updated_at DESC, c.town, c.case_id
+            LIMIT $4""",
+        town,
+        list(statuses),
+        incident_id,
+        limit,
+        timeout=QUERY_TIMEOUT_S,
+    )
+    return CaseList(
+        total=int(rows[0]["total"]) if rows else 0,
+        cases=[
+            CaseSummary(
+                town=r["town"],
+                case_id=r["case_id"],
+                status=r["status"],
+                category=r["category"],
+                urgency=r["urgency"],
+                incident_id=r["incident_id"],
+                funded_by=r["funded_by"],
+                requested_fen=r["requested_fen"],
+                granted_fen=r["granted_fen"],
+                paid_fen=r["paid_fen"],
+                opened_at=r["opened_at"],
+                updated_at=r["updated_at"],
+                relief_due_at=r["due_at"],
+                relief_state=r["state"],
+                last_type=r["last_type"],
+                last_rule=r["last_rule"],
+                last_figures=json.loads(r["last_figures"]) if r["last_figures"] else {},
             )
             for r in rows
         ],

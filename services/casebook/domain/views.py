@@ -13,6 +13,8 @@ MAX_STORY = 1_000  # decisions in one case's story at most
 MAX_DEADLINES = 1_000  # open deadlines listed per town at most
 MAX_OPEN_CASES = 10_000  # unpaid advances listed at most
 MAX_SUBMISSION_DECISIONS = 100  # decisions one record causes (a handful in practice)
+MAX_CASE_LIST = 500  # cases one list answer holds at most
+MAX_LIST_STATUSES = 13  # every CaseStatus at most
 
 
 class _View(BaseModel):
@@ -99,6 +101,34 @@ class SubmissionView(_View):
     correlation_id: str | None = None
     reason: str | None = None  # rejected: why, ID numbers masked
     decisions: list[DecisionEntry] = []
+
+
+class CaseSummary(_View):
+    """A case in a list: where it stands, its money, its 24-hour deadline, and the rule
+    and figures of its latest decision (what a person deciding it needs to see, P9)."""
+
+    town: str
+    case_id: str
+    status: str
+    category: str | None
+    urgency: str | None
+    incident_id: str | None
+    funded_by: str | None
+    requested_fen: int | None
+    granted_fen: int
+    paid_fen: int
+    opened_at: datetime
+    updated_at: datetime
+    relief_due_at: datetime | None
+    relief_state: str | None
+    last_type: str
+    last_rule: str
+    last_figures: dict[str, int | str]
+
+
+class CaseList(_View):
+    total: int  # every case that matched, whatever the limit
+    cases: list[CaseSummary]  # the newest first, up to the limit
 
 
 class DisclosureRowView(_View):

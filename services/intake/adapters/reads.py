@@ -17,6 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from services.intake.domain.reads import (
     MAX_MOVEMENTS,
+    CaseList,
     CaseView,
     DeadlineView,
     ReadNotAvailable,
@@ -43,6 +44,11 @@ class NoReadSource:
         raise ReadNotAvailable(NOT_CONFIGURED)
 
     async def deadlines(self, town: str) -> list[DeadlineView]:
+        raise ReadNotAvailable(NOT_CONFIGURED)
+
+    async def cases(
+        self, town: str | None, statuses: list[str], incident_id: str | None, limit: int
+    ) -> CaseList:
         raise ReadNotAvailable(NOT_CONFIGURED)
 
     async def submission(self, event_id: uuid.UUID, scope: ReadScope) -> SubmissionView:
@@ -77,7 +83,9 @@ class _Service:
                 transport=transport,
             )
 
-    async def get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response | None:
+    async def get(
+        self, path: str, params: dict[str, str] | httpx.QueryParams | None = None
+    ) -> httpx.Response | None:
         """The answer (None for 404); ReadNotAvailable for anything but 200 and 404."""
         if self._client is None:
             raise ReadNotAvailable(NOT_CONFIGURED)
@@ -137,6 +145,19 @@ class HttpReadSource:
         except ValidationError as exc:
             raise ReadNotAvailable("the casebook answered something unreadable") from exc
 
+    async def cases(
+        self, town: str | None, statuses: list[str], incident_id: str | None, limit: int
+    ) -> CaseList:
+        params = [("status", s) for s in statuses] + [("limit", str(limit))]
+        if town is not None:
+            params.append(("town", town))
+        if incident_id is not None:
+            params.append(("incident_id", incident_id))
+        response = await self.casebook.get("/v1/cases", httpx.QueryParams(tuple(params)))
+        if response is None:
+            raise ReadNotAvailable("the casebook does not know this read")
+        return self.casebook.parse(response, CaseList)
+
     async def submission(self, event_id: uuid.UUID, scope: ReadScope) -> SubmissionView:
         params = {k: v for k, v in (("town", scope.town), ("org", scope.org)) if v is not None}
         response = await self.casebook.get(f"/v1/submissions/{event_id}", params)
@@ -156,6 +177,7 @@ class HttpReadSource:
             size_fen=size_fen,
             available_fen=data.available_fen,
             held_fen=data.held_fen,
+            paid_fen=data.paid_fen,
             movements=data.movements,
         )
 

@@ -127,6 +127,21 @@ def may_register(
     return ALLOW
 
 
+def may_list_cases(principal: Principal, town: str | None, incident_id: str | None) -> Decision:
+    """A town lists its own town's cases; the bureau the cases of an incident (R1: it
+    reported it, and sees its cases and money by town); county staff who read everything,
+    any town's."""
+    if principal.role is Role.EMERGENCY_BUREAU:
+        if incident_id is None:
+            return Decision(False, "the emergency bureau lists the cases of an incident")
+        return ALLOW
+    if town is None:
+        if principal.role is Role.TOWN:
+            return Decision(False, "a town lists its own town's cases: name the town")
+        return may(principal, Action.READ)
+    return may_for_town(principal, Action.READ, town)
+
+
 def submission_scope(principal: Principal) -> tuple[str | None, str | None]:
     """(town, org) a principal's submission reads are limited to: a town sees its own
     town's, the bureau and departments their own organisation's; county staff who read

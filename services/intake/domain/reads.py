@@ -17,6 +17,7 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict
 
 MAX_MOVEMENTS = 100
+MAX_CASE_LIST = 500  # cases one list answer holds at most (the casebook's own limit)
 
 
 class ReadNotAvailable(RuntimeError):
@@ -103,7 +104,36 @@ class ReserveView(_View):
     size_fen: int  # R4: the configured reserve size
     available_fen: int
     held_fen: int  # held for advances granted and not yet paid
+    paid_fen: int = 0  # paid out as relief (the ledger's relief_paid balance)
     movements: list[ReserveMovementView]
+
+
+class CaseSummary(_View):
+    """A case in a list: where it stands, its money, its 24-hour deadline and the rule
+    and figures of its latest decision."""
+
+    town: str
+    case_id: str
+    status: str
+    category: str | None = None
+    urgency: str | None = None
+    incident_id: str | None = None
+    funded_by: str | None = None
+    requested_fen: int | None = None
+    granted_fen: int = 0
+    paid_fen: int = 0
+    opened_at: datetime
+    updated_at: datetime
+    relief_due_at: datetime | None = None
+    relief_state: str | None = None
+    last_type: str
+    last_rule: str
+    last_figures: dict[str, int | str] = {}
+
+
+class CaseList(_View):
+    total: int  # every case that matched, whatever the limit
+    cases: list[CaseSummary]
 
 
 class ReadScope(BaseModel):
@@ -120,6 +150,10 @@ class ReadSource(Protocol):
     async def case(self, town: str, case_id: str) -> CaseView | None: ...
 
     async def deadlines(self, town: str) -> list[DeadlineView]: ...
+
+    async def cases(
+        self, town: str | None, statuses: list[str], incident_id: str | None, limit: int
+    ) -> CaseList: ...
 
     async def submission(self, event_id: uuid.UUID, scope: ReadScope) -> SubmissionView: ...
 

@@ -5,6 +5,8 @@
     GET /events        server-sent events: a snapshot whenever it changes  (token)
     GET /api/towns/{town}/reserve   a town's reserve and its last movements
                                     (finance, county or service token: intake reads it)
+    POST /api/verify   run verify now: the report with the head hash  (finance or county)
+    GET /api/towns/{town}/statement.csv?from=D&to=D   a town's statement (finance or county)
     GET /metrics       Prometheus metrics of the ledger
     GET /healthz       200 once a snapshot was read
 
@@ -22,7 +24,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -79,6 +81,7 @@ class Hub:
         self.generation = 0
         self.clients = 0
         self.verified: snap.VerifyStatus | None = None
+        self.verifying = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._version: tuple[int, int] | None = None
         self._data: str | None = None
@@ -278,6 +281,7 @@ async def api_reserve(request: web.Request) -> web.Response:
             "town": town,
             "available_fen": balances.get("town_reserve", 0),
             "held_fen": balances.get("town_reserve_held", 0),
+            "paid_fen": balances.get("relief_paid", 0),
             "movements": [
                 {
                     "posting_id": str(m.posting_id),
@@ -289,6 +293,44 @@ async def api_reserve(request: web.Request) -> web.Response:
                 for m in movements
             ],
         }
+    )
+
+
+async def api_verify(request: web.Request) -> web.Response:
+    """Run `verify` now (every hash chain and balance recomputed) and answer its report
+    with the head hash to publish; finance and county staff (P10)."""
+    _authorized(request)
+    hub = request.app[HUB_KEY]
+    async with hub.verifying:  # one at a time: each reads the whole journal
+        await hub.verify()
+    return web.json_response(snap.verification(hub.verified))
+
+
+MAX_STATEMENT_DAYS = 366  # a year at most in one statement
+
+
+async def api_statement(request: web.Request) -> web.Response:
+    """A town's statement for the days [from, to] (China Standard Time) as CSV, as
+    `python -m services.ledger statement` writes it."""
+    _authorized(request)
+    hub = request.app[HUB_KEY]
+    if hub.pool is None:
+        raise web.HTTPServiceUnavailable(text="the ledger is not connected yet")
+    town = request.match_info["town"]
+    try:
+        first = date.fromisoformat(request.query["from"])
+        last = date.fromisoformat(request.query["to"])
+    except (KeyError, ValueError):
+        raise web.HTTPBadRequest(text="from and to: days as YYYY-MM-DD") from None
+    if not timedelta(0) <= last - first <= timedelta(days=MAX_STATEMENT_DAYS):
+        raise web.HTTPBadRequest(text=f"to is on or after from, {MAX_STATEMENT_DAYS} days at most")
+    text = await postgres.statement(hub.pool, town, first, last)
+    name = f"statement-{town}-{first.isoformat()}-{last.isoformat()}.csv"
+    return web.Response(
+        text=text,
+        content_type="text/csv",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
 
 
@@ -347,6 +389,8 @@ def build_app(settings: DashboardSettings, metrics: LedgerMetrics | None = None)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/api/snapshot", api_snapshot)
     app.router.add_get(r"/api/towns/{town:\d{6,12}}/reserve", api_reserve)
+    app.router.add_post("/api/verify", api_verify)
+    app.router.add_get(r"/api/towns/{town:\d{6,12}}/statement.csv", api_statement)
     app.router.add_get("/events", events)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_get("/healthz", healthz)

@@ -1,0 +1,169 @@
+"""PostgreSQL stops dead (`pg_ctl -m immediate`) for 60 s while the processor and the
+ledger's consumer are at work, and comes back.
+
+Run on purpose (`./run faults`), on the cluster of `test_broker_killed` (three brokers of
+its own and a PostgreSQL on other ports). The processor does not touch the database and
+goes on deciding; the ledger's consumer waits or exits, and is started again if it exits
+(as the supervisor would). Then the money is accounted: every hold posted once in the
+ledger, the hash chain verified, and each town's reserve in the ledger equal to what the
+processor's last grant says is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from deploy.local import stack as local_stack
+from schemas.towns import load_county
+from services.ledger.adapters import postgres
+from tests.faults.conftest import ROOT, Cluster
+from tests.integration.emergency.test_faults import (
+    AMOUNT_FEN,
+    all_granted,
+    feed,
+    granted_count_reaches,
+    granted_once,
+    logs,
+    requests_over,
+)
+from tests.integration.emergency.test_worker import Env, flood
+from tests.integration.ledger.conftest import SEALER, LedgerDb, ledger_database
+
+pytestmark = pytest.mark.faults
+
+DOWN_S = 60.0
+DRAIN_S = 300.0
+
+
+def cluster_stack(cluster: Cluster) -> local_stack.StackInfo:
+    port = cluster.env["RELIEF_LOCAL_PG_PORT"]
+    base = f"postgresql://{{role}}@127.0.0.1:{port}/{local_stack.DB_NAME}"
+    return local_stack.StackInfo(
+        kafka_bootstrap=cluster.bootstrap,
+        admin_url=base.format(role=local_stack.ADMIN_ROLE),
+        owner_url=base.format(role=local_stack.OWNER_ROLE),
+        app_url=base.format(role=local_stack.APP_ROLE),
+    )
+
+
+def pg_ctl(cluster: Cluster, *args: str) -> None:
+    data = Path(cluster.env["RELIEF_STATE_DIR"]) / "postgres" / "data"
+    subprocess.run(
+        [*local_stack.pg_as_user(), str(local_stack.pg_bin() / "pg_ctl"), "-D", str(data), *args],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd="/",  # its user may not enter the project's folder
+    )
+
+
+@pytest.fixture
+async def ledger_db(cluster: Cluster) -> AsyncIterator[LedgerDb]:
+    async with ledger_database(cluster_stack(cluster)) as db:
+        yield db
+
+
+def start_ledger(db: LedgerDb, env: Env, log: Path) -> subprocess.Popen[bytes]:
+    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.ledger", "run"],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("RELIEF_LEDGER_")},
+            "RELIEF_KAFKA_BOOTSTRAP": env.bootstrap,
+            "RELIEF_DATABASE_URL": db.app_url,
+            "RELIEF_DATABASE_OWNER_URL": db.owner_url,
+            "RELIEF_LEDGER_TOPIC": env.postings,
+            "RELIEF_LEDGER_REJECTED_TOPIC": env.rejected,
+            "RELIEF_METRICS_PORT": "0",
+        },
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
+async def test_postgresql_stopped_dead_for_a_minute_under_load(
+    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]], ledger_db: LedgerDb
+) -> None:
+    towns = load_county().codes()
+    n_cases = 2_000
+    cases = requests_over(towns, n_cases, "pgdown")
+    ledger_log = env.log.with_name("ledger.log")
+    ledger = start_ledger(ledger_db, env, ledger_log)
+    restarts = 0
+    worker.append(env.start_worker())
+    await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
+    stopped = asyncio.Event()
+    producing = asyncio.create_task(
+        feed(env.bootstrap, env.intake, cases, chunk=50, pause_s=0.2, gates={700: stopped})
+    )
+    try:
+        await granted_count_reaches(env, 300, workers=worker)
+        await asyncio.to_thread(pg_ctl, cluster, "-m", "immediate", "-w", "stop")
+        stopped.set()
+        deadline = asyncio.get_running_loop().time() + DOWN_S
+        while asyncio.get_running_loop().time() < deadline:
+            assert worker[0].poll() is None, f"the processor exited\n{logs(env)}"
+            await asyncio.sleep(1)
+        await asyncio.to_thread(cluster.up)  # PostgreSQL back (Kafka is running)
+        await asyncio.wait_for(producing, DRAIN_S)
+    finally:
+        producing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producing
+
+    wanted = {c.correlation_id for c in cases}
+    grants = await granted_once(await all_granted(env, wanted, DRAIN_S, worker), wanted, env)
+    # a new pool: the fixture's connections died with the server
+    async with fresh_pool(ledger_db) as pool:
+        deadline = asyncio.get_running_loop().time() + DRAIN_S
+        while (n := await holds_in_book_on(pool)) < n_cases:
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{n} of {n_cases} holds in the ledger; its log:\n"
+                f"{ledger_log.read_text(errors='replace')[-3000:]}"
+            )
+            if ledger.poll() is not None:  # the supervisor starts it again
+                restarts += 1
+                ledger = start_ledger(ledger_db, env, ledger_log)
+            await asyncio.sleep(1)
+        ids = [r["posting_id"] for r in await pool.fetch("SELECT posting_id FROM ledger_entries")]
+        assert len(ids) == len(set(ids)), "a posting stored twice"
+        report = await postgres.verify(ledger_db.app_url, SEALER)
+        assert report.ok, report.problems
+        balances = await postgres.reserve_balances(pool)
+    ledger.terminate()
+    await asyncio.to_thread(ledger.wait, 30)
+    left_after: dict[str, int] = {}
+    for g in grants:  # each grant quotes the reserve before it: the lowest, minus its own
+        after = int(g.figures["reserve_available_fen"]) - g.amount_fen
+        left_after[g.town] = min(after, left_after.get(g.town, after))
+    for town, left in left_after.items():
+        assert balances[town] == left, f"{town}: ledger {balances[town]} != processor {left}"
+    assert sum(g.amount_fen for g in grants) == n_cases * AMOUNT_FEN
+
+
+@contextlib.asynccontextmanager
+async def fresh_pool(db: LedgerDb) -> AsyncIterator[asyncpg.Pool]:
+    pool = await asyncpg.create_pool(db.app_url, min_size=1, max_size=2)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+async def holds_in_book_on(pool: asyncpg.Pool) -> int:
+    return int(
+        await pool.fetchval(
+            "SELECT count(*) FROM ledger_entries WHERE kind IN ('advance_granted', "
+            "'escalated_advance')"
+        )
+    )
