@@ -28,6 +28,7 @@ from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relief_platform import metrics_access
 from relief_platform.postgres import connect_pool
 from schemas.decisions import CaseStatus
 from schemas.envelope import Record
@@ -621,7 +622,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.intake = intake
-    app.mount("/metrics", make_asgi_app())  # Prometheus; outside the versioned API
+    # Prometheus; outside the versioned API; loopback or a metrics token (issue 13)
+    app.mount(
+        "/metrics",
+        metrics_access.Guarded(
+            make_asgi_app(), metrics_access.parse_hashes(settings.metrics_token_hashes)
+        ),
+    )
     retry_after = str(settings.intake_retry_after_s)
 
     # -------------------------------------------------------- errors

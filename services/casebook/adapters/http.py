@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_a
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relief_platform import metrics_access
 from schemas.intake import DISCLOSURE_PERIOD_PATTERN
 from schemas.policy import load_config
 from schemas.workdays import load_calendar
@@ -184,7 +185,14 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
         "them; for services holding a casebook token.",
         lifespan=lifespan,
     )
-    app.mount("/metrics", make_asgi_app(metrics.registry))
+    # loopback or a metrics token (issue 13)
+    app.mount(
+        "/metrics",
+        metrics_access.Guarded(
+            make_asgi_app(metrics.registry),
+            metrics_access.parse_hashes(settings.metrics_token_hashes),
+        ),
+    )
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused) -> JSONResponse:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relief_platform import kafka_security
 from schemas.decisions import Decision
 from schemas.intake import DisclosurePublished
 from schemas.registry import RecordError, decode, decode_as, encode
@@ -62,7 +63,7 @@ async def topic_partitions(
     bootstrap: str, names: Sequence[str], stop: asyncio.Event
 ) -> list[TopicPartition] | None:
     """Every partition of `names`, waiting (bounded) for each topic to exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
     await admin.start()
     try:
         waited = 0.0
@@ -132,6 +133,7 @@ class CasebookConsumer:
         """Consume until `stop`; with `until_caught_up`, only up to the ends of the topics
         as they were at the start (a rebuild), then return."""
         consumer = AIOKafkaConsumer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             group_id=None,  # positions are PostgreSQL's, not Kafka's
             enable_auto_commit=False,
@@ -140,6 +142,7 @@ class CasebookConsumer:
             max_partition_fetch_bytes=1_048_576,
         )
         producer = AIOKafkaProducer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,  # a dead letter is never lost
             acks="all",
@@ -279,8 +282,13 @@ class ProgressWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         c = self.consumer
         timeout_ms = int(self.timeout_s * 1000)
-        admin = AIOKafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=timeout_ms)
+        admin = AIOKafkaAdminClient(
+            **kafka_security.client_options(),
+            bootstrap_servers=c.bootstrap,
+            request_timeout_ms=timeout_ms,
+        )
         offsets = AIOKafkaConsumer(
+            **kafka_security.client_options(),
             bootstrap_servers=c.bootstrap,
             group_id=None,  # reads offsets only: never joins (or disturbs) the group
             enable_auto_commit=False,
