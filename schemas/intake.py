@@ -7,6 +7,7 @@ decisions on relief.decisions.v1. All records are keyed by town code.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -416,6 +417,58 @@ class HardshipListPushed(Record):
     rows: tuple[HardshipRow, ...] = Field(min_length=1, max_length=MAX_HARDSHIP_ROWS)
 
 
+class HardshipOutcome(StrEnum):
+    """What civil affairs made of one row of a pushed list (section 二)."""
+
+    CASE_OPENED = "case_opened"  # a relief case was registered: its case id is named
+    NO_RELIEF_NEEDED = "no_relief_needed"
+    REFERRED = "referred"  # to another office or department: which one is named
+
+
+DecidedBy = Annotated[
+    str, Field(min_length=1, max_length=MAX_ORG_TEXT), AfterValidator(scrub_personal)
+]
+ReferredTo = Annotated[
+    str, Field(min_length=1, max_length=MAX_SHORT_TEXT), AfterValidator(scrub_personal)
+]
+
+
+def hardship_row_correlation(list_event_id: uuid.UUID, row: int) -> str:
+    """The correlation id of a row's follow-up: the row, by its list record and index."""
+    return f"hardship-row-{list_event_id.hex}-{row}"
+
+
+class HardshipFollowedUp(Record):
+    """County civil affairs followed up one row of a pushed list (section 二, "policy finds
+    people") with a written decision (P9: reasons in words): a case opened (its case id),
+    no relief needed, or referred elsewhere (to whom). The row is named by its list record
+    (`list_event_id`, a HardshipListPushed of the same town) and its index in that record's
+    rows. The processor decides nothing on it; the casebook keeps it, and the first
+    follow-up of a row stands. correlation_id: `hardship_row_correlation`."""
+
+    type: Literal["HardshipFollowedUp"] = "HardshipFollowedUp"
+    schema_version: Literal[1] = 1
+
+    list_event_id: uuid.UUID
+    row: int = Field(ge=0, lt=MAX_HARDSHIP_ROWS, strict=True)
+    outcome: HardshipOutcome
+    case_id: CorrelationId | None = None
+    referred_to: ReferredTo | None = None
+    reasons: RequiredFreeText
+    # section 十: the record shows who decided; the officer as they sign the decision
+    decided_by: DecidedBy
+
+    @model_validator(mode="after")
+    def _outcome_details(self) -> Self:
+        if self.actor.role is not Role.CIVIL_AFFAIRS:
+            raise ValueError("county civil affairs follows up a hardship list (section 二)")
+        if (self.outcome is HardshipOutcome.CASE_OPENED) != (self.case_id is not None):
+            raise ValueError("case_id is required for, and only for, outcome case_opened")
+        if (self.outcome is HardshipOutcome.REFERRED) != (self.referred_to is not None):
+            raise ValueError("referred_to is required for, and only for, outcome referred")
+        return self
+
+
 # ---------------------------------------------------------------- public disclosure (P7)
 
 DISCLOSURE_PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -469,7 +522,9 @@ __all__ = [
     "EmergencyPeriodDeclared",
     "EmergencyPeriodEnded",
     "HardshipCategory",
+    "HardshipFollowedUp",
     "HardshipListPushed",
+    "HardshipOutcome",
     "HardshipRow",
     "IdentifiedBy",
     "IncidentClosed",

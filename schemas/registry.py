@@ -47,6 +47,7 @@ from schemas.intake import (
     DisclosurePublished,
     EmergencyPeriodDeclared,
     EmergencyPeriodEnded,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -83,6 +84,7 @@ IntakeRecord = (
     | ReserveFunded
     | ReserveReplenished
     | HardshipListPushed
+    | HardshipFollowedUp
     | DisclosurePublished
     | ClockTick
 )
@@ -125,6 +127,7 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     ReserveFunded,
     ReserveReplenished,
     HardshipListPushed,
+    HardshipFollowedUp,
     DisclosurePublished,
     ClockTick,
 )

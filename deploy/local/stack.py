@@ -314,12 +314,23 @@ def kafka_acls() -> dict[str, list[list[str]]]:
         ],
         "clock": [["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE)]],
         "emergency": [
-            ["--operation", "Read", "--operation", "Describe", *topic(t.INTAKE)],
+            # (DescribeConfigs: the worker checks its world before it starts - preflight)
+            [
+                "--operation",
+                "Read",
+                "--operation",
+                "Describe",
+                "--operation",
+                "DescribeConfigs",
+                *topic(t.INTAKE),
+            ],
             [
                 "--operation",
                 "Write",
                 "--operation",
                 "Describe",
+                "--operation",
+                "DescribeConfigs",
                 *topic(t.DECISIONS, t.POSTINGS, t.REJECTED),
             ],
             ["--operation", "All", *emergency],
@@ -1144,6 +1155,8 @@ def down() -> None:
 
 
 def status() -> int:
+    for key, value in kafka_client_env().items():  # a secure Kafka: asked as `admin`
+        os.environ.setdefault(key, value)
     info = local_info()
     kafka_ok = asyncio.run(kafka_answers(info.kafka_bootstrap))
     pg_ok = asyncio.run(pg_answers(info.admin_url))

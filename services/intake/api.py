@@ -33,7 +33,7 @@ from relief_platform.postgres import connect_pool
 from schemas.decisions import CaseStatus
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
-from schemas.intake import DISCLOSURE_PERIOD_PATTERN
+from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS
 from schemas.registry import encode
 from schemas.towns import County, load_county
 from services.intake.adapters.idempotency_store import (
@@ -1033,6 +1033,42 @@ def create_app(
         )
 
     # -------------------------------------------------------- hardship lists (section 二)
+
+    @app.post(
+        f"{HARDSHIP_PATH}/{{list_event_id}}/rows/{{row}}/follow-ups",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["civil affairs"],
+    )
+    async def follow_up_hardship(
+        list_event_id: uuid.UUID,
+        row: Annotated[int, PathParam(ge=0, lt=MAX_HARDSHIP_ROWS)],
+        body: rq.FollowUpHardship,
+        principal: by(Action.FOLLOW_UP_HARDSHIP),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """Follow up one row of a department's list (civil_affairs; section 二) with a
+        written decision (P9): `case_opened` with its case_id, `no_relief_needed`, or
+        `referred` with referred_to. The row is named by its list record's event id (the
+        `event_id` of the pushed record, as the casebook lists it) and its index; `town`
+        is the list's. The first decision on a row stands: the submission of a later one,
+        or of one naming no row of that town, answers `rejected` with the reason."""
+        intake.place(principal, Action.FOLLOW_UP_HARDSHIP, body.town)
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            record = rq.follow_up_hardship(
+                list_event_id, row, body, intake.stamp(principal, event_id, now)
+            )
+            return await intake.send_one(record)
+
+        return await intake.write(
+            principal,
+            idempotency_key,
+            f"POST {HARDSHIP_PATH}/{list_event_id}/rows/{row}/follow-ups",
+            body.model_dump(mode="json"),
+            produce,
+        )
 
     @app.post(
         HARDSHIP_PATH,

@@ -23,13 +23,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from relief_platform import kafka_security
 from schemas.decisions import Decision
-from schemas.intake import DisclosurePublished
+from schemas.envelope import Record
+from schemas.intake import DisclosurePublished, HardshipFollowedUp, HardshipListPushed
 from schemas.registry import RecordError, decode, decode_as, encode
 from schemas.topics import RejectedRecord
 from services.casebook.adapters.postgres import (
@@ -39,6 +41,7 @@ from services.casebook.adapters.postgres import (
     ReadDecision,
     Stored,
 )
+from services.casebook.domain import hardship
 from services.casebook.domain.submissions import (
     NotASubmission,
     Rejection,
@@ -47,6 +50,7 @@ from services.casebook.domain.submissions import (
 )
 
 log = logging.getLogger("relief.casebook.consumer")
+R = TypeVar("R", bound=Record)
 
 TOPIC_WAIT_S = 1.0
 TOPIC_WAIT_MAX_S = 300.0
@@ -218,6 +222,18 @@ class CasebookConsumer:
                     published = self._publication(r)
                     if published is not None:
                         batch.publications.append(published)
+                elif seen.type == "HardshipListPushed":
+                    pushed = self._intake(r, HardshipListPushed)
+                    if pushed is not None:
+                        at = hardship.Where(r.partition, r.offset)
+                        batch.hardship_lists.append(
+                            (hardship.pushed(pushed, _stamp(r), at), hardship.list_rows(pushed))
+                        )
+                elif seen.type == "HardshipFollowedUp":
+                    followed = self._intake(r, HardshipFollowedUp)
+                    if followed is not None:
+                        at = hardship.Where(r.partition, r.offset)
+                        batch.follow_ups.append(hardship.follow_up(followed, _stamp(r), at))
             elif r.topic == self.rejected_topic:
                 found = self._rejection(r.value or b"")
                 if found is not None:
@@ -248,6 +264,16 @@ class CasebookConsumer:
             self.counts.skipped += 1
             return None
         return Publication(record, _stamp(r), r.partition, r.offset)
+
+    def _intake(self, r: ConsumerRecord[bytes, bytes], kind: type[R]) -> R | None:
+        """An intake record the casebook keeps (section 二); one that does not read is
+        the processor's to dead-letter (it reads the same record) and is skipped here."""
+        try:
+            return decode_as(r.value or b"", kind, recorded_at=_stamp(r))
+        except RecordError as exc:
+            log.warning("%s %d@%d not read: %s", kind.__name__, r.partition, r.offset, exc)
+            self.counts.skipped += 1
+            return None
 
     def _rejection(self, value: bytes) -> Rejection | None:
         """A dead letter of the intake topic, tied back to its record; None for others."""

@@ -58,6 +58,7 @@ from schemas.intake import (
     DisclosurePublished,
     EmergencyPeriodDeclared,
     EmergencyPeriodEnded,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -183,6 +184,7 @@ _AUTHORITY: dict[type[Record], frozenset[Role]] = {
     EmergencyPeriodDeclared: frozenset({Role.EMERGENCY_BUREAU}),
     EmergencyPeriodEnded: frozenset({Role.EMERGENCY_BUREAU}),
     HardshipListPushed: frozenset({Role.DEPARTMENT}),
+    HardshipFollowedUp: frozenset({Role.CIVIL_AFFAIRS}),
     DisclosurePublished: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
     ReserveFunded: frozenset({Role.FINANCE}),
     ReserveReplenished: frozenset({Role.FINANCE}),
@@ -237,6 +239,10 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
             return _emergency_period(book, record)
         case HardshipListPushed():
             # Section 二: lists for civil affairs to follow up; no money moves here.
+            return []
+        case HardshipFollowedUp():
+            # Section 二, P9: civil affairs' written decision on a row; the casebook keeps
+            # it. A case it opened was registered on its own (ReliefRequested).
             return []
         case DisclosurePublished():
             # P7: a town published its list; the casebook keeps it, nothing is decided.

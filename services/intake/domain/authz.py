@@ -31,6 +31,7 @@ class Action(StrEnum):
     FUND_RESERVE = "fund_reserve"
     REPLENISH_RESERVE = "replenish_reserve"
     PUSH_HARDSHIP_LIST = "push_hardship_list"
+    FOLLOW_UP_HARDSHIP = "follow_up_hardship"
     PUBLISH_DISCLOSURE = "publish_disclosure"
     READ = "read"
     READ_SUBMISSION = "read_submission"
@@ -58,6 +59,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.REPLENISH_RESERVE: frozenset({Role.FINANCE}),
     # section 二: departments push lists of suspected hardship cases
     Action.PUSH_HARDSHIP_LIST: frozenset({Role.DEPARTMENT}),
+    # section 二, P9: county civil affairs follows each row up with a written decision
+    Action.FOLLOW_UP_HARDSHIP: frozenset({Role.CIVIL_AFFAIRS}),
     # P7, section 十: a town publishes its own list; civil affairs any town's
     Action.PUBLISH_DISCLOSURE: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
     # section 十: supervision reads everything; a town reads its own town

@@ -19,11 +19,13 @@ from pydantic import ConfigDict, Field, StrictBool, ValidationError
 
 from schemas.envelope import (
     MAX_ANY_STR,
+    MAX_ORG_TEXT,
     MAX_SHORT_TEXT,
     Actor,
     CorrelationId,
     Record,
     RequiredText,
+    ShortText,
     Text,
     TextOnly,
     UtcDatetime,
@@ -51,6 +53,8 @@ from schemas.intake import (
     DisclosurePublished,
     EmergencyPeriodDeclared,
     EmergencyPeriodEnded,
+    HardshipFollowedUp,
+    HardshipOutcome,
     IdentifiedBy,
     IncidentClosed,
     IncidentKind,
@@ -65,6 +69,7 @@ from schemas.intake import (
     ReserveReplenished,
     ReviewOutcome,
     Urgency,
+    hardship_row_correlation,
 )
 from schemas.money import Fen, NonNegativeFen
 from schemas.towns import County
@@ -250,6 +255,24 @@ class PublishDisclosure(_Body):
     """P7: the town's list of expenditure-type relief approved in a month was published."""
 
     note: Text = Field(default="", description="where it was posted (notice board, website)")
+
+
+class FollowUpHardship(CaseBody):
+    """Section 二, P9: civil affairs' written decision on one row of a department's list
+    (the town is the list's): a case opened (its case id), no relief needed, or referred
+    elsewhere (to whom)."""
+
+    outcome: HardshipOutcome
+    case_id: CorrelationId | None = Field(
+        default=None, description="the case opened (outcome case_opened only)"
+    )
+    referred_to: ShortText | None = Field(
+        default=None, description="the office referred to (outcome referred only)"
+    )
+    reasons: RequiredText = Field(description="the written reasons (P9)")
+    decided_by: Annotated[str, Field(min_length=1, max_length=MAX_ORG_TEXT)] = Field(
+        description="the officer who decided, as they sign it"
+    )
 
 
 class MoveReserve(_Body):
@@ -526,6 +549,23 @@ def publish_disclosure(
     fields = _envelope(stamp, town, f"disclosure-{period}", stamp.now)
     fields.update(period=period, note=req.note)
     return _build(DisclosurePublished, fields, {})
+
+
+def follow_up_hardship(
+    list_event_id: uuid.UUID, row: int, req: FollowUpHardship, stamp: Stamp
+) -> HardshipFollowedUp:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, hardship_row_correlation(list_event_id, row), stamp.now)
+    fields.update(
+        list_event_id=list_event_id,
+        row=row,
+        outcome=req.outcome,
+        case_id=req.case_id,
+        referred_to=req.referred_to,
+        reasons=req.reasons,
+        decided_by=req.decided_by,
+    )
+    return _build(HardshipFollowedUp, fields, {})
 
 
 def reserve_correlation(town: str) -> str:

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.envelope import Actor, Role
 from schemas.identity import household_ref, person_ref, statement_ref
@@ -147,3 +148,58 @@ def test_a_publication_is_recorded_for_its_town_and_month() -> None:
         "2026-03",
         "disclosure-2026-03",
     )
+
+
+CIVIL_STAMP = rq.Stamp(
+    uuid.UUID(int=7), NOW, Actor(role=Role.CIVIL_AFFAIRS, org="桓台县民政局"), KEY, load_county()
+)
+LIST_ID = uuid.UUID(int=99)
+
+
+def follow_up(**changes: object) -> rq.FollowUpHardship:
+    body: dict[str, object] = {
+        "town": SUOZHEN,
+        "outcome": "case_opened",
+        "case_id": "exp-31",
+        "reasons": "入户核实，大病支出",
+        "decided_by": "王科长",
+    }
+    return rq.FollowUpHardship.model_validate({**body, **changes})
+
+
+def test_a_follow_up_names_its_row_and_who_decided() -> None:
+    record = rq.follow_up_hardship(LIST_ID, 3, follow_up(), CIVIL_STAMP)
+    assert (record.list_event_id, record.row, record.outcome.value, record.case_id) == (
+        LIST_ID,
+        3,
+        "case_opened",
+        "exp-31",
+    )
+    assert record.correlation_id == f"hardship-row-{LIST_ID.hex}-3"
+    assert (record.actor.org, record.decided_by, record.town) == ("桓台县民政局", "王科长", SUOZHEN)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"case_id": None}, "case_id is required for, and only for, outcome case_opened"),
+        ({"outcome": "referred"}, "case_id is required for, and only for"),
+        (
+            {"outcome": "referred", "case_id": None},
+            "referred_to is required for, and only for, outcome referred",
+        ),
+        ({"town": "370321999"}, "unknown town"),
+    ],
+)
+def test_a_follow_up_that_does_not_add_up_is_refused_with_the_reason(
+    changes: dict[str, object], says: str
+) -> None:
+    with pytest.raises(rq.RequestInvalid, match=says):
+        rq.follow_up_hardship(LIST_ID, 0, follow_up(**changes), CIVIL_STAMP)
+
+
+def test_a_follow_up_without_written_reasons_or_a_signature_is_not_a_request() -> None:
+    with pytest.raises(ValidationError, match="reasons"):
+        follow_up(reasons="")
+    with pytest.raises(ValidationError, match="decided_by"):
+        follow_up(decided_by="")

@@ -158,3 +158,12 @@ def test_a_tokens_holder_is_the_person_on_its_commands() -> None:
     [holder] = parse_tokens(text, "toml").values()
     assert holder.actor.person == "社会救助科 张某" and holder.actor.org == "桓台县民政局"
     assert parse_tokens(toml_entry(holder), "toml")[holder.sha256] == holder
+
+
+@pytest.mark.parametrize(
+    "token", ["tok-bureau", "tok-dept", "tok-auditor", "tok-finance", "tok-suozhen"]
+)
+def test_only_civil_affairs_follows_up_a_hardship_row(token: str) -> None:
+    # section 二: departments push the lists; civil affairs decides on each row (P9)
+    assert not may(principal(token), Action.FOLLOW_UP_HARDSHIP).allowed
+    assert may_for_town(principal("tok-civil"), Action.FOLLOW_UP_HARDSHIP, SHAOHAI).allowed

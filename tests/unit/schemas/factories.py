@@ -123,6 +123,15 @@ def intake_samples() -> list[Record]:
         i.DisclosurePublished(
             **env(TOWN_CLERK, "disclosure-2024-07", 23), period="2024-07", note="镇政务公开栏"
         ),
+        i.HardshipFollowedUp(
+            **env(CIVIL, i.hardship_row_correlation(uuid.UUID(int=21), 0), 24),
+            list_event_id=uuid.UUID(int=21),
+            row=0,
+            outcome=i.HardshipOutcome.CASE_OPENED,
+            case_id="exp-2024-0031",
+            reasons="入户核实：长期卧床，医疗支出大，已登记支出型救助",
+            decided_by="民政局社会救助科 王科长",
+        ),
         i.ClockTick(
             event_id=uuid.UUID(int=22),
             occurred_at=due,
