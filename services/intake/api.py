@@ -796,6 +796,44 @@ def create_app(
             produce,
         )
 
+    def emergency_period(
+        path: str, model: type[BaseModel], mapper: Callable[[str, Any, rq.Stamp], Record]
+    ) -> None:
+        async def endpoint(
+            incident_id: CaseIdPath,
+            body: model,  # type: ignore[valid-type]
+            principal: by(Action.DECLARE_EMERGENCY_PERIOD),  # type: ignore[valid-type]
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            request = cast(rq.CaseBody, body)
+            intake.place(principal, Action.DECLARE_EMERGENCY_PERIOD, request.town)
+
+            async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+                stamp = intake.stamp(principal, event_id, now)
+                return await intake.send_one(mapper(incident_id, request, stamp))
+
+            return await intake.write(
+                principal,
+                idempotency_key,
+                f"POST /v1/incidents/{incident_id}/{path}",
+                request.model_dump(mode="json"),
+                produce,
+            )
+
+        endpoint.__name__ = f"emergency_period_{path.rsplit('/', 1)[-1].replace('-', '_')}"
+        app.post(
+            f"/v1/incidents/{{incident_id}}/{path}",
+            status_code=202,
+            response_model=Accepted,
+            responses=WRITE_RESPONSES,
+            tags=["emergency bureau"],
+            summary=f"{model.__doc__ or path}".split("\n")[0],
+            operation_id=endpoint.__name__,
+        )(endpoint)
+
+    emergency_period("emergency-period", rq.DeclareEmergencyPeriod, rq.declare_emergency_period)
+    emergency_period("emergency-period/end", rq.EndEmergencyPeriod, rq.end_emergency_period)
+
     # -------------------------------------------------------- cases
 
     @app.post(
@@ -810,10 +848,12 @@ def create_app(
         principal: by(Action.REGISTER_CASE),  # type: ignore[valid-type]
         idempotency_key: IdemKey = None,
     ) -> JSONResponse:
-        """Register a case: urgent by its town (R5), expenditure-type by civil affairs (R3).
+        """Register a case: urgent (R5) or expenditure-type (R3), by its town (section 八)
+        or civil affairs; a second grant for one cause by civil affairs only (P6).
         `correlation_id` in the answer is the case id."""
         rq.check_town(intake.county, body.town)
-        _check(may_register(principal, body.town, body.urgency))
+        second = body.second_grant_reason is not None
+        _check(may_register(principal, body.town, body.urgency, second))
 
         async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
             return await intake.send_one(

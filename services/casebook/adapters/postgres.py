@@ -239,9 +239,11 @@ class Stored:
 
 
 def _reason(d: Decision) -> str | None:
+    """The written reasons (P9) when the decision gives them, else its reason's code
+    (older refusals carry only the code; their `reasons` read as empty)."""
     for name in ("reasons", "reason"):
         value = getattr(d, name, None)
-        if value is not None:
+        if value is not None and value != "":
             return str(value)
     return None
 

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from schemas.envelope import Actor, Role
-from schemas.identity import household_ref
+from schemas.identity import household_ref, person_ref, statement_ref
+from schemas.intake import IdentifiedBy
 from schemas.towns import load_county
 from services.intake.domain import requests as rq
 from tests.unit.intake.people import KEY, SUOZHEN, bad_check, make_id
@@ -71,6 +72,47 @@ def test_reserve_records_use_the_processors_correlation() -> None:
     with pytest.raises(rq.RequestInvalid) as raised:
         rq.fund_reserve("370321999", rq.MoveReserve(amount_fen=100), finance)
     assert raised.value.problems[0][0] == ("path", "town")
+
+
+def test_the_household_is_its_members_each_hashed_and_none_in_clear() -> None:
+    """P6: the head and every member become person refs; no ID number is in the record."""
+    record = rq.register_case(register(household_member_ids=[make_id(2), make_id(3)]), STAMP)
+    assert record.member_refs == tuple(person_ref(make_id(n), KEY) for n in (1, 2, 3))
+    text = record.model_dump_json()
+    assert not [n for n in (1, 2, 3) if make_id(n) in text]
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.register_case(register(household_member_ids=[make_id(2), bad_check(make_id(3))]), STAMP)
+    assert [p[0] for p in raised.value.problems] == [("body", "household_member_ids", 1)]
+
+
+def test_a_vagrant_without_an_id_is_registered_on_an_identity_statement() -> None:
+    """R7: the statement is hashed (the same one twice, the same household); it is for
+    vagrants only, and one of head ID and statement is given."""
+    statement = "自述：张某，河北省某县人，约50岁"
+    body = {"household_head_id": None, "identity_statement": statement, "vagrant": True}
+    record = rq.register_case(register(**body), STAMP)
+    assert record.identified_by is IdentifiedBy.STATEMENT and record.vagrant
+    assert record.household_ref == statement_ref(statement, KEY)
+    assert statement not in record.model_dump_json()
+    spaced = rq.register_case(register(**{**body, "identity_statement": f" {statement} "}), STAMP)
+    assert spaced.household_ref == record.household_ref
+    for bad in (
+        {"household_head_id": None, "identity_statement": statement},  # not a vagrant
+        {"household_head_id": None},  # neither
+        {"identity_statement": statement, "vagrant": True},  # both
+    ):
+        with pytest.raises(rq.RequestInvalid):
+            rq.register_case(register(**bad), STAMP)
+
+
+def test_a_cash_payment_says_why_cash_was_needed() -> None:
+    """P9: payment to the household's own account; cash only where needed, and why."""
+    cash = {"town": SUOZHEN, "amount_fen": 100, "method": "cash"}
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.confirm_payment("c1", rq.ConfirmPayment.model_validate(cash), STAMP)
+    assert raised.value.problems[0][0] == ("body", "cash_reason")
+    body = rq.ConfirmPayment.model_validate({**cash, "cash_reason": "无银行账户"})
+    assert rq.confirm_payment("c1", body, STAMP).cash_reason == "无银行账户"
 
 
 def test_an_expenditure_recipients_name_is_masked_at_the_door() -> None:
