@@ -58,9 +58,7 @@ async def test_a_worker_killed_five_times_in_a_row_under_load(
     worker.append(env.start_worker())
     await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
     # about 60 s of requests (25 every 0.5 s), so every kill lands in the middle of them
-    producing = asyncio.create_task(
-        feed(env.bootstrap, env.intake, cases, chunk=25, pause_s=0.5)
-    )
+    producing = asyncio.create_task(feed(env.bootstrap, env.intake, cases, chunk=25, pause_s=0.5))
     try:
         await granted_count_reaches(env, 100, workers=worker)
         for _ in range(KILLS):
