@@ -8,10 +8,11 @@ written: Kafka is away for exactly that send. Bad records are then slipped into 
 postings topic among the good ones. The ledger may not step over them (it stores its
 position only after their dead letters are acknowledged): it waits on the send (its
 producer retries past its request timeout), or exits and is started again as the
-supervisor would; no dead letter may appear while the broker is away. Once the broker is back: every bad record
-dead-lettered (by its derived id: a re-sent one is the same letter), every good posting
-stored once, the ledger's positions at the end of the topic, the chain verified, and
-each town's reserve in the ledger equal to what the processor's grants leave.
+supervisor would; no dead letter may appear while the broker is away. Once the broker
+is back: every bad record dead-lettered (by its derived id: a re-sent one is the same
+letter), every good posting stored once, the ledger's positions at the end of the topic,
+the chain verified, and each town's reserve in the ledger equal to what the processor's
+grants leave.
 """
 
 from __future__ import annotations
