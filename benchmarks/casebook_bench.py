@@ -25,6 +25,8 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from relief_platform import kafka_security
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from deploy.local import stack as local_stack
@@ -104,7 +106,11 @@ def records(cases: int) -> tuple[list[tuple[str, bytes]], list[tuple[str, bytes]
 
 async def produce(bootstrap: str, topic: str, values: list[tuple[str, bytes]]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20
+        **kafka_security.client_options(),
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
     )
     await producer.start()
     try:

@@ -27,6 +27,8 @@ from typing import Any
 import httpx
 from aiokafka import AIOKafkaConsumer
 
+from relief_platform import kafka_security
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -91,6 +93,7 @@ async def decided(
     """Case id -> latency (ms) from request stamp to decision stamp, for the run's cases."""
     consumer = AIOKafkaConsumer(
         topics.DECISIONS,
+        **kafka_security.client_options(),
         bootstrap_servers=bootstrap,
         auto_offset_reset="earliest",
         enable_auto_commit=False,

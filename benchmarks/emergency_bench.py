@@ -28,6 +28,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from relief_platform import kafka_security
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -128,7 +130,9 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
 
 async def bench_worker(n: int, bootstrap: str) -> None:
     tag = uuid.uuid4().hex[:8]
-    names = {f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")}
+    names: dict[str, dict[str, str]] = {
+        f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")
+    }
     intake = f"bench.intake.{tag}"
     names[intake] = {"message.timestamp.type": "LogAppendTime"}
     await ensure_topics(bootstrap, partitions=6, names=names)
@@ -149,7 +153,10 @@ async def bench_worker(n: int, bootstrap: str) -> None:
     try:
         towns = load_config().county.codes()
         producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+            **kafka_security.client_options(),
+            bootstrap_servers=bootstrap,
+            acks="all",
+            enable_idempotence=True,
         )
         await producer.start()
         try:
@@ -157,7 +164,10 @@ async def bench_worker(n: int, bootstrap: str) -> None:
             warm = request(towns[0], 10**9, datetime.now(UTC))
             await (await producer.send(intake, key=warm.town.encode(), value=encode(warm)))
             consumer = AIOKafkaConsumer(
-                f"bench.decisions.{tag}", bootstrap_servers=bootstrap, auto_offset_reset="earliest"
+                f"bench.decisions.{tag}",
+                **kafka_security.client_options(),
+                bootstrap_servers=bootstrap,
+                auto_offset_reset="earliest",
             )
             await consumer.start()
             while not await consumer.getmany(timeout_ms=1000):
@@ -187,10 +197,11 @@ async def bench_worker(n: int, bootstrap: str) -> None:
                 last_progress = time.monotonic()
             for msgs in batch.values():
                 for m in msgs:
-                    rec = decode(m.value or b"")
-                    if rec.correlation_id.startswith("bench-") and rec.correlation_id not in seen:
-                        seen.add(rec.correlation_id)
-                        lat.append(m.timestamp - rec.occurred_at.timestamp() * 1000)
+                    decided = decode(m.value or b"")
+                    case = decided.correlation_id
+                    if case.startswith("bench-") and case not in seen:
+                        seen.add(case)
+                        lat.append(m.timestamp - decided.occurred_at.timestamp() * 1000)
         elapsed = time.perf_counter() - start
         cpu_end = cpu_seconds(worker.pid)
         await consumer.stop()

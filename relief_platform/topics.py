@@ -10,6 +10,7 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from relief_platform import kafka_security
 from schemas import topics
 
 # The intake topic's records are stamped by the broker when appended: that stamp is the
@@ -31,7 +32,9 @@ async def ensure_topics(
 ) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left as they are."""
     wanted = names if names is not None else TOPIC_CONFIGS
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    admin = AIOKafkaAdminClient(
+        **kafka_security.client_options(), bootstrap_servers=bootstrap, request_timeout_ms=30_000
+    )
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -13,9 +13,17 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictInt
 
-from schemas.envelope import MAX_SHORT_TEXT, RequiredText, UtcDatetime, no_control_characters
-from schemas.identity import HouseholdRef, PublicName
+from schemas.envelope import (
+    MAX_SHORT_TEXT,
+    Actor,
+    RequiredText,
+    Text,
+    UtcDatetime,
+    no_control_characters,
+)
+from schemas.identity import HouseholdRef, PersonRef, PublicName
 from schemas.intake import (
+    MAX_MEMBERS_PER_REQUEST,
     MAX_PERSONS_PER_REQUEST,
     CaseRecord,
     IncidentId,
@@ -71,6 +79,8 @@ class CaseFacts(_Part):
     incident_id: IncidentId | None = None
     requested_fen: Fen
     persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
+    # P6: the household's members named at intake (optional: older records lack them)
+    member_refs: tuple[PersonRef, ...] = Field(default=(), max_length=MAX_MEMBERS_PER_REQUEST + 1)
 
 
 class Decision(CaseRecord):
@@ -85,6 +95,12 @@ class Decision(CaseRecord):
     case_status: CaseStatus | None = None
     # on the first decision of a case only (optional in version 1, like case_status)
     opened: CaseFacts | None = None
+    # Section 十: the person (role and organisation, from the token of the command) whose
+    # decision this records - an approval, a deliberation, a review, a payment, a
+    # cancellation. None: the processor decided by a rule alone (an advance, a deadline,
+    # a refusal at the door). The processor checks the role's authority and never fills
+    # this in with anyone but the command's own actor. (Optional in version 1.)
+    decided_by: Actor | None = None
 
 
 class FundedBy(StrEnum):
@@ -120,6 +136,7 @@ class ReliefPaid(Decision):
 
 class RefusalReason(StrEnum):
     DUPLICATE = "duplicate"  # P6: same household, same cause
+    NOT_AUTHORISED = "not_authorised"  # section 八, P2: the registrant may not register this
     OVER_ADVANCE_CAP = "over_advance_cap"  # P3
     UNKNOWN_TOWN = "unknown_town"
     UNKNOWN_INCIDENT = "unknown_incident"
@@ -130,10 +147,14 @@ class RefusalReason(StrEnum):
 
 
 class AdvanceRefused(Decision):
+    """A request refused at once, in writing (P9): `reason` is the code, `reasons` the
+    words the household is given (optional in version 1: older records lack them)."""
+
     type: Literal["AdvanceRefused"] = "AdvanceRefused"
     schema_version: Literal[1] = 1
 
     reason: RefusalReason
+    reasons: Text = ""
 
 
 class AdvanceVoided(Decision):
@@ -190,6 +211,20 @@ class ReliefApproved(Decision):
 
     amount_fen: Fen
     approver_level: ApproverLevel
+    # the approver's written reasons, when given (a deliberation's, a review's)
+    reasons: Text = ""
+
+
+class SecondGrantAllowed(Decision):
+    """P6: county civil affairs grants a household a second time for the same cause, for
+    a good reason, recorded; the first grant is named in the figures. The case's own
+    decisions follow."""
+
+    type: Literal["SecondGrantAllowed"] = "SecondGrantAllowed"
+    schema_version: Literal[1] = 1
+
+    previous_case_id: str = Field(min_length=1, max_length=MAX_SHORT_TEXT)
+    reasons: RequiredText
 
 
 class ReliefRejected(Decision):

@@ -164,6 +164,10 @@ class Actor(TextOnly):
 
     role: Role
     org: str = Field(min_length=1, max_length=MAX_ORG_TEXT)
+    # the person who holds the token the command came with (a staff number or name), so a
+    # decision names who decided, not only where (section 十); None for the system and
+    # for tokens issued before holders were recorded
+    person: str | None = Field(default=None, min_length=1, max_length=MAX_ORG_TEXT)
 
 
 _SYSTEM = Actor(role=Role.SYSTEM, org="relief-emergency")  # frozen: one for every record

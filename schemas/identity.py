@@ -190,3 +190,14 @@ def person_ref(id_number: str, key: bytes) -> str:
 def household_ref(head_id_number: str, key: bytes) -> str:
     """ "h_" + 32 hex: HMAC-SHA256 of the household head's validated number under `key`."""
     return _keyed("h_", b"household:", head_id_number, key)
+
+
+def statement_ref(statement: str, key: bytes) -> str:
+    """R7: "h_" + 32 hex for a vagrant who carries no ID: the keyed hash of their identity
+    statement (case- and space-normalised), so the same statement gives the same household
+    for P6 and the statement itself never enters the log."""
+    if len(key) < MIN_KEY_BYTES:
+        raise ValueError(f"the hashing key must be at least {MIN_KEY_BYTES} bytes")
+    normalised = " ".join(statement.split()).casefold()
+    digest = hmac.new(key, b"statement:" + normalised.encode("utf-8"), hashlib.sha256).hexdigest()
+    return "h_" + digest[:REF_HEX_CHARS]

@@ -7,6 +7,7 @@ decisions on relief.decisions.v1. All records are keyed by town code.
 
 from __future__ import annotations
 
+import uuid
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
@@ -21,8 +22,9 @@ from schemas.envelope import (
     Record,
     Role,
     TextOnly,
+    UtcDatetime,
 )
-from schemas.identity import HouseholdRef, PublicName, scrub_personal
+from schemas.identity import HouseholdRef, PersonRef, PublicName, scrub_personal
 from schemas.money import Fen, NonNegativeFen
 
 # What people type (a description, a reason, a note): anything shaped like an ID number or
@@ -41,9 +43,14 @@ MAX_CASUALTIES = 100_000
 MAX_PARTITION = 10_000
 # P5: transitional living relief lasts 3 months, extendable to at most 6.
 MAX_TRANSITIONAL_MONTHS = 6
-# P8: a fraud fine is 1-3 x the amount obtained.
+# P8: a fraud fine is 1-3 x the amount obtained. The band in force is the configuration's
+# (schemas.policy fraud_fine_multiples, checked by the processor); this is only the
+# widest a record may carry.
 MIN_FINE_MULTIPLE = 1
-MAX_FINE_MULTIPLE = 3
+MAX_FINE_MULTIPLE = 10
+# P6: the members of a household named on a request (besides its head): each is a person
+# whose grant for a cause blocks a second one (section 六: one record per person).
+MAX_MEMBERS_PER_REQUEST = 20
 
 
 class _Part(TextOnly):
@@ -134,6 +141,30 @@ class IncidentClosed(Record):
     note: FreeText = ""
 
 
+class EmergencyPeriodDeclared(Record):
+    """R2: the emergency bureau declares an emergency period for an incident in a town
+    (one record per town: records are keyed by town). While it runs, the configured
+    emergency measures apply to the incident's urgent cases (schemas.policy
+    EmergencyMeasures). `until` None: until it is ended."""
+
+    type: Literal["EmergencyPeriodDeclared"] = "EmergencyPeriodDeclared"
+    schema_version: Literal[1] = 1
+
+    incident_id: IncidentId
+    until: UtcDatetime | None = None
+    reason: RequiredFreeText
+
+
+class EmergencyPeriodEnded(Record):
+    """R2: the emergency period of an incident ends in a town."""
+
+    type: Literal["EmergencyPeriodEnded"] = "EmergencyPeriodEnded"
+    schema_version: Literal[1] = 1
+
+    incident_id: IncidentId
+    note: FreeText = ""
+
+
 # ---------------------------------------------------------------- relief cases
 
 
@@ -152,11 +183,21 @@ class ReliefCategory(StrEnum):
     EDUCATION = "education"  # R3: 3-6 x
 
 
+class IdentifiedBy(StrEnum):
+    """How the household was identified at intake (R7: vagrants often carry no ID)."""
+
+    RESIDENT_ID = "resident_id"  # the head's resident ID number, hashed at intake
+    STATEMENT = "statement"  # R7: an identity statement, hashed at intake (vagrants only)
+
+
 class ReliefRequested(CaseRecord):
-    """A town registers a case (correlation_id = the case id).
+    """A town (or county civil affairs) registers a case (correlation_id = the case id).
 
     v2 added `persons` (how many people the relief is for; P5 pays per person); v1
-    samples are upcast with persons = 1 (schemas.registry).
+    samples are upcast with persons = 1 (schemas.registry). Later optional fields, absent
+    from older v2 records: `member_refs` (P6: the household's members, keyed hashes made at
+    intake), `identified_by` (R7), `second_grant_reason` (P6: civil affairs grants a second
+    time for a good reason, recorded).
     """
 
     type: Literal["ReliefRequested"] = "ReliefRequested"
@@ -172,6 +213,9 @@ class ReliefRequested(CaseRecord):
     # R7: vagrants and beggars are placed by the county of origin when it is known.
     vagrant: bool = False
     origin_county: str | None = Field(default=None, min_length=1, max_length=MAX_SHORT_TEXT)
+    member_refs: tuple[PersonRef, ...] = Field(default=(), max_length=MAX_MEMBERS_PER_REQUEST + 1)
+    identified_by: IdentifiedBy = IdentifiedBy.RESIDENT_ID
+    second_grant_reason: RequiredFreeText | None = None
     # P7: the recipient's name as it may be published, masked at intake's door ("张＊＊");
     # expenditure-type cases only (urgent ones are not published). Optional in version 2.
     public_name: PublicName | None = None
@@ -180,6 +224,10 @@ class ReliefRequested(CaseRecord):
     def _origin_only_for_vagrants(self) -> Self:
         if self.origin_county is not None and not self.vagrant:
             raise ValueError("origin_county is only recorded for vagrant cases (R7)")
+        if self.identified_by is IdentifiedBy.STATEMENT and not self.vagrant:
+            raise ValueError(
+                "an identity statement instead of a resident ID is for vagrant cases only (R7)"
+            )
         return self
 
 
@@ -206,11 +254,16 @@ class PaymentConfirmed(CaseRecord):
     amount_fen: Fen
     method: PaymentMethod = PaymentMethod.BANK
     bank_reference: str | None = Field(default=None, min_length=1, max_length=MAX_ID_TEXT)
+    # P9: cash only where needed - why it was needed (required by the API for cash; records
+    # written before the field lack it)
+    cash_reason: RequiredFreeText | None = None
 
     @model_validator(mode="after")
     def _bank_payments_have_a_reference(self) -> Self:
         if self.method is PaymentMethod.BANK and self.bank_reference is None:
             raise ValueError("a bank payment needs its bank_reference (P9)")
+        if self.method is PaymentMethod.BANK and self.cash_reason is not None:
+            raise ValueError("cash_reason is recorded for cash payments only (P9)")
         return self
 
 
@@ -234,8 +287,10 @@ class CaseReviewed(CaseRecord):
     """County civil affairs reviews a case after the fact (docs/design.md rule 4).
 
     `approved_fen` is the total the case is finally worth (0 when ineligible or fraud);
-    `top_up_fen` is required for, and only for, a top-up; `fine_multiple` (1-3, P8) for,
-    and only for, fraud.
+    `top_up_fen` is required for, and only for, a top-up. P8: a fraud *may* be fined
+    (可以): `fine_fen`, the amount the reviewer decides, within the configured band of
+    multiples of the amount obtained (the processor checks it); `fine_multiple` is the
+    older way of saying it (a whole multiple). Neither: no fine.
     """
 
     type: Literal["CaseReviewed"] = "CaseReviewed"
@@ -247,6 +302,7 @@ class CaseReviewed(CaseRecord):
     fine_multiple: int | None = Field(
         default=None, ge=MIN_FINE_MULTIPLE, le=MAX_FINE_MULTIPLE, strict=True
     )
+    fine_fen: Fen | None = None
     reasons: FreeText = ""
 
     @model_validator(mode="after")
@@ -254,8 +310,11 @@ class CaseReviewed(CaseRecord):
         o = self.outcome
         if (o is ReviewOutcome.TOP_UP) != (self.top_up_fen is not None):
             raise ValueError("top_up_fen is required for, and only for, outcome top_up")
-        if (o is ReviewOutcome.FRAUD) != (self.fine_multiple is not None):
-            raise ValueError("fine_multiple (1-3, P8) is required for, and only for, fraud")
+        fined = self.fine_multiple is not None or self.fine_fen is not None
+        if fined and o is not ReviewOutcome.FRAUD:
+            raise ValueError("a fine (fine_fen or fine_multiple, P8) is for fraud only")
+        if self.fine_multiple is not None and self.fine_fen is not None:
+            raise ValueError("a fine is given as fine_fen or as fine_multiple, not both")
         recovered = o in (ReviewOutcome.INELIGIBLE, ReviewOutcome.FRAUD)
         if recovered and self.approved_fen != 0:
             raise ValueError("approved_fen must be 0 when the case is ineligible or fraud")
@@ -358,6 +417,58 @@ class HardshipListPushed(Record):
     rows: tuple[HardshipRow, ...] = Field(min_length=1, max_length=MAX_HARDSHIP_ROWS)
 
 
+class HardshipOutcome(StrEnum):
+    """What civil affairs made of one row of a pushed list (section 二)."""
+
+    CASE_OPENED = "case_opened"  # a relief case was registered: its case id is named
+    NO_RELIEF_NEEDED = "no_relief_needed"
+    REFERRED = "referred"  # to another office or department: which one is named
+
+
+DecidedBy = Annotated[
+    str, Field(min_length=1, max_length=MAX_ORG_TEXT), AfterValidator(scrub_personal)
+]
+ReferredTo = Annotated[
+    str, Field(min_length=1, max_length=MAX_SHORT_TEXT), AfterValidator(scrub_personal)
+]
+
+
+def hardship_row_correlation(list_event_id: uuid.UUID, row: int) -> str:
+    """The correlation id of a row's follow-up: the row, by its list record and index."""
+    return f"hardship-row-{list_event_id.hex}-{row}"
+
+
+class HardshipFollowedUp(Record):
+    """County civil affairs followed up one row of a pushed list (section 二, "policy finds
+    people") with a written decision (P9: reasons in words): a case opened (its case id),
+    no relief needed, or referred elsewhere (to whom). The row is named by its list record
+    (`list_event_id`, a HardshipListPushed of the same town) and its index in that record's
+    rows. The processor decides nothing on it; the casebook keeps it, and the first
+    follow-up of a row stands. correlation_id: `hardship_row_correlation`."""
+
+    type: Literal["HardshipFollowedUp"] = "HardshipFollowedUp"
+    schema_version: Literal[1] = 1
+
+    list_event_id: uuid.UUID
+    row: int = Field(ge=0, lt=MAX_HARDSHIP_ROWS, strict=True)
+    outcome: HardshipOutcome
+    case_id: CorrelationId | None = None
+    referred_to: ReferredTo | None = None
+    reasons: RequiredFreeText
+    # section 十: the record shows who decided; the officer as they sign the decision
+    decided_by: DecidedBy
+
+    @model_validator(mode="after")
+    def _outcome_details(self) -> Self:
+        if self.actor.role is not Role.CIVIL_AFFAIRS:
+            raise ValueError("county civil affairs follows up a hardship list (section 二)")
+        if (self.outcome is HardshipOutcome.CASE_OPENED) != (self.case_id is not None):
+            raise ValueError("case_id is required for, and only for, outcome case_opened")
+        if (self.outcome is HardshipOutcome.REFERRED) != (self.referred_to is not None):
+            raise ValueError("referred_to is required for, and only for, outcome referred")
+        return self
+
+
 # ---------------------------------------------------------------- public disclosure (P7)
 
 DISCLOSURE_PERIOD_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
@@ -408,9 +519,14 @@ __all__ = [
     "DeliberationDecided",
     "DisasterSubtype",
     "DisclosurePublished",
+    "EmergencyPeriodDeclared",
+    "EmergencyPeriodEnded",
     "HardshipCategory",
+    "HardshipFollowedUp",
     "HardshipListPushed",
+    "HardshipOutcome",
     "HardshipRow",
+    "IdentifiedBy",
     "IncidentClosed",
     "IncidentKind",
     "IncidentReported",

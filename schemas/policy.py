@@ -32,8 +32,17 @@ class PolicyError(ConfigError):
     """A policy file that does not validate, or a figure asked for that is not in force."""
 
 
-def _rule(rule: str, text: str) -> Any:
-    return {"description": f"{rule}: {text}", "json_schema_extra": {"rule": rule}}
+# Where a figure comes from (issue: every figure names its source). The county's own text
+# is 桓政字〔2021〕7号; anything else is a default the county has to set for itself.
+COUNTY_TEXT = "桓政字〔2021〕7号"
+COUNTY_TO_SET = "not in the county's text: a default to be set by the county"
+
+
+def _rule(rule: str, text: str, source: str = COUNTY_TO_SET) -> Any:
+    return {
+        "description": f"{rule}: {text} (source: {source})",
+        "json_schema_extra": {"rule": rule, "source": source},
+    }
 
 
 class _Frozen(BaseModel):
@@ -76,31 +85,81 @@ class MultipleBand(_Frozen):
         return self
 
 
+class EmergencyMeasures(_Frozen):
+    """R2: what applies to an incident's urgent cases while an emergency period declared
+    for it runs. The county's text asks for emergency-period policies without figures."""
+
+    advance_cap_fen: Fen = Field(**_rule("R2", "the advance cap during an emergency period"))
+    paperwork_deadline_d: int = Field(
+        ge=1, le=90, strict=True, **_rule("R2", "paperwork deadline during an emergency period")
+    )
+
+
 class Policy(_Frozen):
     urban_minimum_monthly: tuple[DatedAmount, ...] = Field(
         min_length=1,
         max_length=MAX_PERIODS,
-        **_rule("R3/P4", "urban minimum-living monthly amount (fen), dated periods"),
+        **_rule(
+            "R3/P4",
+            "urban minimum-living monthly amount (fen), dated periods",
+            "section 三 sets the method, not the figure: the figures configured are the Zibo "
+            "example of P4 (淄民〔2023〕4号) until Huantai's own are configured",
+        ),
     )
     illness_multiples: MultipleBand = Field(
-        **_rule("R3", "serious illness: 3-12 x the urban monthly minimum")
+        **_rule("R3", "serious illness: 3-12 x the urban monthly minimum", f"{COUNTY_TEXT} 五")
     )
     education_multiples: MultipleBand = Field(
-        **_rule("R3", "education costs: 3-6 x the urban monthly minimum")
+        **_rule("R3", "education costs: 3-6 x the urban monthly minimum", f"{COUNTY_TEXT} 五")
     )
-    fraud_fine_multiples: MultipleBand = Field(**_rule("P8", "fraud fine: 1-3 x the amount"))
-    advance_cap_fen: Fen = Field(**_rule("P3", "advance cap for light urgent cases (1,000 yuan)"))
+    emergency_ceiling_fen: Fen = Field(
+        **_rule("R3/R6", "emergency relief (no band in the text): above this, deliberation")
+    )
+    temporary_hardship_ceiling_fen: Fen = Field(
+        **_rule("R3/R6", "temporary hardship relief (no band in the text): above, deliberation")
+    )
+    fraud_fine_multiples: MultipleBand = Field(
+        **_rule("P8", "fraud fine: 1-3 x the amount", "社会救助暂行办法 Art. 68")
+    )
+    advance_cap_fen: Fen = Field(
+        **_rule(
+            "P3",
+            "advance cap for light urgent cases (1,000 yuan)",
+            "not in the county's text: Zibo city implementing rules; to be set by the county",
+        )
+    )
     town_approval_limit_fen: Fen = Field(
-        **_rule("P2", "a town approves below this amount (3,000 yuan); above, the county")
+        **_rule(
+            "P2",
+            "a town approves below this amount (3,000 yuan); above, the county",
+            "not in the county's text: Shandong 2019 practice, 社会救助暂行办法 Art. 48; "
+            "to be set by the county",
+        )
+    )
+    vagrant_interim_cap_fen: Fen = Field(
+        **_rule("R7", "interim relief for a vagrant (food, lodging, a ticket home)")
+    )
+    emergency_period: EmergencyMeasures = Field(
+        **_rule("R2", "measures while an emergency period runs")
     )
     relief_deadline_h: int = Field(
-        ge=1, le=168, strict=True, **_rule("R5", "urgent cases: relief first within 24 hours")
+        ge=1,
+        le=168,
+        strict=True,
+        **_rule("R5", "urgent cases: relief first within 24 hours", f"{COUNTY_TEXT} 五"),
     )
     relief_warning_lead_h: int = Field(
         ge=0, le=168, strict=True, **_rule("R5", "warning this long before the relief deadline")
     )
     paperwork_deadline_d: int = Field(
-        ge=1, le=90, strict=True, **_rule("P1", "paperwork within 5 days after the advance")
+        ge=1,
+        le=90,
+        strict=True,
+        **_rule(
+            "P1",
+            "paperwork within 5 days after the advance",
+            "not in the county's text: Shandong practice since 2019; to be set by the county",
+        ),
     )
     paperwork_warning_lead_h: int = Field(
         ge=0, le=90 * 24, strict=True, **_rule("P1", "warning this long before paperwork is due")
@@ -109,16 +168,37 @@ class Policy(_Frozen):
         **_rule("P5", "transitional living relief per person per day")
     )
     transitional_period_months: int = Field(
-        ge=1, le=MAX_TRANSITIONAL_MONTHS, strict=True, **_rule("P5", "transition period: 3 months")
+        ge=1,
+        le=MAX_TRANSITIONAL_MONTHS,
+        strict=True,
+        **_rule(
+            "P5",
+            "transition period: 3 months",
+            "not in the county's text: national disaster-relief practice",
+        ),
     )
     transitional_max_months: int = Field(
-        ge=1, le=MAX_TRANSITIONAL_MONTHS, strict=True, **_rule("P5", "extendable to 6 months")
+        ge=1,
+        le=MAX_TRANSITIONAL_MONTHS,
+        strict=True,
+        **_rule(
+            "P5",
+            "extendable to 6 months",
+            "not in the county's text: national disaster-relief practice",
+        ),
     )
     reserve_low_threshold_pct: int = Field(
         ge=0, le=100, strict=True, **_rule("R4/P11", "alert finance below this % of a reserve")
     )
     disclosure_working_days: int = Field(
-        ge=1, le=60, strict=True, **_rule("P7", "expenditure-type cases published within")
+        ge=1,
+        le=60,
+        strict=True,
+        **_rule(
+            "P7",
+            "expenditure-type cases published within",
+            "not in the county's text: local disclosure lists; 社会救助暂行办法 Art. 61, 62",
+        ),
     )
 
     @model_validator(mode="after")
@@ -165,6 +245,15 @@ class Policy(_Frozen):
             raise KeyError(field)
         return str(extra["rule"])
 
+    @classmethod
+    def source_of(cls, field: str) -> str:
+        """Where a figure comes from: the county's text, another document, or a default
+        the county has to set (docs/policy.md "sources of the figures")."""
+        extra = cls.model_fields[field].json_schema_extra
+        if not isinstance(extra, dict) or not isinstance(extra.get("source"), str):
+            raise KeyError(field)
+        return str(extra["source"])
+
     def urban_minimum_on(self, day: date) -> int:
         """The urban minimum-living monthly amount (fen) in force on `day` (P4)."""
         for period in reversed(self.urban_minimum_monthly):
@@ -179,6 +268,24 @@ class Policy(_Frozen):
         if category is ReliefCategory.EDUCATION:
             return self.education_multiples
         raise PolicyError(f"no R3 band for category {category.value}")
+
+    def ceiling_fen(self, category: ReliefCategory, day: date) -> tuple[int, int]:
+        """R3, R6: (floor, cap) in fen of what a case of `category` dated `day` may be
+        worth without a deliberation, whatever path sets or raises it. Categories with no
+        band in the county's text have no floor and a configured ceiling; transitional
+        living relief is bounded by its schedule (P5), not here."""
+        if category in (ReliefCategory.SERIOUS_ILLNESS, ReliefCategory.EDUCATION):
+            return self.band_fen(category, day)
+        if category is ReliefCategory.EMERGENCY:
+            return 0, self.emergency_ceiling_fen
+        if category is ReliefCategory.TEMPORARY_HARDSHIP:
+            return 0, self.temporary_hardship_ceiling_fen
+        raise PolicyError(f"no ceiling for category {category.value}: its schedule bounds it (P5)")
+
+    def fine_band_fen(self, amount_fen: int) -> tuple[int, int]:
+        """P8: the fine a person may decide for fraud over `amount_fen`, (least, most)."""
+        band = self.fraud_fine_multiples
+        return band.min * amount_fen, band.max * amount_fen
 
     def band_fen(self, category: ReliefCategory, day: date) -> tuple[int, int]:
         """R3: (floor, cap) in fen for an expenditure-type case dated `day`."""

@@ -34,6 +34,7 @@ from schemas.decisions import (
     ReliefRejected,
     ReplenishmentRefused,
     ReserveLow,
+    SecondGrantAllowed,
     TransitionalInstalmentPaid,
 )
 from schemas.envelope import Record
@@ -44,6 +45,9 @@ from schemas.intake import (
     ClockTick,
     DeliberationDecided,
     DisclosurePublished,
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -68,6 +72,8 @@ IntakeRecord = (
     IncidentReported
     | IncidentUpdated
     | IncidentClosed
+    | EmergencyPeriodDeclared
+    | EmergencyPeriodEnded
     | ReliefRequested
     | AdvanceCancelled
     | PaymentConfirmed
@@ -78,6 +84,7 @@ IntakeRecord = (
     | ReserveFunded
     | ReserveReplenished
     | HardshipListPushed
+    | HardshipFollowedUp
     | DisclosurePublished
     | ClockTick
 )
@@ -100,6 +107,7 @@ DecisionRecord = (
     | ReserveLow
     | InstalmentDue
     | TransitionalInstalmentPaid
+    | SecondGrantAllowed
 )
 AnyRecord = IntakeRecord | DecisionRecord | Posting
 
@@ -107,6 +115,8 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     IncidentReported,
     IncidentUpdated,
     IncidentClosed,
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
     ReliefRequested,
     AdvanceCancelled,
     PaymentConfirmed,
@@ -117,6 +127,7 @@ INTAKE_TYPES: tuple[type[Record], ...] = (
     ReserveFunded,
     ReserveReplenished,
     HardshipListPushed,
+    HardshipFollowedUp,
     DisclosurePublished,
     ClockTick,
 )
@@ -139,6 +150,7 @@ DECISION_TYPES: tuple[type[Record], ...] = (
     ReserveLow,
     InstalmentDue,
     TransitionalInstalmentPaid,
+    SecondGrantAllowed,
 )
 POSTING_TYPES: tuple[type[Record], ...] = (Posting,)
 ALL_TYPES: tuple[type[Record], ...] = INTAKE_TYPES + DECISION_TYPES + POSTING_TYPES

@@ -389,7 +389,7 @@ def case_register(
 @click.argument("case_id")
 @click.option("--yuan", "amount", required=True)
 @click.option("--bank-reference", default=None)
-@click.option("--cash", is_flag=True, help="paid in cash (P9: only where needed)")
+@click.option("--cash", "cash_reason", default=None, help="paid in cash, and why (P9)")
 @key_option
 @wait_option
 @click.pass_context
@@ -399,15 +399,16 @@ def case_pay(
     case_id: str,
     amount: str,
     bank_reference: str | None,
-    cash: bool,
+    cash_reason: str | None,
     key: str | None,
 ) -> None:
     """Confirm a payment (R5: before the 24-hour deadline)."""
     body = {
         "town": town,
         "amount_fen": _fen(amount, "--yuan"),
-        "method": "cash" if cash else "bank",
+        "method": "cash" if cash_reason is not None else "bank",
         "bank_reference": bank_reference,
+        "cash_reason": cash_reason,
     }
     _accepted(
         ctx, _api(ctx).request("POST", f"/v1/cases/{case_id}/payments", body=body, key=_key(key))
@@ -690,6 +691,7 @@ def token() -> None:
 )
 @click.option("--org", required=True, help="the organisation, e.g. 索镇街道办事处")
 @click.option("--town", default=None, help="the town code (role town only)")
+@click.option("--holder", default=None, help="the person who holds it (named on their decisions)")
 @click.option(
     "--file",
     "path",
@@ -698,7 +700,7 @@ def token() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="tokens file (RELIEF_INTAKE_TOKENS_FILE); .json or TOML",
 )
-def token_add(role: str, org: str, town: str | None, path: Path) -> None:
+def token_add(role: str, org: str, town: str | None, holder: str | None, path: Path) -> None:
     """Add a token: prints it once; the file keeps only its hash."""
     from pydantic import ValidationError
 
@@ -713,7 +715,9 @@ def token_add(role: str, org: str, town: str | None, path: Path) -> None:
 
     secret = new_token()
     try:
-        principal = Principal(sha256=token_hash(secret), role=role, org=org, town=town)
+        principal = Principal(
+            sha256=token_hash(secret), role=role, org=org, town=town, holder=holder
+        )
     except ValidationError as exc:
         raise click.ClickException("; ".join(e["msg"] for e in exc.errors())) from None
     path.parent.mkdir(parents=True, exist_ok=True)

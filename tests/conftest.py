@@ -36,7 +36,10 @@ def stack() -> Iterator[local_stack.StackInfo]:
     pg_ok = asyncio.run(local_stack.pg_answers(info.admin_url))
     started_pg = started_kafka = False
     if not pg_ok:
-        local_stack.pg_up(info)
+        # a cluster made now asks for passwords: the URLs carry the ones it was given
+        started = local_stack.pg_up(info)
+        if "RELIEF_DATABASE_ADMIN_URL" not in os.environ:
+            info = started
         started_pg = True
     if not kafka_ok:
         local_stack.kafka_up(info)

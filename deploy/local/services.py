@@ -33,6 +33,7 @@ class Service:
     before: list[list[str]] = field(default_factory=list)  # one-off steps, run to completion
     port: int | None = None  # answers here when up
     env: dict[str, str] = field(default_factory=dict)  # its own settings, over the stack's
+    kafka: str | None = None  # its Kafka principal on a secure Kafka (`up --secure`)
 
 
 METRICS_PORT = 9101  # the first processor worker's /metrics; the next ones count up
@@ -49,6 +50,7 @@ def scaled(workers: int = 1, intakes: int = 1) -> list[Service]:
         Service(
             "emergency" if k == 1 else f"emergency-{k}",
             ["services.emergency", "worker", "--loglevel", "warn"],
+            kafka="emergency",
             env={
                 "RELIEF_EMERGENCY_DATA_DIR": str(
                     state / ("emergency" if k == 1 else f"emergency-{k}")
@@ -65,27 +67,38 @@ def scaled(workers: int = 1, intakes: int = 1) -> list[Service]:
             intake_args + (["--reuse-port"] if intakes > 1 else []),
             before=[["services.intake", "migrate"]] if k == 1 else [],
             port=INTAKE_PORT,
+            kafka="intake",
         )
         for k in range(1, intakes + 1)
     ]
     return [
         # the ledger first: its migrations must exist before anything reads it
-        Service("ledger", ["services.ledger", "run"], before=[["services.ledger", "migrate"]]),
+        Service(
+            "ledger",
+            ["services.ledger", "run"],
+            before=[["services.ledger", "migrate"]],
+            kafka="ledger",
+        ),
         # the casebook: every case as the decisions state it, and what became of submissions
         Service(
-            "casebook", ["services.casebook", "run"], before=[["services.casebook", "migrate"]]
+            "casebook",
+            ["services.casebook", "run"],
+            before=[["services.casebook", "migrate"]],
+            kafka="casebook",
         ),
         Service(
             "casereads",
             ["services.casebook", "serve", "--port", str(CASEBOOK_PORT)],
             port=CASEBOOK_PORT,
+            kafka="casebook",
         ),
         *processors,
-        Service("clock", ["services.emergency", "clock"]),
+        Service("clock", ["services.emergency", "clock"], kafka="clock"),
         Service(
             "dashboard",
             ["services.ledger", "serve", "--port", str(DASHBOARD_PORT)],
             port=DASHBOARD_PORT,
+            kafka="dashboard",
         ),
         *front,
         # the web pages for the bureau, the towns, civil affairs and finance (over intake)
@@ -170,7 +183,11 @@ def spec(selected: Sequence[Service] | None = None) -> supervisor.Spec:
     return supervisor.Spec(
         programs=tuple(
             supervisor.Program(
-                svc.name, (sys.executable, "-m", *svc.args), env=svc.env, cwd=str(stack.ROOT)
+                svc.name,
+                (sys.executable, "-m", *svc.args),
+                # on a secure Kafka, each service connects as its own principal (its ACLs)
+                env={**svc.env, **(stack.kafka_client_env(svc.kafka) if svc.kafka else {})},
+                cwd=str(stack.ROOT),
             )
             for svc in (chosen() if selected is None else selected)
         )

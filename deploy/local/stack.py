@@ -11,6 +11,7 @@ or `RELIEF_STATE_DIR`).
     python deploy/local/stack.py status    # what runs, restarts, and whether it answers
     python deploy/local/stack.py logs kafka|postgres|supervisor|<service>
     python deploy/local/stack.py down      # stop everything this folder started
+    python deploy/local/stack.py pg-secure # a cluster made before passwords: trust -> scram
 
 `up` is idempotent: what already answers is left alone. The application services are
 started by `deploy/local/services.py` on top of this, under one supervisor that restarts
@@ -24,6 +25,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -31,6 +33,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from relief_platform import kafka_security
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -50,6 +54,11 @@ ADMIN_ROLE = "relief_admin"  # superuser: local stack and tests only
 OWNER_ROLE = "relief_owner"  # owns the schema, runs migrations
 APP_ROLE = "relief_app"  # what the services connect as: INSERT and SELECT only (ledger P10)
 READ_ROLE = "relief_read"  # the dashboard and the casebook's reads: SELECT only
+ROLES = (ADMIN_ROLE, OWNER_ROLE, APP_ROLE, READ_ROLE)
+# Each role's password, made when the cluster is made (or moved off `trust` by
+# `pg-secure`), readable by the owner only; the URLs the stack hands out carry them.
+PG_PASSWORDS_FILE = "pg-passwords.toml"
+PG_AUTH = "scram-sha-256"
 
 
 class StackError(RuntimeError):
@@ -82,13 +91,73 @@ def state_dir() -> Path:
 
 
 def local_info() -> StackInfo:
-    base = f"postgresql://{{role}}@127.0.0.1:{PG_PORT}/{DB_NAME}"
     return StackInfo(
         kafka_bootstrap=kafka_bootstrap(),
-        admin_url=base.format(role=ADMIN_ROLE),
-        owner_url=base.format(role=OWNER_ROLE),
-        app_url=base.format(role=APP_ROLE),
+        admin_url=pg_url(ADMIN_ROLE),
+        owner_url=pg_url(OWNER_ROLE),
+        app_url=pg_url(APP_ROLE),
     )
+
+
+def pg_passwords(state: Path | None = None) -> dict[str, str] | None:
+    """The roles' passwords kept in the state folder, or None for a cluster that has
+    none (made with `trust` before passwords existed, or someone else's)."""
+    import tomllib
+
+    path = (state or state_dir()) / PG_PASSWORDS_FILE
+    if not path.exists():
+        return None
+    with path.open("rb") as fh:
+        return {str(k): str(v) for k, v in tomllib.load(fh).items()}
+
+
+def make_pg_passwords() -> dict[str, str]:
+    """The roles' passwords, made once per state folder (mode 0600 before it holds any)."""
+    import secrets
+
+    known = pg_passwords()
+    if known is not None and set(ROLES) <= set(known):
+        return known
+    passwords = {role: secrets.token_urlsafe(24) for role in ROLES}
+    path = state_dir() / PG_PASSWORDS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    os.chmod(path, 0o600)
+    path.write_text("".join(f'{k} = "{v}"\n' for k, v in passwords.items()), encoding="utf-8")
+    return passwords
+
+
+def pg_url(
+    role: str,
+    database: str = DB_NAME,
+    port: int | None = None,
+    passwords: dict[str, str] | None = None,
+) -> str:
+    """`postgresql://role[:password]@127.0.0.1:port/database`, with the password this
+    state folder keeps for the role (none for a `trust` cluster)."""
+    from urllib.parse import quote
+
+    known = passwords if passwords is not None else pg_passwords()
+    secret = (known or {}).get(role)
+    user = quote(role, safe="") + (f":{quote(secret, safe='')}" if secret else "")
+    return f"postgresql://{user}@127.0.0.1:{port or PG_PORT}/{database}"
+
+
+def role_url(url: str, role: str) -> str:
+    """`url` (this state folder's server) as another role, with that role's password."""
+    from urllib.parse import quote, urlsplit
+
+    parts = urlsplit(url)
+    secret = (pg_passwords() or {}).get(role)
+    user = quote(role, safe="") + (f":{quote(secret, safe='')}" if secret else "")
+    return parts._replace(netloc=f"{user}@{parts.hostname}:{parts.port}").geturl()
+
+
+def masked(text: str) -> str:
+    """`text` with this state folder's passwords replaced by `***` (for logs)."""
+    for secret in (pg_passwords() or {}).values():
+        text = text.replace(secret, "***")
+    return text
 
 
 def log(msg: str) -> None:
@@ -203,6 +272,209 @@ def ensure_kafka_jars() -> Path:
 
 
 BROKERS_FILE = "brokers"  # in kafka_dir(): how many brokers the last `up` started
+SECURE_FILE = "secure"  # in kafka_dir(): the Kafka was made with SASL/SCRAM and ACLs
+KAFKA_CREDENTIALS_FILE = "kafka-credentials.toml"  # in the state folder, 0600
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_ADMIN = "admin"  # the brokers' own principal and the stack's (topics, ACLs)
+EMERGENCY_GROUP = "relief-emergency"  # the processor's app ids (its group, its topics)
+
+
+def kafka_acls() -> dict[str, list[list[str]]]:
+    """Each service principal's ACLs, as AclCommand arguments: least privilege (issue
+    13). Intake and the clock only write intake; the processor reads intake and writes
+    decisions, postings and dead letters, and owns its group and changelogs; the ledger
+    reads postings; the casebook reads decisions, dead letters and intake; the
+    dashboard only describes (consumer lag)."""
+    from schemas import topics as t
+
+    def topic(*names: str) -> list[str]:
+        return [x for name in names for x in ("--topic", name)]
+
+    everything = topic(*t.ALL_TOPICS)
+    emergency = [
+        "--resource-pattern-type",
+        "prefixed",
+        "--topic",
+        EMERGENCY_GROUP,
+        "--group",
+        EMERGENCY_GROUP,
+    ]
+    return {
+        "intake": [
+            ["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE)],
+            ["--operation", "Describe", *everything],
+            [
+                "--operation",
+                "Describe",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                EMERGENCY_GROUP,
+            ],
+        ],
+        "clock": [["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE)]],
+        "emergency": [
+            # (DescribeConfigs: the worker checks its world before it starts - preflight)
+            [
+                "--operation",
+                "Read",
+                "--operation",
+                "Describe",
+                "--operation",
+                "DescribeConfigs",
+                *topic(t.INTAKE),
+            ],
+            [
+                "--operation",
+                "Write",
+                "--operation",
+                "Describe",
+                "--operation",
+                "DescribeConfigs",
+                *topic(t.DECISIONS, t.POSTINGS, t.REJECTED),
+            ],
+            ["--operation", "All", *emergency],
+            ["--operation", "Create", "--operation", "DescribeConfigs", "--cluster"],
+        ],
+        "ledger": [
+            ["--operation", "Read", "--operation", "Describe", *topic(t.POSTINGS)],
+            ["--operation", "Write", "--operation", "Describe", *topic(t.REJECTED)],
+            [
+                "--operation",
+                "Read",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                "relief-ledger",
+            ],
+        ],
+        "casebook": [
+            [
+                "--operation",
+                "Read",
+                "--operation",
+                "Describe",
+                *topic(t.DECISIONS, t.REJECTED, t.INTAKE),
+            ],
+            ["--operation", "Write", *topic(t.REJECTED)],
+            [
+                "--operation",
+                "Read",
+                "--operation",
+                "Describe",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                "relief-casebook",
+            ],
+            [
+                "--operation",
+                "Describe",
+                "--resource-pattern-type",
+                "prefixed",
+                "--group",
+                EMERGENCY_GROUP,
+            ],
+        ],
+        "dashboard": [
+            ["--operation", "Describe", *everything],
+            ["--operation", "Describe", "--group", "*"],
+        ],
+    }
+
+
+def kafka_secure() -> bool:
+    """Whether this state folder's Kafka runs with SASL/SCRAM and ACLs (`up --secure`,
+    remembered; `RELIEF_LOCAL_KAFKA_SECURE=1` as well)."""
+    return bool(os.environ.get("RELIEF_LOCAL_KAFKA_SECURE")) or (kafka_dir() / SECURE_FILE).exists()
+
+
+def kafka_credentials() -> dict[str, str]:
+    """admin's and each service principal's SCRAM password, made once per state folder
+    (readable by the owner only)."""
+    import secrets
+    import tomllib
+
+    path = state_dir() / KAFKA_CREDENTIALS_FILE
+    names = [KAFKA_ADMIN, *kafka_acls()]
+    if path.exists():
+        with path.open("rb") as fh:
+            known = {str(k): str(v) for k, v in tomllib.load(fh).items()}
+        if set(names) <= set(known):
+            return known
+    made = {name: secrets.token_urlsafe(24) for name in names}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    os.chmod(path, 0o600)
+    path.write_text("".join(f'{k} = "{v}"\n' for k, v in made.items()), encoding="utf-8")
+    return made
+
+
+def kafka_client_env(principal: str = KAFKA_ADMIN) -> dict[str, str]:
+    """The RELIEF_KAFKA_* settings a client of this Kafka connects with as `principal`
+    (nothing for an open Kafka)."""
+    if not kafka_secure():
+        return {}
+    return {
+        "RELIEF_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "RELIEF_KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+        "RELIEF_KAFKA_SASL_USERNAME": principal,
+        "RELIEF_KAFKA_SASL_PASSWORD": kafka_credentials()[principal],
+    }
+
+
+# Kafka's protocol codes (org.apache.kafka.common.acl / resource)
+_RESOURCE = {"--topic": 2, "--group": 3, "--cluster": 4}
+_OPERATION = {"All": 2, "Read": 3, "Write": 4, "Create": 5, "Describe": 8, "DescribeConfigs": 10}
+_LITERAL, _PREFIXED, _ALLOW = 3, 4, 3
+
+
+def acl_entries(rule: list[str]) -> list[tuple[int, str, int, int]]:
+    """One rule (AclCommand's arguments) as (resource type, name, pattern, operation)."""
+    operations, resources, pattern = [], [], _LITERAL
+    words = iter(rule)
+    for word in words:
+        if word == "--operation":
+            operations.append(_OPERATION[next(words)])
+        elif word == "--resource-pattern-type":
+            pattern = _PREFIXED if next(words) == "prefixed" else _LITERAL
+        elif word == "--cluster":
+            resources.append((_RESOURCE[word], "kafka-cluster"))
+        else:
+            resources.append((_RESOURCE[word], next(words)))
+    return [(kind, name, pattern, op) for kind, name in resources for op in operations]
+
+
+def apply_kafka_acls(libs: Path, bootstrap: str) -> None:
+    """Every service principal's ACLs, created as `admin` (aiokafka speaks CreateAcls;
+    Kafka's own AclCommand is not among the jars the stack resolves); idempotent."""
+    del libs
+
+    async def run() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.protocol.admin import CreateAclsRequest
+
+        from relief_platform import kafka_security
+
+        admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            node = admin._client.get_random_node()
+            for principal, rules in kafka_acls().items():
+                for rule in rules:
+                    for kind, name, pattern, op in acl_entries(rule):
+                        request = CreateAclsRequest(
+                            kind, name, pattern, f"User:{principal}", "*", op, _ALLOW
+                        )
+                        answer = await admin._client.send(node, request)
+                        for code, message in answer.creation_responses:
+                            if code:
+                                raise StackError(f"ACL for {principal} on {name}: {message}")
+        finally:
+            await admin.close()
+
+    asyncio.run(run())
+    log(f"kafka ACLs set for {', '.join(kafka_acls())}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,6 +529,46 @@ def replication(brokers: int | None = None) -> tuple[int, int]:
     return (3, 2) if len(kafka_nodes(brokers)) >= 3 else (1, 1)
 
 
+def open_listeners(node: KafkaNode) -> list[str]:
+    return [
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
+        f"CONTROLLER://127.0.0.1:{node.controller_port}",
+        "inter.broker.listener.name=PLAINTEXT",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ]
+
+
+def secure_listeners(node: KafkaNode) -> list[str]:
+    """`up --secure`: every client authenticates with SASL/SCRAM-SHA-512 and is allowed
+    only what its ACLs say (issue 13); the brokers talk to each other as `admin`, the
+    controllers with SASL/PLAIN (KRaft's quorum cannot use SCRAM, whose credentials live
+    in the very metadata it replicates)."""
+    admin = kafka_credentials()[KAFKA_ADMIN]
+    return [
+        "# SASL/SCRAM and ACLs: ./run up --secure",
+        f"listeners=SASL://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=SASL://127.0.0.1:{node.port}",
+        "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL:SASL_PLAINTEXT",
+        "inter.broker.listener.name=SASL",
+        f"sasl.enabled.mechanisms={KAFKA_SASL_MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={KAFKA_SASL_MECHANISM}",
+        "listener.name.sasl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required "
+        f'username="{KAFKA_ADMIN}" password="{admin}";',
+        "controller.listener.names=CONTROLLER",
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        "listener.name.controller.plain.sasl.jaas.config="
+        "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        f'username="{KAFKA_ADMIN}" password="{admin}" user_{KAFKA_ADMIN}="{admin}";',
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        f"super.users=User:{KAFKA_ADMIN}",
+        "allow.everyone.if.no.acl.found=false",
+    ]
+
+
 def write_kafka_config(
     node: KafkaNode | None = None, cluster: int | None = None
 ) -> tuple[Path, Path]:
@@ -287,12 +599,7 @@ def write_kafka_config(
                 *quorum,
                 "process.roles=broker,controller",
                 f"node.id={node.node_id}",
-                f"listeners=PLAINTEXT://127.0.0.1:{node.port},"
-                f"CONTROLLER://127.0.0.1:{node.controller_port}",
-                "inter.broker.listener.name=PLAINTEXT",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
-                "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                *(secure_listeners(node) if kafka_secure() else open_listeners(node)),
                 f"log.dirs={d / 'data'}",
                 "num.partitions=6",
                 f"# every internal topic has {rf} replica(s)",
@@ -365,7 +672,9 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
         return False  # nothing listens yet: skip the client's own connection-error logging
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        **kafka_security.client_options(),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -378,7 +687,7 @@ async def kafka_answers(bootstrap: str, timeout_s: float = 5.0) -> bool:
             await admin.close()
 
 
-def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
+def kafka_up(info: StackInfo, brokers: int | None = None, secure: bool = False) -> None:
     """Start the local Kafka (each node that is not running) and wait until every node
     answers. `brokers` chooses one node or a cluster of three; it is remembered."""
     nodes = kafka_nodes(brokers)
@@ -391,6 +700,14 @@ def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
         )
     kafka_dir().mkdir(parents=True, exist_ok=True)
     (kafka_dir() / BROKERS_FILE).write_text(f"{len(nodes)}\n")
+    if secure and not kafka_secure():
+        if any((n.home / "data" / "meta.properties").exists() for n in nodes):
+            raise StackError(
+                "this Kafka was made open; --secure needs a new one (./run down, then remove "
+                f"{kafka_dir()})"
+            )
+        (kafka_dir() / SECURE_FILE).write_text("SASL/SCRAM-SHA-512 and ACLs\n")
+    os.environ.update(kafka_client_env())  # the stack's own clients are `admin`
     bootstrap = ",".join(f"127.0.0.1:{n.port}" for n in nodes)
     if len(running) == len(nodes) and asyncio.run(kafka_answers(bootstrap)):
         log(f"kafka already running on {bootstrap}")
@@ -424,6 +741,12 @@ def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
             )
         # one node: a dynamic quorum of itself; a cluster: the static voters of its config
         quorum = ["--standalone"] if len(nodes) == 1 else []
+        if kafka_secure():  # every principal's SCRAM credential, in the first metadata
+            for name, password in kafka_credentials().items():
+                quorum += [
+                    "--add-scram",
+                    f"{KAFKA_SASL_MECHANISM}=[name={name},password={password}]",
+                ]
         subprocess.run(
             java_cmd(
                 libs,
@@ -461,6 +784,8 @@ def kafka_up(info: StackInfo, brokers: int | None = None) -> None:
             asyncio.run(kafka_answers(f"127.0.0.1:{n.port}", timeout_s=3.0)) for n in nodes
         ) and asyncio.run(brokers_in_cluster(bootstrap)) >= len(nodes):
             log("kafka answers" + (f" ({len(nodes)} brokers)" if len(nodes) > 1 else ""))
+            if kafka_secure():
+                apply_kafka_acls(libs, bootstrap)
             return
         time.sleep(1.0)
     raise StackError(f"kafka did not answer within {KAFKA_START_TIMEOUT_S:.0f} s")
@@ -493,7 +818,9 @@ async def brokers_in_cluster(bootstrap: str, timeout_s: float = 5.0) -> int:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        **kafka_security.client_options(),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
     )
     try:
         await asyncio.wait_for(admin.start(), timeout_s)
@@ -510,7 +837,9 @@ async def partition_leaders(bootstrap: str, names: list[str]) -> dict[str, list[
     """Each topic's partition leaders (broker ids, -1: none), in partition order."""
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    admin = AIOKafkaAdminClient(
+        **kafka_security.client_options(), bootstrap_servers=bootstrap, request_timeout_ms=5_000
+    )
     await admin.start()
     try:
         out: dict[str, list[int]] = {}
@@ -583,16 +912,10 @@ async def pg_answers(url: str, timeout_s: float = 3.0) -> bool:
         await conn.close()
 
 
-def pg_up(info: StackInfo) -> None:
+def pg_folder() -> list[str]:
+    """This state folder's PostgreSQL folder, made and handed to the user the server
+    runs as; the command prefix that runs a PostgreSQL binary as that user."""
     d = pg_dir()
-    data = d / "data"
-    if asyncio.run(pg_answers(info.admin_url)):
-        log(f"postgres already running on 127.0.0.1:{PG_PORT}")
-        pg_bootstrap(info)
-        return
-    if port_open(PG_PORT):
-        raise StackError(f"port {PG_PORT} is taken by another program; set RELIEF_LOCAL_PG_PORT")
-    bindir = pg_bin()
     runas = pg_as_user()
     d.mkdir(parents=True, exist_ok=True)
     if runas:
@@ -604,23 +927,61 @@ def pg_up(info: StackInfo) -> None:
             mode = parent.stat().st_mode
             if not mode & 0o001:
                 os.chmod(parent, mode | 0o001)
+    return runas
+
+
+def pg_up(info: StackInfo) -> StackInfo:
+    """Start this state folder's PostgreSQL (made with password authentication the first
+    time) unless one answers; the roles and database either way. The info with the URLs
+    as they now are (a cluster made here gets passwords)."""
+    d = pg_dir()
+    data = d / "data"
+    if asyncio.run(pg_answers(info.admin_url)):
+        log(f"postgres already running on 127.0.0.1:{PG_PORT}")
+        pg_bootstrap(info)
+        warn_if_trust(info)
+        return info
+    if port_open(PG_PORT):
+        raise StackError(f"port {PG_PORT} is taken by another program; set RELIEF_LOCAL_PG_PORT")
+    bindir = pg_bin()
+    runas = pg_folder()
     if not (data / "PG_VERSION").exists():
-        log("initialising PostgreSQL data folder")
-        subprocess.run(
-            [
-                *runas,
-                str(bindir / "initdb"),
-                "-D",
-                str(data),
-                "-U",
-                ADMIN_ROLE,
-                "--auth=trust",
-                "--encoding=UTF8",
-                "--locale=C.UTF-8",
-            ],
-            check=True,
-            capture_output=True,
+        log(f"initialising PostgreSQL data folder ({PG_AUTH} passwords in {PG_PASSWORDS_FILE})")
+        passwords = make_pg_passwords()
+        info = dataclasses.replace(
+            info,
+            admin_url=pg_url(ADMIN_ROLE),
+            owner_url=pg_url(OWNER_ROLE),
+            app_url=pg_url(APP_ROLE),
         )
+        pwfile = d / "initdb-password"  # only for initdb; removed at once
+        pwfile.touch(mode=0o600)
+        os.chmod(pwfile, 0o600)
+        pwfile.write_text(passwords[ADMIN_ROLE] + "\n", encoding="utf-8")
+        if runas:
+            subprocess.run(["chown", "postgres:postgres", str(pwfile)], check=True)
+        try:
+            subprocess.run(
+                [
+                    *runas,
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    ADMIN_ROLE,
+                    f"--pwfile={pwfile}",
+                    # issue 13: a password for every connection, over TCP and the socket
+                    f"--auth-host={PG_AUTH}",
+                    f"--auth-local={PG_AUTH}",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                ],
+                check=True,
+                capture_output=True,
+                cwd="/",  # its user may not enter the project's folder
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
     log(f"starting postgres on 127.0.0.1:{PG_PORT}")
     opts = f"-p {PG_PORT} -c listen_addresses=127.0.0.1 -k {d} -c fsync=on"
     result = subprocess.run(
@@ -647,11 +1008,81 @@ def pg_up(info: StackInfo) -> None:
             f"see {d / 'postgres.log'}"
         )
     pg_bootstrap(info)
+    warn_if_trust(info)
     log("postgres answers")
+    return info
 
 
-def pg_bootstrap(info: StackInfo) -> None:
-    """Roles and database; idempotent. The ledger's migrations create the tables."""
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}").geturl()
+
+
+def trusts(info: StackInfo) -> bool:
+    """Whether the server lets the admin role in without a password (`trust`)."""
+    return asyncio.run(pg_answers(_without_password(info.admin_url)))
+
+
+def warn_if_trust(info: StackInfo) -> None:
+    if not trusts(info):
+        return
+    mine = (pg_dir() / "data" / "pg_hba.conf").exists()
+    log(
+        f"WARNING: postgres on 127.0.0.1:{PG_PORT} lets anyone on this machine in as any "
+        "role without a password (trust authentication)"
+        + ("; `stack.py pg-secure` moves it to passwords" if mine else " (not this folder's)")
+    )
+
+
+def pg_secure(info: StackInfo) -> StackInfo:
+    """Move this folder's cluster, made with `trust` before passwords, to scram-sha-256:
+    a password for each role (kept in the state folder, 0600), pg_hba.conf's `trust`
+    lines become `scram-sha-256`, and the server reloads. Whoever else uses the cluster
+    needs the new URLs afterwards (`./run env`)."""
+    hba = pg_dir() / "data" / "pg_hba.conf"
+    if not hba.exists():
+        raise StackError(f"{hba} does not exist: this state folder did not make the cluster")
+    if not asyncio.run(pg_answers(info.admin_url)):
+        raise StackError(f"postgres on 127.0.0.1:{PG_PORT} does not answer: start it first")
+    passwords = make_pg_passwords()
+    info = dataclasses.replace(
+        info,
+        admin_url=pg_url(ADMIN_ROLE),
+        owner_url=pg_url(OWNER_ROLE),
+        app_url=pg_url(APP_ROLE),
+    )
+    pg_bootstrap(info, passwords)  # every role gets its password while trust still holds
+    lines = []
+    for line in hba.read_text(encoding="utf-8").splitlines():
+        fields = line.split("#", 1)[0].split()
+        if fields and fields[-1] == "trust":
+            line = line.split("#", 1)[0].rstrip()[: -len("trust")] + PG_AUTH
+        lines.append(line)
+    hba.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    subprocess.run(
+        [*pg_as_user(), str(pg_bin() / "pg_ctl"), "-D", str(hba.parent), "reload"],
+        check=True,
+        capture_output=True,
+        cwd="/",
+    )
+    for _ in range(50):  # the reload is asynchronous
+        if not trusts(info):
+            break
+        time.sleep(0.1)
+    else:
+        raise StackError("postgres still accepts connections without a password; see its log")
+    if not asyncio.run(pg_answers(info.admin_url)):
+        raise StackError("postgres refuses the new passwords; see its log")
+    log(f"postgres on 127.0.0.1:{PG_PORT} now asks for passwords ({PG_AUTH})")
+    return info
+
+
+def pg_bootstrap(info: StackInfo, passwords: dict[str, str] | None = None) -> None:
+    """Roles and database; idempotent. The ledger's migrations create the tables. Each
+    role gets its password when this state folder keeps them (its own cluster)."""
+    passwords = passwords if passwords is not None else pg_passwords()
 
     async def run() -> None:
         import asyncpg
@@ -663,6 +1094,14 @@ def pg_bootstrap(info: StackInfo) -> None:
                 exists = await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
                 if not exists:
                     await conn.execute(f'CREATE ROLE "{role}" LOGIN NOSUPERUSER NOCREATEROLE')
+            if passwords:
+                await conn.execute(f"SET password_encryption = '{PG_AUTH}'")
+                for role in ROLES:
+                    if role in passwords:
+                        literal = await conn.fetchval(
+                            "SELECT quote_literal($1::text)", passwords[role]
+                        )
+                        await conn.execute(f'ALTER ROLE "{role}" PASSWORD {literal}')
             exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DB_NAME)
             if not exists:
                 await conn.execute(f'CREATE DATABASE "{DB_NAME}" OWNER "{OWNER_ROLE}"')
@@ -687,13 +1126,14 @@ def pg_down() -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def up(info: StackInfo | None = None, brokers: int | None = None) -> StackInfo:
+def up(
+    info: StackInfo | None = None, brokers: int | None = None, secure: bool = False
+) -> StackInfo:
     state_dir().mkdir(parents=True, exist_ok=True)
     if brokers is not None:
         kafka_nodes(brokers)  # refuse a size the stack does not run before starting anything
-    info = info or local_info()
-    pg_up(info)
-    kafka_up(info, brokers)
+    info = pg_up(info or local_info())
+    kafka_up(info, brokers, secure)
     info = dataclasses.replace(info, kafka_bootstrap=kafka_bootstrap())
     from relief_platform import topics
 
@@ -715,6 +1155,8 @@ def down() -> None:
 
 
 def status() -> int:
+    for key, value in kafka_client_env().items():  # a secure Kafka: asked as `admin`
+        os.environ.setdefault(key, value)
     info = local_info()
     kafka_ok = asyncio.run(kafka_answers(info.kafka_bootstrap))
     pg_ok = asyncio.run(pg_answers(info.admin_url))
@@ -733,7 +1175,7 @@ def status() -> int:
                 leaders = asyncio.run(partition_leaders(info.kafka_bootstrap, [INTAKE]))
                 for topic, ids in leaders.items():
                     print(f"  {topic} partition leaders: {' '.join(map(str, ids))}")
-    print(f"postgres  {'up  ' if pg_ok else 'down'}  {info.app_url}")
+    print(f"postgres  {'up  ' if pg_ok else 'down'}  {masked(info.app_url)}")
     from deploy.local import services
 
     services_ok = services.print_status()
@@ -769,6 +1211,12 @@ def main(argv: list[str] | None = None) -> int:
         help="Kafka brokers: 1, or a cluster of 3 (replication 3, min.insync.replicas 2); "
         "default: as last time",
     )
+    p_up.add_argument(
+        "--secure",
+        action="store_true",
+        help="a new Kafka with SASL/SCRAM and an ACL per service principal (remembered); "
+        f"the passwords in {KAFKA_CREDENTIALS_FILE}",
+    )
     sub.add_parser("down", help="stop everything the state folder started")
     sub.add_parser(
         "status",
@@ -777,14 +1225,19 @@ def main(argv: list[str] | None = None) -> int:
     p_logs = sub.add_parser("logs", help="the last lines of one log")
     p_logs.add_argument("name")
     sub.add_parser("env", help="print the settings for the local stack as shell exports")
+    sub.add_parser(
+        "pg-secure",
+        help="move this folder's PostgreSQL from trust to scram-sha-256 passwords (kept in "
+        f"{PG_PASSWORDS_FILE}, 0600)",
+    )
     # `./run up` hands its arguments to this and to up.py: each takes its own
     args, rest = parser.parse_known_args(argv)
     if rest and args.cmd != "up":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.cmd == "up":
-            info = up(brokers=args.brokers)
-            log("ready: " + " ".join(f"{k}={v}" for k, v in info.env().items()))
+            info = up(brokers=args.brokers, secure=args.secure)
+            log("ready: " + masked(" ".join(f"{k}={v}" for k, v in info.env().items())))
         elif args.cmd == "down":
             down()
         elif args.cmd == "status":
@@ -792,8 +1245,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "logs":
             logs(args.name)
         elif args.cmd == "env":
-            for k, v in local_info().env().items():
-                print(f"export {k}={v}")
+            for k, v in {**local_info().env(), **kafka_client_env()}.items():
+                print(f"export {k}={shlex.quote(v)}")
+        elif args.cmd == "pg-secure":
+            pg_secure(local_info())
     except StackError as exc:
         print(f"stack: {exc}", file=sys.stderr)
         return 2

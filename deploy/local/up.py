@@ -84,8 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     code = stack.status()
     print()
+    # a sign-in page, never a token in an address (terminal scrollback, shell history,
+    # the browser's history): the finance token is in the demo tokens' file
     print(
-        f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/?token={tokens['finance']}"
+        f"finance dashboard: http://127.0.0.1:{services.DASHBOARD_PORT}/signin "
+        "(sign in with the finance demo token)"
     )
     print(f"console:           http://127.0.0.1:{services.CONSOLE_PORT}/ (demo tokens below)")
     print(f"intake API:        http://127.0.0.1:{services.INTAKE_PORT}/docs")

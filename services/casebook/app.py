@@ -42,6 +42,16 @@ class RunMetrics:
             "relief_casebook_rejections", "Dead letters of intake records read", registry=r
         )
         self.batches = Counter("relief_casebook_batches", "Batches committed", registry=r)
+        # section 二: what departments pushed, and civil affairs' follow-ups of it
+        self.hardship_rows = Counter(
+            "relief_casebook_hardship_rows", "Rows of departments' hardship lists", registry=r
+        )
+        self.follow_ups = Counter(
+            "relief_casebook_hardship_follow_ups",
+            "Follow-ups of hardship rows: kept, or refused (no such row, or decided before)",
+            ["result"],
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "relief_casebook_batch_seconds",
             "PostgreSQL transaction of one batch (rows and positions)",
@@ -77,6 +87,9 @@ class RunMetrics:
         self.duplicates.inc(stored.duplicates)
         self.submissions.inc(stored.submissions)
         self.rejections.inc(stored.rejections)
+        self.hardship_rows.inc(stored.hardship_rows)
+        self.follow_ups.labels("kept").inc(stored.follow_ups)
+        self.follow_ups.labels("refused").inc(stored.follow_ups_refused)
 
 
 class DisclosureWatcher:

@@ -67,6 +67,9 @@ class CasebookSettings(BaseSettings):
     # SHA-256 hex digests of the tokens of the services that read (intake, the finance
     # dashboard), comma-separated. Only hashes are configured; empty: every read is 401.
     casebook_token_hashes: str = ""
+    # sha256 of the tokens Prometheus may read the reads' /metrics with from off this
+    # machine (relief_platform.metrics_access); from loopback it needs none
+    metrics_token_hashes: str = Field(default="", repr=False)
     casebook_read_pool_max: int = Field(default=8, ge=1, le=100)
     casebook_retry_after_s: int = Field(default=5, ge=1, le=3_600)
 

@@ -28,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from schemas.envelope import CST
+from schemas.intake import MAX_HARDSHIP_ROWS
 from schemas.towns import County, load_county
 from services.console.adapters.upstream import Answer, Me, Unreachable, Upstream
 from services.console.domain import forms, show
@@ -43,6 +44,8 @@ CASE = r"^[0-9A-Za-z_.:\-]{1,64}$"
 PERIOD = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 OPEN_STATUSES = ("advanced", "escalated")
 INBOX_STATUSES = ("awaiting_approval", "deliberation", "paid")
+HARDSHIP_ROWS_SHOWN = 200  # rows waiting for a follow-up on the inbox, the oldest first
+HARDSHIP_DONE_SHOWN = 50  # rows followed up, the latest first
 HOME = {
     "emergency_bureau": "/bureau",
     "civil_affairs": "/civil-affairs",
@@ -86,7 +89,12 @@ def create_app(
     )
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     env = templates.env
-    env.globals.update(zh=show.zh, en=show.en, money=show.money, date_zh=show.date_zh)
+    env.globals.update(
+        zh=show.zh, en=show.en, money=show.money, date_zh=show.date_zh, day_zh=show.day_zh
+    )
+    env.globals["disclosure_columns"] = show.DISCLOSURE_COLUMNS
+    env.globals["approver_levels"] = show.APPROVER_LEVELS
+    env.globals["follow_ups"] = show.FOLLOW_UPS
     env.globals["towns"] = county.towns
     env.globals["new_key"] = lambda: str(uuid.uuid4())
     env.globals["town_name"] = lambda code: _town_name(county, code)
@@ -490,7 +498,47 @@ def create_app(
         params = [("limit", "200"), *[("status", x) for x in INBOX_STATUSES]]
         cases = _parse_cases(await read(s, "/v1/cases", params))
         groups = {st: [c for c in cases if c["status"] == st] for st in INBOX_STATUSES}
-        return page(request, "civil.html", s=s, groups=groups, idem=str(uuid.uuid4()))
+        # section 二: the casebook's rows of departments' lists; the inbox stands without
+        # them when the casebook does not answer
+        waiting = await hardship_rows("waiting", HARDSHIP_ROWS_SHOWN)
+        done = await hardship_rows("followed_up", HARDSHIP_DONE_SHOWN)
+        return page(
+            request,
+            "civil.html",
+            s=s,
+            groups=groups,
+            idem=str(uuid.uuid4()),
+            hardship=waiting,
+            hardship_done=done,
+        )
+
+    async def hardship_rows(state: str, limit: int) -> dict[str, Any] | None:
+        try:
+            answer = await up.hardship_rows(state, limit)
+        except Unreachable as exc:
+            log.warning("hardship rows: %s", exc)
+            return None
+        if not answer.ok or not isinstance(answer.body, dict):
+            log.warning("hardship rows: the casebook answered %s", answer.status)
+            return None
+        body: dict[str, Any] = _dates(answer.body)
+        return body
+
+    @app.post("/civil-affairs/hardship/{town}/{list_event_id}/{row}", response_class=HTMLResponse)
+    async def follow_up(
+        request: Request,
+        town: Town,
+        list_event_id: uuid.UUID,
+        row: Annotated[int, PathParam(ge=0, lt=MAX_HARDSHIP_ROWS)],
+        s: Signed,
+    ) -> HTMLResponse:
+        return await submit(
+            request,
+            s,
+            f"/v1/hardship-lists/{list_event_id}/rows/{row}/follow-ups",
+            lambda f: forms.hardship_follow_up(f, town),
+            f"hardship-{list_event_id}-{row}",
+        )
 
     @app.post("/civil-affairs/cases", response_class=HTMLResponse)
     async def register_expenditure(request: Request, s: Signed) -> HTMLResponse:

@@ -15,7 +15,8 @@ class ConsoleSettings(BaseSettings):
     console_port: int = Field(default=8060, ge=1, le=65535)
     # intake: every write, and every read a person makes, with the person's own token
     console_intake_url: str = "http://127.0.0.1:8080"
-    # the casebook's reads: the public disclosure lists (P7), with the service token
+    # the casebook's reads: the public disclosure lists (P7) and the rows of departments'
+    # hardship lists (section 二), with the service token
     casebook_url: str = "http://127.0.0.1:8070"
     casebook_token: str = ""
     # finance's dashboard (the ledger): snapshot, verify, statements, with the person's token

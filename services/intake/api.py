@@ -28,11 +28,12 @@ from prometheus_client import Counter, Histogram, make_asgi_app
 from pydantic import BaseModel, ConfigDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relief_platform import metrics_access
 from relief_platform.postgres import connect_pool
 from schemas.decisions import CaseStatus
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
-from schemas.intake import DISCLOSURE_PERIOD_PATTERN
+from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS
 from schemas.registry import encode
 from schemas.towns import County, load_county
 from services.intake.adapters.idempotency_store import (
@@ -621,7 +622,13 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.intake = intake
-    app.mount("/metrics", make_asgi_app())  # Prometheus; outside the versioned API
+    # Prometheus; outside the versioned API; loopback or a metrics token (issue 13)
+    app.mount(
+        "/metrics",
+        metrics_access.Guarded(
+            make_asgi_app(), metrics_access.parse_hashes(settings.metrics_token_hashes)
+        ),
+    )
     retry_after = str(settings.intake_retry_after_s)
 
     # -------------------------------------------------------- errors
@@ -789,6 +796,44 @@ def create_app(
             produce,
         )
 
+    def emergency_period(
+        path: str, model: type[BaseModel], mapper: Callable[[str, Any, rq.Stamp], Record]
+    ) -> None:
+        async def endpoint(
+            incident_id: CaseIdPath,
+            body: model,  # type: ignore[valid-type]
+            principal: by(Action.DECLARE_EMERGENCY_PERIOD),  # type: ignore[valid-type]
+            idempotency_key: IdemKey = None,
+        ) -> JSONResponse:
+            request = cast(rq.CaseBody, body)
+            intake.place(principal, Action.DECLARE_EMERGENCY_PERIOD, request.town)
+
+            async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+                stamp = intake.stamp(principal, event_id, now)
+                return await intake.send_one(mapper(incident_id, request, stamp))
+
+            return await intake.write(
+                principal,
+                idempotency_key,
+                f"POST /v1/incidents/{incident_id}/{path}",
+                request.model_dump(mode="json"),
+                produce,
+            )
+
+        endpoint.__name__ = f"emergency_period_{path.rsplit('/', 1)[-1].replace('-', '_')}"
+        app.post(
+            f"/v1/incidents/{{incident_id}}/{path}",
+            status_code=202,
+            response_model=Accepted,
+            responses=WRITE_RESPONSES,
+            tags=["emergency bureau"],
+            summary=f"{model.__doc__ or path}".split("\n")[0],
+            operation_id=endpoint.__name__,
+        )(endpoint)
+
+    emergency_period("emergency-period", rq.DeclareEmergencyPeriod, rq.declare_emergency_period)
+    emergency_period("emergency-period/end", rq.EndEmergencyPeriod, rq.end_emergency_period)
+
     # -------------------------------------------------------- cases
 
     @app.post(
@@ -803,10 +848,12 @@ def create_app(
         principal: by(Action.REGISTER_CASE),  # type: ignore[valid-type]
         idempotency_key: IdemKey = None,
     ) -> JSONResponse:
-        """Register a case: urgent by its town (R5), expenditure-type by civil affairs (R3).
+        """Register a case: urgent (R5) or expenditure-type (R3), by its town (section 八)
+        or civil affairs; a second grant for one cause by civil affairs only (P6).
         `correlation_id` in the answer is the case id."""
         rq.check_town(intake.county, body.town)
-        _check(may_register(principal, body.town, body.urgency))
+        second = body.second_grant_reason is not None
+        _check(may_register(principal, body.town, body.urgency, second))
 
         async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
             return await intake.send_one(
@@ -986,6 +1033,42 @@ def create_app(
         )
 
     # -------------------------------------------------------- hardship lists (section 二)
+
+    @app.post(
+        f"{HARDSHIP_PATH}/{{list_event_id}}/rows/{{row}}/follow-ups",
+        status_code=202,
+        response_model=Accepted,
+        responses=WRITE_RESPONSES,
+        tags=["civil affairs"],
+    )
+    async def follow_up_hardship(
+        list_event_id: uuid.UUID,
+        row: Annotated[int, PathParam(ge=0, lt=MAX_HARDSHIP_ROWS)],
+        body: rq.FollowUpHardship,
+        principal: by(Action.FOLLOW_UP_HARDSHIP),  # type: ignore[valid-type]
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        """Follow up one row of a department's list (civil_affairs; section 二) with a
+        written decision (P9): `case_opened` with its case_id, `no_relief_needed`, or
+        `referred` with referred_to. The row is named by its list record's event id (the
+        `event_id` of the pushed record, as the casebook lists it) and its index; `town`
+        is the list's. The first decision on a row stands: the submission of a later one,
+        or of one naming no row of that town, answers `rejected` with the reason."""
+        intake.place(principal, Action.FOLLOW_UP_HARDSHIP, body.town)
+
+        async def produce(event_id: uuid.UUID, now: datetime) -> Answer:
+            record = rq.follow_up_hardship(
+                list_event_id, row, body, intake.stamp(principal, event_id, now)
+            )
+            return await intake.send_one(record)
+
+        return await intake.write(
+            principal,
+            idempotency_key,
+            f"POST {HARDSHIP_PATH}/{list_event_id}/rows/{row}/follow-ups",
+            body.model_dump(mode="json"),
+            produce,
+        )
 
     @app.post(
         HARDSHIP_PATH,

@@ -39,6 +39,9 @@ class IntakeSettings(BaseSettings):
     ledger_url: str = ""
     ledger_token: str = Field(default="", repr=False)
     intake_read_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # sha256 of the tokens Prometheus may read /metrics with from off this machine
+    # (relief_platform.metrics_access); from loopback it needs none
+    metrics_token_hashes: str = Field(default="", repr=False)
 
     # Bounded waits: a produce not acknowledged within this is answered 503 + Retry-After.
     intake_produce_timeout_s: float = Field(default=10.0, gt=0, le=120)

@@ -180,7 +180,7 @@ def movements(town: str, limit: int) -> None:
 @cli.command()
 @click.option("--town", default=None)
 def alerts(town: str | None) -> None:
-    """Postings the reserve guard refused (R2), with the figures used."""
+    """Postings the reserve guard refused (R4), with the figures used."""
     from services.ledger.adapters import postgres
 
     async def go() -> list[postgres.Alert]:

@@ -37,6 +37,7 @@ PRINCIPALS: dict[str, tuple[str, str, str | None]] = {
     "tianzhuang": ("town", "田庄镇人民政府", "370321102"),
     "civil_affairs": ("civil_affairs", "桓台县民政局", None),
     "finance": ("finance", "桓台县财政局", None),
+    "department": ("department", "县医疗保障局", None),
 }
 
 

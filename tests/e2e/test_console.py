@@ -1,7 +1,8 @@
 """The console in a real browser (Playwright driving the system's Chromium) through the
 whole running stack: Qifeng's flood played entirely through the pages — the bureau reports
 it, the town registers three urgent cases and confirms a payment, civil affairs decides
-an approval, finance verifies the ledger and downloads a statement and the disclosure
+an approval and follows up the row a department pushed about the same household (a case
+opened), finance verifies the ledger and downloads a statement and the disclosure
 list — with a screenshot of each page in test-artifacts/console/. A town clerk cannot
 reach another town by editing the address; a rejected submission shows its reason.
 """
@@ -10,10 +11,12 @@ from __future__ import annotations
 
 import re
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
@@ -81,8 +84,29 @@ def test_the_flood_through_the_pages(running: Running) -> None:
     with_browser(lambda browser: flood(browser, running))
 
 
+def push_hardship_list(running: Running, note: str) -> None:
+    """Section 二: the medical-insurance bureau pushes its list through the API (departments
+    send a CSV; the console is for the people who decide on it)."""
+    row = f"{QIFENG},{resident_id(7)},continuing_expenditure,{note}"
+    csv = f"town,household_head_id,category,note\n{row}\n"
+    answer = httpx.post(
+        f"{running.intake}/v1/hardship-lists",
+        content=csv.encode("utf-8"),
+        headers={
+            "Authorization": f"Bearer {running.tokens['department']}",
+            "Content-Type": "text/csv",
+            "Idempotency-Key": str(uuid.uuid4()),
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["accepted"] == 1
+
+
 def flood(browser: Browser, running: Running) -> None:
     incident = f"flood-{datetime.now(UTC):%m%d%H%M%S}"
+    hardship_note = f"住院三次-{incident}"
+    push_hardship_list(running, hardship_note)
 
     # the bureau reports the flood in Qifeng with the households hit, pasted
     bureau = sign_in(browser, running, "bureau")
@@ -184,6 +208,26 @@ def flood(browser: Browser, running: Running) -> None:
     item.get_by_role("button", name=re.compile("^决定")).click()
     expect(item.locator("[data-status=decided]")).to_contain_text("已批准", timeout=DECIDE_MS)
     shot(civil, "6-civil-affairs-approved")
+    approved_case = item.get_attribute("data-case")
+    assert approved_case
+
+    # the department's list named the same household: civil affairs follows the row up in
+    # writing (section 二, P9) with the case it opened; the row leaves the waiting list
+    row = civil.locator("article.hardship-row", has_text=hardship_note)
+    expect(row).to_contain_text("持续性支出家庭")
+    assert resident_id(7) not in civil.content()  # the household by its keyed hash only
+    row.locator("input[value=case_opened]").check()
+    row.locator("input[name=case_id]").fill(approved_case)
+    row.locator("textarea[name=reasons]").fill("入户核实：大病住院，已登记支出型救助并批准")
+    row.locator("input[name=decided_by]").fill("社会救助科 李明")
+    row.get_by_role("button", name=re.compile("^答复")).click()
+    expect(row.locator("[data-status=decided]")).to_be_visible(timeout=DECIDE_MS)
+    civil.reload()
+    expect(civil.locator("article.hardship-row", has_text=hardship_note)).to_have_count(0)
+    done = civil.locator("#hardship-done tr", has_text="社会救助科 李明")
+    expect(done).to_contain_text("已立案救助")
+    expect(done.get_by_role("link", name=approved_case)).to_be_visible()
+    shot(civil, "6b-civil-affairs-hardship")
 
     # finance: the reserves live, verify with its head hash, a statement and the disclosure
     finance = sign_in(browser, running, "finance")

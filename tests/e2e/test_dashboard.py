@@ -193,11 +193,18 @@ async def test_a_towns_bar_drops_live_when_a_posting_lands(
                 pass
             await asyncio.sleep(0.1)
     bar = f"document.getElementById('bar-{QIFENG}')"
-    await browser.call("Page.navigate", url=f"{dashboard}/?token={TOKEN}")
+    # the page without a session goes to the sign-in form; the token goes into a cookie
+    await browser.call("Page.navigate", url=f"{dashboard}/")
+    await browser.until("location.pathname === '/signin' && !!document.getElementById('token')")
+    await browser.js(
+        f"document.getElementById('token').value = {TOKEN!r};"
+        "document.getElementById('login').submit(); true"
+    )
     await browser.until(f"{bar} && {bar}.dataset.availableFen === '4900000'")
     width_before = await browser.js(f"{bar}.getBoundingClientRect().width")
-    # the token left the address bar; the page is live
-    assert "token" not in await browser.js("location.href")
+    # no address held the token, the page's script cannot read it; the page is live
+    assert await browser.js("location.href") == f"{dashboard}/"
+    assert "relief_dashboard" not in await browser.js("document.cookie")
     await browser.until("document.getElementById('status').dataset.state === 'live'")
     assert await browser.js("document.querySelector('#cases tr.breached td').textContent") == (
         "wall-1"
@@ -230,7 +237,14 @@ async def test_without_a_token_the_page_asks_for_one(dashboard: str, browser: Br
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    await browser.call("Page.navigate", url=f"{dashboard}/?token=wrong")
-    await browser.until("!document.getElementById('login').hidden")
-    assert await browser.js("document.getElementById('board').hidden") is True
-    assert await browser.js("!document.getElementById('login-error').hidden") is True
+    await browser.call("Page.navigate", url=f"{dashboard}/")
+    await browser.until("location.pathname === '/signin' && !!document.getElementById('token')")
+    await browser.js(
+        "document.getElementById('token').value = 'wrong';"
+        "document.getElementById('login').submit(); true"
+    )
+    await browser.until(
+        "!!document.getElementById('signin-error')"
+        " && !document.getElementById('signin-error').hidden"
+    )
+    assert await browser.js("document.getElementById('board')") is None

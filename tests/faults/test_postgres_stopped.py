@@ -45,13 +45,14 @@ DRAIN_S = 300.0
 
 
 def cluster_stack(cluster: Cluster) -> local_stack.StackInfo:
-    port = cluster.env["RELIEF_LOCAL_PG_PORT"]
-    base = f"postgresql://{{role}}@127.0.0.1:{port}/{local_stack.DB_NAME}"
+    port = int(cluster.env["RELIEF_LOCAL_PG_PORT"])
+    # the cluster's roles have passwords, kept in its state folder
+    passwords = local_stack.pg_passwords(Path(cluster.env["RELIEF_STATE_DIR"])) or {}
     return local_stack.StackInfo(
         kafka_bootstrap=cluster.bootstrap,
-        admin_url=base.format(role=local_stack.ADMIN_ROLE),
-        owner_url=base.format(role=local_stack.OWNER_ROLE),
-        app_url=base.format(role=local_stack.APP_ROLE),
+        admin_url=local_stack.pg_url(local_stack.ADMIN_ROLE, port=port, passwords=passwords),
+        owner_url=local_stack.pg_url(local_stack.OWNER_ROLE, port=port, passwords=passwords),
+        app_url=local_stack.pg_url(local_stack.APP_ROLE, port=port, passwords=passwords),
     )
 
 

@@ -21,11 +21,26 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def serve_uvicorn(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    """Start `app`; its base URL, the server (set `should_exit`) and its thread."""
+def outside_address() -> str | None:
+    """An address of this machine that is not loopback (a request to it comes from
+    "the network" as a server sees it), or None when there is none."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # no packet is sent: the route picks the address
+        except OSError:
+            return None
+        address = str(s.getsockname()[0])
+    return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def serve_uvicorn(
+    app: Any, host: str = "127.0.0.1"
+) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Start `app` (on `host`); its base URL on loopback, the server (set `should_exit`)
+    and its thread."""
     port = free_port()
     srv = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     )
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

@@ -18,7 +18,7 @@ ALLOWED = {
     "RELIEF_ID_HASH_KEY": {"intake serve"},
     "RELIEF_LEDGER_CHAIN_KEY": {"ledger run"},
     "RELIEF_CASEBOOK_SEAL_KEY": {"casebook run"},
-    "RELIEF_CASEBOOK_TOKEN": {"intake serve", "ledger serve"},
+    "RELIEF_CASEBOOK_TOKEN": {"intake serve", "ledger serve", "console serve"},
     "RELIEF_INTAKE_KEYS_DATABASE_URL": {"intake serve"},
 }
 # which database role each container's RELIEF_DATABASE_URL must be (None: no database)
@@ -29,6 +29,21 @@ DATABASE = {
     "casebook serve": "read",
     "emergency worker": None,
     "emergency clock": None,
+    "console serve": None,
+}
+# each container that talks to Kafka, as which principal (its ACLs); None: no Kafka login
+KAFKA = {
+    "emergency worker": "emergency",
+    "emergency clock": "clock",
+    "ledger run": "ledger",
+    "ledger serve": "dashboard",
+    "casebook run": "casebook",
+    "casebook serve": "casebook",
+    "intake serve": "intake",
+    "console serve": None,
+    "ledger migrate": None,
+    "casebook migrate": None,
+    "intake migrate": None,
 }
 
 
@@ -84,3 +99,24 @@ def test_kubernetes_gives_each_secret_only_to_its_containers() -> None:
         expected = set() if role is None else {f"relief-db-{role}"}
         assert secrets[what] & {"relief-db-app", "relief-db-read", "relief-db-owner"} == expected
     assert all("relief-secrets" not in refs for refs in secrets.values())
+
+
+def test_compose_gives_each_service_its_own_kafka_principal() -> None:
+    env = compose_env()
+    assert set(env) == set(KAFKA)
+    for what, principal in KAFKA.items():
+        e = env[what]
+        assert e.get("RELIEF_KAFKA_SECURITY_PROTOCOL", "").startswith("${"), what
+        if principal is None:
+            assert "RELIEF_KAFKA_SASL_PASSWORD" not in e, what
+            continue
+        assert e["RELIEF_KAFKA_SASL_USERNAME"] == principal, what
+        assert f"RELIEF_KAFKA_PASSWORD_{principal.upper()}" in e["RELIEF_KAFKA_SASL_PASSWORD"]
+
+
+def test_kubernetes_gives_each_service_its_own_kafka_principal() -> None:
+    secrets = k8s_secrets()
+    assert set(secrets) == set(KAFKA)
+    for what, principal in KAFKA.items():
+        kafka = {name for name in secrets[what] if name.startswith("relief-kafka-")}
+        assert kafka == (set() if principal is None else {f"relief-kafka-{principal}"}), what

@@ -7,6 +7,7 @@
     GET /v1/submissions/{event_id}         pending, decided or rejected
     GET /v1/disclosures/{town}?period=YYYY-MM[&format=csv]   the public list (P7)
     GET /disclosures/{town}?period=YYYY-MM the same list as a page in Chinese
+    GET /v1/hardship-rows[?town=&state=waiting|followed_up]   rows of departments' lists
     GET /healthz, /livez, /metrics
 
 Callers are services with a token (intake, the dashboard); the people behind them are
@@ -33,12 +34,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, make_asgi_a
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from relief_platform import metrics_access
 from schemas.intake import DISCLOSURE_PERIOD_PATTERN
 from schemas.policy import load_config
 from schemas.workdays import load_calendar
 from services.casebook.adapters import postgres
 from services.casebook.domain import disclosure
 from services.casebook.domain.access import allowed, bearer, parse_hashes
+from services.casebook.domain.hardship import MAX_WAITING_ROWS
 from services.casebook.domain.views import (
     MAX_CASE_LIST,
     MAX_DEADLINES,
@@ -49,6 +52,7 @@ from services.casebook.domain.views import (
     DeadlineView,
     DisclosureListView,
     DisclosureRowView,
+    HardshipRows,
     OpenCases,
     SubmissionView,
 )
@@ -184,7 +188,14 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
         "them; for services holding a casebook token.",
         lifespan=lifespan,
     )
-    app.mount("/metrics", make_asgi_app(metrics.registry))
+    # loopback or a metrics token (issue 13)
+    app.mount(
+        "/metrics",
+        metrics_access.Guarded(
+            make_asgi_app(metrics.registry),
+            metrics_access.parse_hashes(settings.metrics_token_hashes),
+        ),
+    )
 
     @app.exception_handler(Refused)
     async def _refused(request: Request, exc: Refused) -> JSONResponse:
@@ -361,6 +372,35 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
         listed = [disclosure.Row(**r.model_dump()) for r in view.rows]
         name = config.county.town(town).name_zh
         return HTMLResponse(disclosure.page(town, name, period, working_days, listed))
+
+    # ------------------------------------------------ hardship lists (section 二)
+
+    @app.get(
+        "/v1/hardship-rows",
+        response_model=HardshipRows,
+        responses={
+            **RESPONSES,
+            403: {"model": Problem, "description": "a town reading another town's rows"},
+        },
+    )
+    async def read_hardship_rows(
+        _: Caller,
+        town: Annotated[str | None, Query(pattern=TOWN_PATTERN, max_length=12)] = None,
+        scope_town: ScopeTown = None,
+        state: Annotated[str, Query(pattern="^(waiting|followed_up)$")] = "waiting",
+        limit: Annotated[int, Query(ge=1, le=MAX_WAITING_ROWS)] = 200,
+    ) -> HardshipRows:
+        """Rows of the lists departments pushed (section 二): those waiting for civil
+        affairs' follow-up (the oldest list first), or those followed up with the written
+        decision (the latest first). Households by their keyed hash, never an ID number."""
+        if scope_town is not None:
+            if town is not None and town != scope_town:
+                raise Refused(403, f"town {scope_town} may read its own rows only")
+            town = scope_town
+        try:
+            return await postgres.hardship_rows(await db(), town, state == "waiting", limit)
+        except _READ_ERRORS as exc:
+            raise Unavailable(f"hardship rows read failed: {type(exc).__name__}") from exc
 
     @app.get("/healthz", responses={503: {"model": Problem}})
     async def healthz() -> JSONResponse:

@@ -23,12 +23,15 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relief_platform import kafka_security
 from schemas.decisions import Decision
-from schemas.intake import DisclosurePublished
+from schemas.envelope import Record
+from schemas.intake import DisclosurePublished, HardshipFollowedUp, HardshipListPushed
 from schemas.registry import RecordError, decode, decode_as, encode
 from schemas.topics import RejectedRecord
 from services.casebook.adapters.postgres import (
@@ -38,6 +41,7 @@ from services.casebook.adapters.postgres import (
     ReadDecision,
     Stored,
 )
+from services.casebook.domain import hardship
 from services.casebook.domain.submissions import (
     NotASubmission,
     Rejection,
@@ -46,6 +50,7 @@ from services.casebook.domain.submissions import (
 )
 
 log = logging.getLogger("relief.casebook.consumer")
+R = TypeVar("R", bound=Record)
 
 TOPIC_WAIT_S = 1.0
 TOPIC_WAIT_MAX_S = 300.0
@@ -62,7 +67,7 @@ async def topic_partitions(
     bootstrap: str, names: Sequence[str], stop: asyncio.Event
 ) -> list[TopicPartition] | None:
     """Every partition of `names`, waiting (bounded) for each topic to exist."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
     await admin.start()
     try:
         waited = 0.0
@@ -132,6 +137,7 @@ class CasebookConsumer:
         """Consume until `stop`; with `until_caught_up`, only up to the ends of the topics
         as they were at the start (a rebuild), then return."""
         consumer = AIOKafkaConsumer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             group_id=None,  # positions are PostgreSQL's, not Kafka's
             enable_auto_commit=False,
@@ -140,6 +146,7 @@ class CasebookConsumer:
             max_partition_fetch_bytes=1_048_576,
         )
         producer = AIOKafkaProducer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,  # a dead letter is never lost
             acks="all",
@@ -215,6 +222,18 @@ class CasebookConsumer:
                     published = self._publication(r)
                     if published is not None:
                         batch.publications.append(published)
+                elif seen.type == "HardshipListPushed":
+                    pushed = self._intake(r, HardshipListPushed)
+                    if pushed is not None:
+                        at = hardship.Where(r.partition, r.offset)
+                        batch.hardship_lists.append(
+                            (hardship.pushed(pushed, _stamp(r), at), hardship.list_rows(pushed))
+                        )
+                elif seen.type == "HardshipFollowedUp":
+                    followed = self._intake(r, HardshipFollowedUp)
+                    if followed is not None:
+                        at = hardship.Where(r.partition, r.offset)
+                        batch.follow_ups.append(hardship.follow_up(followed, _stamp(r), at))
             elif r.topic == self.rejected_topic:
                 found = self._rejection(r.value or b"")
                 if found is not None:
@@ -245,6 +264,16 @@ class CasebookConsumer:
             self.counts.skipped += 1
             return None
         return Publication(record, _stamp(r), r.partition, r.offset)
+
+    def _intake(self, r: ConsumerRecord[bytes, bytes], kind: type[R]) -> R | None:
+        """An intake record the casebook keeps (section 二); one that does not read is
+        the processor's to dead-letter (it reads the same record) and is skipped here."""
+        try:
+            return decode_as(r.value or b"", kind, recorded_at=_stamp(r))
+        except RecordError as exc:
+            log.warning("%s %d@%d not read: %s", kind.__name__, r.partition, r.offset, exc)
+            self.counts.skipped += 1
+            return None
 
     def _rejection(self, value: bytes) -> Rejection | None:
         """A dead letter of the intake topic, tied back to its record; None for others."""
@@ -279,8 +308,13 @@ class ProgressWatcher:
     async def run(self, stop: asyncio.Event) -> None:
         c = self.consumer
         timeout_ms = int(self.timeout_s * 1000)
-        admin = AIOKafkaAdminClient(bootstrap_servers=c.bootstrap, request_timeout_ms=timeout_ms)
+        admin = AIOKafkaAdminClient(
+            **kafka_security.client_options(),
+            bootstrap_servers=c.bootstrap,
+            request_timeout_ms=timeout_ms,
+        )
         offsets = AIOKafkaConsumer(
+            **kafka_security.client_options(),
             bootstrap_servers=c.bootstrap,
             group_id=None,  # reads offsets only: never joins (or disturbs) the group
             enable_auto_commit=False,

@@ -31,7 +31,7 @@ from relief_platform.postgres import with_retries as with_retries
 from relief_platform.secrets import Sealer
 from schemas.decisions import Decision
 from schemas.intake import DisclosurePublished
-from services.casebook.domain import seals
+from services.casebook.domain import hardship, seals
 from services.casebook.domain.disclosure import MAX_LIST_ROWS, Approved
 from services.casebook.domain.fold import (
     CaseKey,
@@ -42,6 +42,7 @@ from services.casebook.domain.fold import (
     fold,
 )
 from services.casebook.domain.submissions import (
+    MAX_REASON_CHARS,
     Answer,
     Rejection,
     Submitted,
@@ -56,6 +57,9 @@ from services.casebook.domain.views import (
     CaseSummary,
     DeadlineView,
     DecisionEntry,
+    HardshipFollowUpView,
+    HardshipRows,
+    HardshipRowView,
     OpenCase,
     OpenCases,
     SubmissionView,
@@ -77,6 +81,9 @@ GRANTS = {
     "submissions": "SELECT, INSERT",
     "rejections": "SELECT, INSERT",
     "publications": "SELECT, INSERT",  # P7: append-only
+    "hardship_lists": "SELECT, INSERT",  # section 二: append-only
+    "hardship_rows": "SELECT, INSERT",
+    "hardship_follow_ups": "SELECT, INSERT",  # P9: the first decision on a row stands
     "positions": "SELECT, INSERT, UPDATE",
     "progress": "SELECT, INSERT, UPDATE",
 }
@@ -201,6 +208,11 @@ class Batch:
     submissions: list[Submitted] = dataclasses.field(default_factory=list)
     rejections: list[Rejection] = dataclasses.field(default_factory=list)
     publications: list[Publication] = dataclasses.field(default_factory=list)
+    # section 二: pushed lists with their rows, and civil affairs' follow-ups
+    hardship_lists: list[tuple[hardship.PushedList, list[hardship.ListRow]]] = dataclasses.field(
+        default_factory=list
+    )
+    follow_ups: list[hardship.FollowUp] = dataclasses.field(default_factory=list)
     positions: dict[tuple[str, int], int] = dataclasses.field(default_factory=dict)
 
 
@@ -221,12 +233,17 @@ class Stored:
     cases: int  # case rows written
     submissions: int
     rejections: int
+    hardship_rows: int = 0  # rows of pushed lists stored now
+    follow_ups: int = 0  # follow-ups kept now
+    follow_ups_refused: int = 0
 
 
 def _reason(d: Decision) -> str | None:
+    """The written reasons (P9) when the decision gives them, else its reason's code
+    (older refusals carry only the code; their `reasons` read as empty)."""
     for name in ("reasons", "reason"):
         value = getattr(d, name, None)
-        if value is not None:
+        if value is not None and value != "":
             return str(value)
     return None
 
@@ -375,6 +392,43 @@ SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                      $6::integer[], $7::bigint[])
 ON CONFLICT (rejected_id) DO NOTHING"""
 
+INSERT_HARDSHIP_LISTS = """
+INSERT INTO casebook.hardship_lists (event_id, town, department, org, correlation_id,
+       occurred_at, pushed_at, rows, source_partition, source_offset)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                     $6::timestamptz[], $7::timestamptz[], $8::integer[], $9::integer[],
+                     $10::bigint[])
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id"""
+
+INSERT_HARDSHIP_ROWS = """
+INSERT INTO casebook.hardship_rows (list_event_id, row_index, town, household_ref,
+       category, note)
+SELECT * FROM unnest($1::uuid[], $2::integer[], $3::text[], $4::text[], $5::text[],
+                     $6::text[])
+ON CONFLICT (list_event_id, row_index) DO NOTHING"""
+
+# What is stored of each row a follow-up names: its town, where its list is in the log,
+# and the follow-up kept for it.
+KNOWN_HARDSHIP_ROWS = """
+SELECT k.list_event_id, k.row_index, r.town, l.source_partition, l.source_offset,
+       f.event_id AS kept, f.outcome AS kept_outcome
+  FROM unnest($1::uuid[], $2::integer[]) AS k(list_event_id, row_index)
+  JOIN casebook.hardship_rows r
+    ON r.list_event_id = k.list_event_id AND r.row_index = k.row_index
+  JOIN casebook.hardship_lists l ON l.event_id = k.list_event_id
+  LEFT JOIN casebook.hardship_follow_ups f
+    ON f.list_event_id = k.list_event_id AND f.row_index = k.row_index"""
+
+INSERT_FOLLOW_UPS = """
+INSERT INTO casebook.hardship_follow_ups (event_id, list_event_id, row_index, town,
+       outcome, case_id, referred_to, reasons, decided_by, org, occurred_at, decided_at,
+       source_partition, source_offset)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::integer[], $4::text[], $5::text[],
+                     $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                     $11::timestamptz[], $12::timestamptz[], $13::integer[], $14::bigint[])
+ON CONFLICT (event_id) DO NOTHING"""
+
 UPSERT_POSITIONS = """
 INSERT INTO casebook.positions (topic, partition, next_offset)
 SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[])
@@ -503,6 +557,7 @@ class CasebookStore:
                     8,
                 ),
             )
+        rows_stored, judged = await self._hardship(conn, batch)
         if batch.positions:
             items = sorted(batch.positions.items())
             await conn.execute(
@@ -517,7 +572,114 @@ class CasebookStore:
             cases=written_cases,
             submissions=len(batch.submissions),
             rejections=len(batch.rejections),
+            hardship_rows=rows_stored,
+            follow_ups=len(judged.kept),
+            follow_ups_refused=len(judged.refused),
         )
+
+    async def _hardship(self, conn: Conn, batch: Batch) -> tuple[int, hardship.Judged]:
+        """Section 二: the lists and their rows, then the follow-ups judged in log order
+        against what is stored (lists of this batch included)."""
+        rows_stored = 0
+        if batch.hardship_lists:
+            lists = [pushed for pushed, _ in batch.hardship_lists]
+            inserted = {
+                r["event_id"]
+                for r in await conn.fetch(
+                    INSERT_HARDSHIP_LISTS,
+                    *_columns(
+                        [
+                            (
+                                p.event_id,
+                                p.town,
+                                p.department,
+                                p.org,
+                                p.correlation_id,
+                                p.occurred_at,
+                                p.pushed_at,
+                                p.rows,
+                                p.at.partition,
+                                p.at.offset,
+                            )
+                            for p in lists
+                        ],
+                        10,
+                    ),
+                )
+            }
+            new_rows = [
+                (r.list_event_id, r.row_index, r.town, r.household_ref, r.category, r.note)
+                for pushed, rows in batch.hardship_lists
+                if pushed.event_id in inserted
+                for r in rows
+            ]
+            if new_rows:
+                await conn.execute(INSERT_HARDSHIP_ROWS, *_columns(new_rows, 6))
+            rows_stored = len(new_rows)
+        if not batch.follow_ups:
+            return rows_stored, hardship.Judged([], [])
+        keys = sorted({f.key for f in batch.follow_ups})
+        known = {
+            (r["list_event_id"], r["row_index"]): hardship.Known(
+                town=r["town"],
+                list_at=None
+                if r["source_partition"] is None
+                else hardship.Where(r["source_partition"], r["source_offset"]),
+                kept=r["kept"],
+                kept_outcome=r["kept_outcome"],
+            )
+            for r in await conn.fetch(
+                KNOWN_HARDSHIP_ROWS, [k[0] for k in keys], [k[1] for k in keys]
+            )
+        }
+        judged = hardship.judge(known, batch.follow_ups)
+        if judged.kept:
+            await conn.execute(
+                INSERT_FOLLOW_UPS,
+                *_columns(
+                    [
+                        (
+                            f.event_id,
+                            f.list_event_id,
+                            f.row_index,
+                            f.town,
+                            f.outcome,
+                            f.case_id,
+                            f.referred_to,
+                            f.reasons,
+                            f.decided_by,
+                            f.org,
+                            f.occurred_at,
+                            f.decided_at,
+                            f.at.partition,
+                            f.at.offset,
+                        )
+                        for f in judged.kept
+                    ],
+                    14,
+                ),
+            )
+        if judged.refused:
+            # its submission answers `rejected` with the reason, as a dead letter would
+            await conn.execute(
+                INSERT_REJECTIONS,
+                *_columns(
+                    [
+                        (
+                            j.rejected_id,
+                            j.follow_up.event_id,
+                            "HardshipFollowedUp",
+                            j.follow_up.town,
+                            j.reason[:MAX_REASON_CHARS],
+                            j.follow_up.at.partition,
+                            j.follow_up.at.offset,
+                        )
+                        for j in judged.refused
+                    ],
+                    7,
+                ),
+            )
+        return rows_stored, judged
 
     async def _fold(self, conn: Conn, new: Sequence[Decision]) -> int:
         keys = sorted({(d.town, d.correlation_id) for d in new})
@@ -902,6 +1064,61 @@ async def unpublished_approvals(db: Pool) -> dict[str, list[datetime]]:
     for r in await db.fetch(UNPUBLISHED_SQL, timeout=QUERY_TIMEOUT_S):
         out.setdefault(r["town"], []).append(r["approved_at"])
     return out
+
+
+# ---------------------------------------------------------------- hardship lists (section 二)
+
+HARDSHIP_ROWS_SQL = """
+SELECT r.list_event_id, r.row_index, r.town, r.household_ref, r.category, r.note,
+       l.department, l.org AS pushed_by, l.pushed_at,
+       f.event_id AS follow_up_id, f.outcome, f.case_id, f.referred_to, f.reasons,
+       f.decided_by, f.org AS decided_org, f.decided_at,
+       count(*) OVER () AS total
+  FROM casebook.hardship_rows r
+  JOIN casebook.hardship_lists l ON l.event_id = r.list_event_id
+  LEFT JOIN casebook.hardship_follow_ups f
+    ON f.list_event_id = r.list_event_id AND f.row_index = r.row_index
+ WHERE ($1::text IS NULL OR r.town = $1)
+   AND (f.event_id IS NULL) = $2
+ ORDER BY CASE WHEN $2 THEN l.pushed_at END ASC,
+          CASE WHEN NOT $2 THEN f.decided_at END DESC,
+          l.source_partition, l.source_offset, r.row_index
+ LIMIT $3"""
+
+
+async def hardship_rows(db: Pool, town: str | None, waiting: bool, limit: int) -> HardshipRows:
+    """Rows of pushed lists of `town` (every town when None): those still waiting for a
+    follow-up, the oldest list first, or those followed up, the latest decision first."""
+    rows = await db.fetch(HARDSHIP_ROWS_SQL, town, waiting, limit, timeout=QUERY_TIMEOUT_S)
+    return HardshipRows(
+        total=int(rows[0]["total"]) if rows else 0,
+        rows=[
+            HardshipRowView(
+                list_event_id=r["list_event_id"],
+                row_index=r["row_index"],
+                town=r["town"],
+                household_ref=r["household_ref"],
+                category=r["category"],
+                note=r["note"],
+                department=r["department"],
+                pushed_by=r["pushed_by"],
+                pushed_at=r["pushed_at"],
+                follow_up=None
+                if r["follow_up_id"] is None
+                else HardshipFollowUpView(
+                    event_id=r["follow_up_id"],
+                    outcome=r["outcome"],
+                    case_id=r["case_id"],
+                    referred_to=r["referred_to"],
+                    reasons=r["reasons"],
+                    decided_by=r["decided_by"],
+                    org=r["decided_org"],
+                    decided_at=r["decided_at"],
+                ),
+            )
+            for r in rows
+        ],
+    )
 
 
 async def ready(db: Pool) -> bool:

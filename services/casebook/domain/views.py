@@ -155,3 +155,37 @@ class DisclosureListView(_View):
     count: int
     total_fen: int
     rows: list[DisclosureRowView]
+
+
+class HardshipFollowUpView(_View):
+    """Civil affairs' written decision on a row (section 二, P9)."""
+
+    event_id: uuid.UUID
+    outcome: str  # case_opened, no_relief_needed or referred
+    case_id: str | None
+    referred_to: str | None
+    reasons: str
+    decided_by: str
+    org: str
+    decided_at: datetime
+
+
+class HardshipRowView(_View):
+    """A row of a department's list: the household by its keyed hash (never an ID
+    number), the category of section 二, the department's note, and what became of it."""
+
+    list_event_id: uuid.UUID
+    row_index: int
+    town: str
+    household_ref: str
+    category: str
+    note: str
+    department: str
+    pushed_by: str  # the pushing token's organisation
+    pushed_at: datetime
+    follow_up: HardshipFollowUpView | None  # None: waiting
+
+
+class HardshipRows(_View):
+    total: int  # every row that matched, whatever the limit
+    rows: list[HardshipRowView]

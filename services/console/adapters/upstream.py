@@ -1,6 +1,8 @@
 """The console's only way to the service: HTTP to intake (with the person's own token, so
 intake authorises every write and read exactly as it does for the API and the CLI), to
-the casebook (the public disclosure lists, P7, with the service token) and to finance's
+the casebook (the public disclosure lists, P7, and the rows of departments' hardship
+lists waiting for civil affairs, section 二, with the service token; the page checks the
+person's role first) and to finance's
 dashboard (with the person's token). It imports no other service's code.
 """
 
@@ -139,6 +141,17 @@ class Upstream:
             params["scope_town"] = scope_town
         return await self._call(
             self.casebook, "the casebook", "GET", f"/v1/disclosures/{town}", params=params
+        )
+
+    async def hardship_rows(self, state: str, limit: int) -> Answer:
+        """Section 二: rows of departments' lists, `waiting` for a follow-up or
+        `followed_up`, every town's (county civil affairs reads them all)."""
+        return await self._call(
+            self.casebook,
+            "the casebook",
+            "GET",
+            "/v1/hardship-rows",
+            params={"state": state, "limit": str(limit)},
         )
 
     async def snapshot(self, token: str) -> Answer:

@@ -337,6 +337,52 @@ def deliberation(form: Mapping[str, str], town: str) -> dict[str, Any]:
     return {"town": town, "approved_fen": approved, "reasons": reasons}
 
 
+HARDSHIP_OUTCOMES = ("case_opened", "no_relief_needed", "referred")
+MAX_REFERRED_TO_CHARS = 200
+MAX_DECIDED_BY_CHARS = 100
+
+
+def hardship_follow_up(form: Mapping[str, str], town: str) -> dict[str, Any]:
+    """Section 二, P9: civil affairs' written decision on one row of a department's list -
+    a case opened (its case id), no relief needed, or referred elsewhere (to whom) - with
+    the reasons and the officer who decided."""
+    r = _Reader(form)
+    outcome = r.choice("outcome", HARDSHIP_OUTCOMES)
+    case_id = r.case_id("case_id", required=outcome == "case_opened")
+    referred_to = r.text("referred_to", required=outcome == "referred")
+    reasons = r.text("reasons", required=True)
+    decided_by = r.text("decided_by", required=True)
+    if len(referred_to) > MAX_REFERRED_TO_CHARS:
+        r.problems.append(
+            Problem(
+                "referred_to",
+                f"不能超过{MAX_REFERRED_TO_CHARS}字",
+                f"at most {MAX_REFERRED_TO_CHARS} characters",
+            )
+        )
+    if len(decided_by) > MAX_DECIDED_BY_CHARS:
+        r.problems.append(
+            Problem(
+                "decided_by",
+                f"不能超过{MAX_DECIDED_BY_CHARS}字",
+                f"at most {MAX_DECIDED_BY_CHARS} characters",
+            )
+        )
+    r.done()
+    body: dict[str, Any] = {
+        "town": town,
+        "outcome": outcome,
+        "reasons": reasons,
+        "decided_by": decided_by,
+    }
+    # only the detail the outcome takes: a case id left in the form of a referral is not sent
+    if outcome == "case_opened":
+        body["case_id"] = case_id
+    if outcome == "referred":
+        body["referred_to"] = referred_to
+    return body
+
+
 def move_reserve(form: Mapping[str, str]) -> dict[str, Any]:
     """R4, P11: finance funds or replenishes a reserve."""
     r = _Reader(form)

@@ -7,7 +7,7 @@ Money stays integer fen until here (docs/design.md "money is integer fen").
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from schemas.envelope import to_cst
 from schemas.money import yuan
@@ -77,7 +77,45 @@ LABELS: dict[str, tuple[str, str]] = {
     # submissions
     "pending": ("处理中", "pending"),
     "decided": ("已决定", "decided"),
+    # hardship lists (section 二): the recipients' types, and civil affairs' follow-up
+    "minimum_living": ("低保", "minimum living allowance"),
+    "extreme_poverty": ("特困", "extreme poverty"),
+    "registered_poor": ("建档立卡贫困户", "registered poor"),
+    "disaster_urgent": ("受灾急难群众", "disaster-struck, urgent"),
+    "vagrant": ("流浪乞讨人员", "vagrant"),
+    "disabled": ("残疾人", "disabled"),
+    "continuing_expenditure": ("持续性支出家庭", "continuing expenditure"),
+    "elderly_women_children": ("困境老人、妇女、儿童", "elderly, women, children in difficulty"),
+    "legal_case": ("涉案人员", "people in legal cases"),
+    "left_behind": ("“三留守”人员", "three left-behind groups"),
 }
+
+# civil affairs' follow-up of a hardship row (section 二): its own words ("referred" is
+# also a case's status, R7, with another meaning)
+FOLLOW_UPS: dict[str, tuple[str, str]] = {
+    "case_opened": ("已立案救助", "case opened"),
+    "no_relief_needed": ("经核实无需救助", "no relief needed"),
+    "referred": ("转介其他部门", "referred elsewhere"),
+}
+
+# P7: who approved a case on the disclosure list (P2: a town below its authority)
+APPROVER_LEVELS: dict[str, tuple[str, str]] = {
+    "town": ("镇（街道）审批", "approved by the town"),
+    "county": ("县民政局审批", "approved by the county"),
+}
+
+# The disclosure list's columns as the casebook names them, each with its heading
+# (Chinese, English); the casebook's plain `amount_yuan` duplicates `amount_fen`.
+DISCLOSURE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("case_id", "编号", "case"),
+    ("public_name", "姓名", "name"),
+    ("category", "救助类别", "category"),
+    ("amount_fen", "救助金额", "amount"),
+    ("approver_level", "审批层级", "approved by"),
+    ("approved_on", "审批日期", "approved on"),
+    ("publish_by", "公示截止", "publish by"),
+    ("published", "公示状态", "published"),
+)
 
 # decision types, as a person reads them
 DECISIONS: dict[str, tuple[str, str]] = {
@@ -131,6 +169,18 @@ def date_zh(moment: datetime | None) -> str:
         return "—"
     at = to_cst(moment)
     return f"{at.year}年{at.month}月{at.day}日 {at.hour:02d}:{at.minute:02d}"
+
+
+def day_zh(day: date | str | None) -> str:
+    """A calendar day in Chinese: "2026年7月20日" (a date, or its ISO text as JSON has it)."""
+    if day is None or day == "":
+        return "—"
+    if isinstance(day, str):
+        try:
+            day = date.fromisoformat(day[:10])
+        except ValueError:
+            return str(day)
+    return f"{day.year}年{day.month}月{day.day}日"
 
 
 def countdown(due: datetime | None, now: datetime) -> tuple[str, str]:

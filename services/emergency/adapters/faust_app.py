@@ -48,6 +48,7 @@ from aiokafka import AIOKafkaProducer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
+from relief_platform import kafka_security
 from schemas import topics
 from schemas.intake import ClockTick
 from schemas.registry import RecordError, decode
@@ -78,6 +79,7 @@ class OutputSink:
         if self._producer is not None:
             return
         self._producer = AIOKafkaProducer(
+            **kafka_security.client_options(),
             bootstrap_servers=self._bootstrap,
             acks="all",
             enable_idempotence=True,
@@ -515,10 +517,14 @@ class PositionedConsumer(faust_aiokafka.Consumer):
         engine: Engine | None = getattr(self.app.conf, "relief_engine", None)
         if engine is None:
             return
-        targets = await engine.start_offsets(self.assignment())
-        if not targets:
+        try:
+            targets = await engine.start_offsets(self.assignment())
+            if targets:
+                await self.seek_wait(targets)
+        except Exception:  # only a hint: the first batch of each partition checks again
+            log.warning("intake partitions not sought to the state's offsets", exc_info=True)
+            engine.forget_partitions()
             return
-        await self.seek_wait(targets)
         for tp, offset in targets.items():
             self._committed_offset[tp] = offset  # what Faust commits follows from here
             self._read_offset[tp] = offset if offset else None
@@ -536,6 +542,8 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
     app = faust.App(
         settings.emergency_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        # TLS / SASL-SCRAM as every other client (RELIEF_KAFKA_*; issue 13)
+        broker_credentials=kafka_security.faust_credentials(),
         store="rocksdb://",
         # one folder per app id: a new state format never reads an old one's files
         datadir=str(data_dir(settings)),

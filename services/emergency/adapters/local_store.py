@@ -18,6 +18,8 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from rocksdict import AccessType, Rdict
 
+from relief_platform import kafka_security
+
 log = logging.getLogger("relief.emergency")
 
 OFFSET_KEY = b"__faust\0offset__"  # where Faust's RocksDB store keeps its changelog offset
@@ -62,7 +64,9 @@ def drop_stale(dbs: dict[int, Path], last_offsets: dict[int, int]) -> list[str]:
 
 
 async def changelog_last_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        **kafka_security.client_options(), bootstrap_servers=bootstrap, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         partitions = await asyncio.wait_for(consumer._client.fetch_all_metadata(), 10)

@@ -29,6 +29,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 
+from relief_platform import kafka_security
+
 EX_CONFIG = 78  # sysexits.h: a configuration error; restarting will not help
 EX_UNAVAILABLE = 69  # sysexits.h: a service is unavailable; try again later
 
@@ -146,7 +148,9 @@ async def _inspect(
         "check RELIEF_KAFKA_BOOTSTRAP and that the brokers are up"
     )
     admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(1, int(timeout_s * 1000))
+        **kafka_security.client_options(),
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=max(1, int(timeout_s * 1000)),
     )
     reached = False
     try:

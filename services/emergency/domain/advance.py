@@ -8,7 +8,7 @@ up, never above their size (P11).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -19,6 +19,7 @@ from schemas.decisions import (
     DeadlineKind,
     EscalatedToCountyFund,
     FundedBy,
+    ReferredToOriginCounty,
     ReliefPaid,
     ReplenishmentRefused,
     ReserveLow,
@@ -33,6 +34,7 @@ from schemas.intake import (
     ReserveReplenished,
 )
 from schemas.postings import AccountKind, PostingKind, transfer
+from services.emergency.domain import duplicates
 from services.emergency.domain.book import Book
 from services.emergency.domain.bookkeeping import (
     county_account,
@@ -54,7 +56,7 @@ from services.emergency.domain.common import (
     store_case,
 )
 from services.emergency.domain.deadlines import Deadline, DeadlineState
-from services.emergency.domain.state import Case, CaseStatus, GrantMark
+from services.emergency.domain.state import Case, CaseStatus
 
 _HELD = (CaseStatus.ADVANCED, CaseStatus.ESCALATED, CaseStatus.APPROVED)
 
@@ -68,24 +70,35 @@ def request_urgent(
     at = at_of(record)
     reserve = book.s.reserve
     # P3: a light urgent case gets up to the advance cap now; anything above it is for the
-    # county's review (a top-up), not a reason to make the family wait.
-    amount = min(record.requested_fen, policy.advance_cap_fen)
+    # county's review (a top-up), not a reason to make the family wait. R2: while an
+    # emergency period declared for the incident runs, its measures apply instead.
+    incident = book.incident(record.incident_id) if record.incident_id is not None else None
+    emergency = incident is not None and incident.in_emergency(at)
+    measures = policy.emergency_period
+    cap = measures.advance_cap_fen if emergency else policy.advance_cap_fen
+    paperwork_period = (
+        timedelta(days=measures.paperwork_deadline_d) if emergency else policy.paperwork_deadline
+    )
+    rule = "R5+R2" if emergency else "R5+P3"
+    if record.vagrant:
+        # R7: interim relief where the vagrant is found - food, lodging, a ticket home.
+        cap, rule = min(cap, policy.vagrant_interim_cap_fen), "R5+R7"
+    amount = min(record.requested_fen, cap)
     due_at = at + policy.relief_deadline
     figures: dict[str, int | str] = {
         "requested_fen": record.requested_fen,
-        "advance_cap_fen": policy.advance_cap_fen,
+        "advance_cap_fen": cap,
         "amount_fen": amount,
         "reserve_available_fen": reserve.available_fen,
         "received_at": at.isoformat(),
     }
+    if emergency:
+        figures["emergency_period"] = str(record.incident_id)
     relief = Deadline.starting(
         DeadlineKind.RELIEF_24H.value, at, policy.relief_deadline, policy.relief_warning_lead
     )
     paperwork = Deadline.starting(
-        DeadlineKind.PAPERWORK_5D.value,
-        at,
-        policy.paperwork_deadline,
-        policy.paperwork_warning_lead,
+        DeadlineKind.PAPERWORK_5D.value, at, paperwork_period, policy.paperwork_warning_lead
     )
     # R4: the town's own reserve holds it when it covers it whole; otherwise (docs/design.md rule
     # 2) the county fund pays at once, so the 24-hour promise still holds, and finance is
@@ -95,7 +108,7 @@ def request_urgent(
     out: list[BaseModel] = [
         AdvanceGranted(
             **envelope(record, "advance"),
-            rule="R5+P3" if on_reserve else "R5+R4",
+            rule=rule if on_reserve else "R5+R4",
             figures=figures,
             amount_fen=amount,
             due_at=due_at,
@@ -134,7 +147,18 @@ def request_urgent(
     )
     book.put_case(case)
     schedule_case(book, case)
-    mark_grant(book, case, at)
+    if record.vagrant and record.origin_county is not None:
+        # R7: placed by the county of origin - referred once the interim relief is given;
+        # the case stays open here until its advance is paid and its paperwork done.
+        out.append(
+            ReferredToOriginCounty(
+                **envelope(record, "referred"),
+                rule="R7",
+                figures={"origin_county": record.origin_county, "interim_fen": amount},
+                origin_county=record.origin_county,
+                case_status=case.status,
+            )
+        )
     return out + reserve_low(book, record, rules)
 
 
@@ -202,6 +226,7 @@ def payment(book: Book, record: PaymentConfirmed, rules: Rules) -> list[BaseMode
             released_fen=unpaid,
             funded_by=FundedBy(case.funded_by),
             case_status=CaseStatus.PAID,
+            decided_by=record.actor,
         ),
         posting(record, kind, lines, "relief paid to the household"),
     ]
@@ -240,6 +265,7 @@ def cancel(book: Book, record: AdvanceCancelled, rules: Rules) -> list[BaseModel
         amount_fen=amount,
         reasons=record.reason,
         case_status=CaseStatus.CANCELLED,
+        decided_by=record.actor,
     )
     void = [
         d.model_copy(update={"state": DeadlineState.VOID}) if d is not None else None
@@ -264,14 +290,12 @@ def cancel(book: Book, record: AdvanceCancelled, rules: Rules) -> list[BaseModel
 
 def mark_grant(book: Book, case: Case, at: datetime) -> None:
     """P6: this household has relief for this cause; a second request is refused."""
-    book.put_grant(case.cause_key, GrantMark(case_id=case.case_id, granted_at=at))
+    duplicates.mark(book, case, at)
 
 
 def release_grant(book: Book, case: Case) -> None:
     """P6: a grant that did not happen (cancelled, rejected) blocks nothing."""
-    mark = book.grant(case.cause_key)
-    if mark is not None and mark.case_id == case.case_id:
-        book.drop_grant(case.cause_key)
+    duplicates.release(book, case)
 
 
 def paperwork(book: Book, record: PaperworkCompleted) -> list[BaseModel]:

@@ -1,5 +1,14 @@
 """Expenditure-type relief and its approval: the R3 bands, deliberation above them (R6),
-and who approves (P2); refusals in writing, with reasons (P9)."""
+and who approves (P2); refusals in writing, with reasons (P9).
+
+R3's caps hold on every path that sets or raises an amount - the town's approval, the
+county's approval, a review's top-up (review.py) - through `ceiling`: an amount above the
+category's cap (or, for a category with no band in the county's text, the configured
+ceiling) is never approved by anyone but a deliberation (R6), with its reasons. Who
+approves is the person whose command it is (section 八: towns accept, review and approve
+within their authority, P2; county civil affairs above it); the decision records them
+(`decided_by`), and the processor never approves in anyone's name.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +22,18 @@ from schemas.decisions import (
     ReliefApproved,
     ReliefRejected,
 )
-from schemas.envelope import Record
+from schemas.envelope import Record, Role
 from schemas.intake import DeliberationDecided, ReliefCategory, ReliefRequested
-from services.emergency.domain.advance import mark_grant, release_grant, reserve_low
+from schemas.postings import AccountKind, PostingKind, transfer
+from services.emergency.domain.advance import release_grant, reserve_low
 from services.emergency.domain.book import Book
-from services.emergency.domain.bookkeeping import hold
+from services.emergency.domain.bookkeeping import (
+    county_account,
+    hold,
+    paid_account,
+    posting,
+    reserve_account,
+)
 from services.emergency.domain.caps import CapOutcome, judge_expenditure
 from services.emergency.domain.common import (
     Refuse,
@@ -30,6 +46,31 @@ from services.emergency.domain.common import (
     store_case,
 )
 from services.emergency.domain.state import Case, CaseStatus
+
+
+def ceiling(rules: Rules, case: Case) -> tuple[int, int]:
+    """R3, R6: (floor, cap) of what the case may be worth without a deliberation, on the
+    case's date (P4)."""
+    return rules.policy.ceiling_fen(ReliefCategory(case.category), case_date(case.received_at))
+
+
+def deliberation_required(
+    book: Book, cause: Record, case: Case, amount: int, cap: int, figures: dict[str, int | str]
+) -> list[BaseModel]:
+    """R3 + R6: an amount above the cap goes to county civil affairs' deliberation
+    (一事一议), whichever path asked for it; nothing is held until it is decided."""
+    book.put_case(case.model_copy(update={"status": CaseStatus.DELIBERATION}))
+    return [
+        DeliberationRequired(
+            **envelope(cause, "deliberation"),
+            rule="R3+R6",
+            figures={**figures, "asked_fen": amount, "cap_fen": cap},
+            requested_fen=amount,
+            cap_fen=cap,
+            case_status=CaseStatus.DELIBERATION,
+            opened=facts(cause) if isinstance(cause, ReliefRequested) else None,
+        )
+    ]
 
 
 def request_expenditure(
@@ -54,25 +95,24 @@ def request_expenditure(
             case_date=case_date(at).isoformat(),
         )
         if judged.outcome is CapOutcome.ABOVE_CAP:
-            book.put_case(case.model_copy(update={"status": CaseStatus.DELIBERATION}))
-            return [
-                DeliberationRequired(
-                    **envelope(record, "deliberation"),
-                    rule="R3+R6",
-                    figures=figures,
-                    requested_fen=record.requested_fen,
-                    cap_fen=judged.cap_fen,
-                    case_status=CaseStatus.DELIBERATION,
-                    opened=facts(record),
-                )
-            ]
+            return deliberation_required(
+                book, record, case, record.requested_fen, judged.cap_fen, figures
+            )
         amount = judged.amount_fen  # below the floor -> the floor (R3)
         rule = "R3+P2"
+    else:
+        # R6: a category with no band in the county's text has a configured ceiling
+        _, cap = ceiling(rules, case)
+        figures["ceiling_fen"] = cap
+        if amount > cap:
+            return deliberation_required(book, record, case, amount, cap, figures)
     figures["amount_fen"] = amount
     figures["town_approval_limit_fen"] = policy.town_approval_limit_fen
     if amount < policy.town_approval_limit_fen:
-        # P2: within the town's authority; paid from its reserve when it covers it.
-        return approve(book, record, rules, case, amount, ApproverLevel.TOWN, rule, figures)
+        # P2: within a town's authority. Section 八: the town that registers it accepts,
+        # reviews and approves it; county civil affairs registering it approves it itself.
+        level = ApproverLevel.TOWN if record.actor.role is Role.TOWN else ApproverLevel.COUNTY
+        return approve(book, record, rules, case, amount, level, rule, figures)
     book.put_case(
         case.model_copy(update={"status": CaseStatus.AWAITING_APPROVAL, "granted_fen": amount})
     )
@@ -98,10 +138,11 @@ def approve(
     level: ApproverLevel,
     rule: str,
     figures: dict[str, int | str],
+    reasons: str = "",
 ) -> list[BaseModel]:
     """Approved relief is held until the town confirms payment: from the town's reserve
     when it is the town's approval and the reserve covers it, else from the county fund.
-    The grant then blocks a second one for the same cause (P6)."""
+    The approver is the person whose command `cause` is (section 十)."""
     out: list[BaseModel] = [
         ReliefApproved(
             **envelope(cause, "approved"),
@@ -111,6 +152,8 @@ def approve(
             approver_level=level,
             case_status=CaseStatus.APPROVED,
             opened=facts(cause) if isinstance(cause, ReliefRequested) else None,
+            decided_by=cause.actor,
+            reasons=reasons,
         )
     ]
     on_reserve = level is ApproverLevel.TOWN and book.s.reserve.covers(amount)
@@ -125,7 +168,6 @@ def approve(
         update={"status": CaseStatus.APPROVED, "granted_fen": amount, "funded_by": funded_by.value}
     )
     book.put_case(case)
-    mark_grant(book, case, case.received_at)
     return out + reserve_low(book, cause, rules)
 
 
@@ -137,6 +179,7 @@ def reject(book: Book, case: Case, record: Record, reasons: str) -> list[BaseMod
         figures={"requested_fen": case.requested_fen},
         reasons=reasons,
         case_status=CaseStatus.REJECTED,
+        decided_by=record.actor,
     )
     release_grant(book, case)
     store_case(book, case.model_copy(update={"status": CaseStatus.REJECTED}), at_of(record))
@@ -144,10 +187,14 @@ def reject(book: Book, case: Case, record: Record, reasons: str) -> list[BaseMod
 
 
 def deliberation(book: Book, record: DeliberationDecided, rules: Rules) -> list[BaseModel]:
-    """R6: county civil affairs decides a case above the cap, with reasons."""
+    """R6: county civil affairs decides a case above the cap, with reasons. A paid
+    advance whose review asked for more (review.py) is decided as its final amount: the
+    top-up above what was paid, or the advance alone when the top-up is refused."""
     case = open_case(book, record.case_id)
     if case.status is not CaseStatus.DELIBERATION:
         raise Refuse(f"case is {case.status.value}: no deliberation is pending")
+    if case.paid_fen > 0:
+        return _deliberated_top_up(book, record, rules, case)
     if record.refused or record.approved_fen is None:
         return reject(book, case, record, record.reasons)
     figures: dict[str, int | str] = {
@@ -155,5 +202,73 @@ def deliberation(book: Book, record: DeliberationDecided, rules: Rules) -> list[
         "requested_fen": case.requested_fen,
     }
     return approve(
-        book, record, rules, case, record.approved_fen, ApproverLevel.COUNTY, "R6", figures
+        book,
+        record,
+        rules,
+        case,
+        record.approved_fen,
+        ApproverLevel.COUNTY,
+        "R6",
+        figures,
+        record.reasons,
     )
+
+
+def _deliberated_top_up(
+    book: Book, record: DeliberationDecided, rules: Rules, case: Case
+) -> list[BaseModel]:
+    total = case.paid_fen if record.refused else (record.approved_fen or 0)
+    if total < case.paid_fen:
+        raise Refuse(
+            f"a deliberation of {total} fen is below the {case.paid_fen} fen already paid: "
+            "to take money back, review the case as ineligible (P8)"
+        )
+    top_up = total - case.paid_fen
+    figures: dict[str, int | str] = {"paid_fen": case.paid_fen, "approved_fen": total}
+    if record.refused:
+        figures["top_up_refused"] = 1
+    out: list[BaseModel] = [
+        ReliefApproved(
+            **envelope(record, "approved"),
+            rule="R6",
+            figures={**figures, "top_up_fen": top_up},
+            amount_fen=total,
+            approver_level=ApproverLevel.COUNTY,
+            case_status=CaseStatus.REVIEWED,
+            decided_by=record.actor,
+            reasons=record.reasons,
+        )
+    ]
+    if top_up:
+        out.append(
+            posting(
+                record,
+                PostingKind.TOP_UP,
+                transfer(paid_account(book.town), county_account(AccountKind.COUNTY_FUND), top_up),
+                "R6: top-up decided by deliberation, from the county fund",
+            )
+        )
+        book.update(county_paid_fen=book.s.county_paid_fen + top_up)
+    out.extend(settle(book, record, case))
+    store_case(book, case.model_copy(update={"status": CaseStatus.REVIEWED}), at_of(record))
+    return out + reserve_low(book, record, rules)
+
+
+def settle(book: Book, cause: Record, case: Case) -> list[BaseModel]:
+    """P11: settlement of a reviewed advance paid from the town's reserve tops the
+    reserve back up by that amount (never above its size)."""
+    if case.funded_by != FundedBy.TOWN_RESERVE.value:
+        return []
+    reserve = book.s.reserve
+    amount = min(case.paid_fen, reserve.shortfall_fen)
+    if amount <= 0:
+        return []
+    book.update(reserve=reserve.replenish(amount))
+    return [
+        posting(
+            cause,
+            PostingKind.RESERVE_REPLENISHED,
+            transfer(reserve_account(book.town), county_account(AccountKind.COUNTY_FUND), amount),
+            "P11: settlement replenishes the town reserve",
+        )
+    ]

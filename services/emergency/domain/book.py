@@ -209,7 +209,11 @@ class Book:
         self._recount(self.case(case.case_id), None)
         self._set(f"c/{self.town}/{case.case_id}", None)
         mark = CaseMark(
-            request_id=case.request_id, status=case.status, finished_at=at, cause_key=case.cause_key
+            request_id=case.request_id,
+            status=case.status,
+            finished_at=at,
+            cause_key=case.cause_key,
+            persons=case.persons,
         )
         self.mark_finished(case.case_id, mark)
 

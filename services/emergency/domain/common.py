@@ -72,6 +72,7 @@ def facts(record: ReliefRequested) -> CaseFacts:
         incident_id=record.incident_id,
         requested_fen=record.requested_fen,
         persons=record.persons,
+        member_refs=record.member_refs,
     )
 
 

@@ -8,6 +8,10 @@ Two clocks run for an urgent case:
 
 A warning goes out once, `warning_lead` before the due time. Every deadline ends exactly
 once, met or breached (or void when its case is cancelled); nothing here reads a wall clock.
+
+The due time itself is on time: "24 小时内" - Chinese legal usage counts 以内 inclusively
+(以上、以下、以内 include the figure named), so a payment stamped at exactly 24:00:00
+after the request meets the deadline, and a tick breaches it only once past it.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class Deadline(BaseModel):
         """What a tick at `now` decides: a warning, a breach, or nothing."""
         if not self.is_open:
             return None
-        if now >= self.due_at:
+        if now > self.due_at:  # 以内: the due time itself is still on time
             return DeadlineState.BREACHED
         if self.state is DeadlineState.OPEN and now >= self.warn_at:
             return DeadlineState.WARNED
@@ -57,4 +61,4 @@ class Deadline(BaseModel):
         """The awaited act happened at `at` (the broker's stamp): met, unless already judged."""
         if not self.is_open:
             return None
-        return DeadlineState.MET if at < self.due_at else DeadlineState.BREACHED
+        return DeadlineState.MET if at <= self.due_at else DeadlineState.BREACHED

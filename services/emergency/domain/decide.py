@@ -14,18 +14,28 @@ invariant raises (`reserve.ReserveInvariantBroken`, `common.RuleBroken`) and sto
 
 Where each rule lives, by the lifecycle of a case:
   R5  relief first within 24 h ............ advance.request_urgent, advance.payment, ticks
+                                            (24 小时内 counts 24:00:00 itself: deadlines.py)
   R4  the 50,000-yuan town reserve ........ advance.request_urgent (hold or escalate),
                                             bookkeeping.hold, advance.replenish
+  R2  emergency period .................... here (`_emergency_period`), advance.request_urgent
   P3  advance cap for light cases ......... advance.request_urgent
   P1  paperwork within 5 days ............. advance.paperwork, ticks
-  P6  same household, same cause .......... here (`_request`), advance.mark_grant
-  R7  vagrants referred to origin ......... here (`_request`)
-  R3/R6 caps, deliberation ................ approval.request_expenditure, approval.deliberation
-  P2  town approval authority ............. approval.request_expenditure, review.review
-  P9  refusals in writing ................. approval.reject
-  P5  transitional living relief .......... transitional
-  P8  recovery and fines .................. review.review
-  P11 settlement replenishes the reserve .. review.settle, advance.replenish
+  R1  three layers for one incident ....... here (`_request`), duplicates
+  P6  same household, same cause .......... here (`_request`), duplicates
+  R7  vagrants: interim relief, referral .. advance.request_urgent
+  R3/R6 caps on every path, deliberation .. approval.request_expenditure (town, county),
+                                            review.review (county approval, top-up),
+                                            approval.deliberation, transitional.extend (P5)
+  P2  who approves; section 八 authority .. here (`_AUTHORITY`), approval, review, transitional
+  P9  refusals in writing, with reasons ... here (`_request`), approval.reject
+  P5  transitional living relief .......... transitional (instalments paid by the town)
+  P8  recovery, fines, stopping schedules . review.review
+  P11 settlement replenishes the reserve .. approval.settle, advance.replenish
+
+Who decided (section 十): a decision that applies a person's command - an approval, a
+deliberation, a review, a payment, a cancellation, an extension - names them in
+`decided_by` (the command's actor, from its token); the processor checks that their
+role has the authority (`_AUTHORITY`) and never decides in anyone's name.
 """
 
 from __future__ import annotations
@@ -34,14 +44,21 @@ import dataclasses
 
 from pydantic import BaseModel
 
-from schemas.decisions import AdvanceRefused, ReferredToOriginCounty, RefusalReason
-from schemas.envelope import Record
+from schemas.decisions import (
+    AdvanceRefused,
+    RefusalReason,
+    SecondGrantAllowed,
+)
+from schemas.envelope import Record, Role
 from schemas.intake import (
     AdvanceCancelled,
     CaseReviewed,
     ClockTick,
     DeliberationDecided,
     DisclosurePublished,
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -56,7 +73,14 @@ from schemas.intake import (
     Urgency,
 )
 from schemas.towns import UnknownTown
-from services.emergency.domain import advance, approval, review, ticks, transitional
+from services.emergency.domain import (
+    advance,
+    approval,
+    duplicates,
+    review,
+    ticks,
+    transitional,
+)
 from services.emergency.domain.book import Book, minute_of
 from services.emergency.domain.bookkeeping import opening_posting
 from services.emergency.domain.common import (
@@ -68,7 +92,6 @@ from services.emergency.domain.common import (
     envelope,
 )
 from services.emergency.domain.state import (
-    DUPLICATE_WINDOW,
     INCIDENT_RETENTION,
     MAX_OPEN_CASES_PER_TOWN,
     MAX_OPEN_INCIDENTS_PER_TOWN,
@@ -128,6 +151,8 @@ def decide(book: Book, record: Record, rules: Rules) -> Verdict:
 # A request is applied once by its case: an open case, or the mark a finished or refused
 # one leaves (state.CASE_MARK_RETENTION).
 _ONCE = (
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
     PaymentConfirmed,
     AdvanceCancelled,
     PaperworkCompleted,
@@ -142,7 +167,42 @@ _ONCE = (
 )
 
 
+# Section 八 and P2, P10: who may give each command. Intake checks it at the door; the
+# processor checks it again, so a record written by any other path cannot act beyond
+# its author's authority.
+_AUTHORITY: dict[type[Record], frozenset[Role]] = {
+    ReliefRequested: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
+    PaymentConfirmed: frozenset({Role.TOWN}),
+    AdvanceCancelled: frozenset({Role.TOWN}),
+    PaperworkCompleted: frozenset({Role.TOWN}),
+    CaseReviewed: frozenset({Role.CIVIL_AFFAIRS}),
+    DeliberationDecided: frozenset({Role.CIVIL_AFFAIRS}),
+    TransitionalReliefExtended: frozenset({Role.CIVIL_AFFAIRS}),
+    IncidentReported: frozenset({Role.EMERGENCY_BUREAU}),
+    IncidentUpdated: frozenset({Role.EMERGENCY_BUREAU}),
+    IncidentClosed: frozenset({Role.EMERGENCY_BUREAU}),
+    EmergencyPeriodDeclared: frozenset({Role.EMERGENCY_BUREAU}),
+    EmergencyPeriodEnded: frozenset({Role.EMERGENCY_BUREAU}),
+    HardshipListPushed: frozenset({Role.DEPARTMENT}),
+    HardshipFollowedUp: frozenset({Role.CIVIL_AFFAIRS}),
+    DisclosurePublished: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
+    ReserveFunded: frozenset({Role.FINANCE}),
+    ReserveReplenished: frozenset({Role.FINANCE}),
+}
+
+
+def _check_authority(record: Record) -> None:
+    allowed = _AUTHORITY.get(type(record))
+    if allowed is not None and record.actor.role not in allowed:
+        roles = ", ".join(sorted(r.value for r in allowed))
+        raise Refuse(
+            f"{record.actor.role.value} ({record.actor.org}) may not give a {record.type}: "
+            f"only {roles} may (section 八, P2)"
+        )
+
+
 def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
+    _check_authority(record)
     if isinstance(record, _ONCE):
         if book.applied(str(record.event_id)) is not None:
             return []
@@ -151,6 +211,9 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
         case ReliefRequested():
             return _request(book, record, rules)
         case PaymentConfirmed():
+            case = book.case(record.case_id)
+            if case is not None and case.status is CaseStatus.TRANSITIONAL:
+                return transitional.pay_instalment(book, record, case)
             return advance.payment(book, record, rules)
         case AdvanceCancelled():
             return advance.cancel(book, record, rules)
@@ -172,8 +235,14 @@ def _decide(book: Book, record: Record, rules: Rules) -> list[BaseModel]:
             return []
         case IncidentClosed():
             return _incident_closed(book, record)
+        case EmergencyPeriodDeclared() | EmergencyPeriodEnded():
+            return _emergency_period(book, record)
         case HardshipListPushed():
             # Section 二: lists for civil affairs to follow up; no money moves here.
+            return []
+        case HardshipFollowedUp():
+            # Section 二, P9: civil affairs' written decision on a row; the casebook keeps
+            # it. A case it opened was registered on its own (ReliefRequested).
             return []
         case DisclosurePublished():
             # P7: a town published its list; the casebook keeps it, nothing is decided.
@@ -208,12 +277,48 @@ def _incident_closed(book: Book, record: IncidentClosed) -> list[BaseModel]:
     return []
 
 
+def _emergency_period(
+    book: Book, record: EmergencyPeriodDeclared | EmergencyPeriodEnded
+) -> list[BaseModel]:
+    """R2: the bureau declares (or ends) an emergency period for an incident in a town;
+    its measures apply to the incident's urgent requests while it runs."""
+    mark = book.incident(record.incident_id)
+    if mark is None:
+        raise Refuse(f"unknown incident {record.incident_id!r} in this town")
+    at = at_of(record)
+    if isinstance(record, EmergencyPeriodDeclared):
+        if record.until is not None and record.until <= at:
+            raise Refuse(f"an emergency period ending at {record.until.isoformat()} is over")
+        book.put_incident(
+            record.incident_id,
+            mark.model_copy(update={"emergency_from": at, "emergency_until": record.until}),
+        )
+    elif mark.in_emergency(at):
+        book.put_incident(record.incident_id, mark.model_copy(update={"emergency_until": at}))
+    return []
+
+
 # ======================================================================= requests
+
+# P9: refusals in writing, with reasons - the words the household is given.
+_REFUSAL_WORDS = {
+    RefusalReason.UNKNOWN_INCIDENT: "所报事故或灾害（{incident_id}）未经应急管理部门登记，"
+    "请核实后重新申请。The incident named is not registered by the emergency bureau.",
+    RefusalReason.INCIDENT_CLOSED: "该事故或灾害（{incident_id}）应急救助已结束；过渡期生活救助"
+    "和临时生活困难救助仍可申请。Emergency relief for this incident has ended; "
+    "transitional living relief and temporary hardship relief can still be requested (R1).",
+    RefusalReason.DUPLICATE: "该户同一事由已于{previous_grant_on}获得救助（案件"
+    "{previous_case_id}），同一事由不重复救助；确有特殊困难的，可由县民政局决定再次救助。"
+    "The household was granted relief for the same cause on {previous_grant_on} "
+    "(case {previous_case_id}); county civil affairs may grant a second time for a good "
+    "reason (P6).",
+}
 
 
 def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseModel]:
-    """Triage of a new case: already registered, referred (R7), an unknown or closed
-    incident (R1), a duplicate (P6); then by kind of relief."""
+    """Triage of a new case: already registered, an unknown incident or a closed one's
+    emergency relief (R1), a duplicate (P6); then by kind of relief (a vagrant's is
+    urgent: interim relief here, then referral, R7)."""
     case_id, request_id = record.case_id, str(record.event_id)
     existing = book.case(case_id)
     finished = book.finished_case(case_id)
@@ -225,50 +330,64 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
         raise Refuse(f"town {book.town} already has {MAX_OPEN_CASES_PER_TOWN} open cases")
 
     figures: dict[str, int | str] = {"requested_fen": record.requested_fen}
+    at = at_of(record)
 
     def refuse(reason: RefusalReason, rule: str, **more: int | str) -> list[BaseModel]:
         book.mark_finished(
             case_id, CaseMark(request_id=request_id, status=CaseStatus.REFUSED, finished_at=at)
         )
+        words = _REFUSAL_WORDS.get(reason, "")
         return [
             AdvanceRefused(
                 **envelope(record, "refused"),
                 rule=rule,
                 figures={**figures, **more},
                 reason=reason,
+                reasons=words.format(**more) if words else "",
                 case_status=CaseStatus.REFUSED,
             )
         ]
 
-    # R7: vagrants whose origin is known are placed by that county.
-    at = at_of(record)
-    if record.vagrant and record.origin_county is not None:
-        book.mark_finished(
-            case_id, CaseMark(request_id=request_id, status=CaseStatus.REFERRED, finished_at=at)
-        )
-        return [
-            ReferredToOriginCounty(
-                **envelope(record, "referred"),
-                rule="R7",
-                figures={"origin_county": record.origin_county},
-                origin_county=record.origin_county,
-                case_status=CaseStatus.REFERRED,
-            )
-        ]
+    if record.vagrant and record.urgency is not Urgency.URGENT:
+        raise Refuse("a vagrant's relief is urgent: interim relief, then referral (R7)")
 
     if record.incident_id is not None:
         incident = book.incident(record.incident_id)
         if incident is None:
             return refuse(RefusalReason.UNKNOWN_INCIDENT, "R1", incident_id=record.incident_id)
-        if incident.status == "closed":
+        # R1: a closed incident ends its emergency relief, not its later layers
+        if incident.status == "closed" and record.category is ReliefCategory.EMERGENCY:
             return refuse(RefusalReason.INCIDENT_CLOSED, "R1", incident_id=record.incident_id)
 
-    # P6: same household, same cause -> no second grant within the window.
-    cause_key = f"{record.household_ref}|{record.incident_id or record.category.value}"
-    previous = book.grant(cause_key)
-    if previous is not None and case_date(at) - case_date(previous.granted_at) < DUPLICATE_WINDOW:
+    # P6 read with R1: the same layer of relief for the same incident, for anyone of the
+    # same household, is a duplicate (duplicates.py).
+    persons = duplicates.persons_of_request(record)
+    category = record.category.value
+    second: list[BaseModel] = []
+    previous = duplicates.previous_grant(book, persons, category, record.incident_id, at)
+    if previous is not None:
         granted_on = case_date(previous.granted_at).isoformat()
-        return refuse(RefusalReason.DUPLICATE, "P6", previous_grant_on=granted_on)
+        if record.second_grant_reason is None:
+            return refuse(
+                RefusalReason.DUPLICATE,
+                "P6",
+                previous_grant_on=granted_on,
+                previous_case_id=previous.case_id,
+            )
+        if record.actor.role is not Role.CIVIL_AFFAIRS:
+            raise Refuse("only county civil affairs grants a second time for one cause (P6)")
+        second.append(
+            SecondGrantAllowed(
+                **envelope(record, "second_grant"),
+                rule="P6",
+                figures={"previous_case_id": previous.case_id, "previous_grant_on": granted_on},
+                previous_case_id=previous.case_id,
+                reasons=record.second_grant_reason,
+                decided_by=record.actor,
+            )
+        )
+    elif record.second_grant_reason is not None:
+        raise Refuse("second_grant_reason given, but no earlier grant for this cause (P6)")
 
     case = Case(
         case_id=case_id,
@@ -277,13 +396,17 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
         household_ref=record.household_ref,
         category=record.category.value,
         urgency=record.urgency.value,
-        cause_key=cause_key,
+        cause_key=duplicates.cause_of(category, record.incident_id),
+        persons=persons,
         requested_fen=record.requested_fen,
         status=CaseStatus.ADVANCED,  # for now: each kind decides its own
         received_at=at,
     )
+    # P6: the grant is marked as the case opens: one awaiting approval or deliberation
+    # already blocks a second request (released if it is refused or cancelled).
+    duplicates.mark(book, case, at)
     if record.category is ReliefCategory.TRANSITIONAL_LIVING:
-        return transitional.request_transitional(book, record, rules, case)
+        return second + transitional.request_transitional(book, record, rules, case)
     if record.urgency is Urgency.URGENT:
-        return advance.request_urgent(book, record, rules, case)
-    return approval.request_expenditure(book, record, rules, case)
+        return second + advance.request_urgent(book, record, rules, case)
+    return second + approval.request_expenditure(book, record, rules, case)

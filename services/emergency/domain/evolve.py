@@ -22,8 +22,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas import decisions as d
-from schemas.intake import IncidentClosed, IncidentReported
+from schemas.intake import (
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
+    IncidentClosed,
+    IncidentReported,
+    ReliefCategory,
+)
 from schemas.postings import AccountKind, Posting, PostingKind, parse_account
+from services.emergency.domain import duplicates
 from services.emergency.domain.book import Book, minute_of
 from services.emergency.domain.common import (
     DAYS_PER_MONTH,
@@ -38,7 +45,6 @@ from services.emergency.domain.state import (
     Case,
     CaseMark,
     CaseStatus,
-    GrantMark,
     IncidentMark,
     TownState,
 )
@@ -54,6 +60,8 @@ def evolve(book: Book, event: BaseModel, rules: Rules) -> None:
         _money(book, event, rules)
     elif isinstance(event, IncidentReported | IncidentClosed):
         _incident(book, event)
+    elif isinstance(event, EmergencyPeriodDeclared | EmergencyPeriodEnded):
+        _emergency_period(book, event)
     elif isinstance(event, d.Decision):
         _decision(book, event, rules)
 
@@ -140,6 +148,19 @@ def _incident(book: Book, fact: IncidentReported | IncidentClosed) -> None:
         book.schedule(at + INCIDENT_RETENTION, f"i:{fact.incident_id}")
 
 
+def _emergency_period(book: Book, fact: EmergencyPeriodDeclared | EmergencyPeriodEnded) -> None:
+    """R2: the bureau's declaration, a fact folded as the rules applied it."""
+    mark = book.incident(fact.incident_id)
+    if mark is None:
+        raise NotFoldable(f"emergency period for an unknown incident {fact.incident_id}")
+    at = at_of(fact)
+    if isinstance(fact, EmergencyPeriodDeclared):
+        update = {"emergency_from": at, "emergency_until": fact.until}
+        book.put_incident(fact.incident_id, mark.model_copy(update=update))
+    elif mark.in_emergency(at):
+        book.put_incident(fact.incident_id, mark.model_copy(update={"emergency_until": at}))
+
+
 # ======================================================================= cases
 
 
@@ -148,7 +169,10 @@ def _decision(book: Book, event: d.Decision, rules: Rules) -> None:
     if isinstance(event, d.ReserveLow):
         book.update(low_alerted=True)
         return
-    if isinstance(event, d.AdvanceRefused | d.ReferredToOriginCounty):
+    referral_alone = (
+        isinstance(event, d.ReferredToOriginCounty) and book.case(event.correlation_id) is None
+    )  # (R7 before interim relief: older records referred a vagrant with nothing else)
+    if isinstance(event, d.AdvanceRefused) or referral_alone:
         status = CaseStatus.REFUSED if isinstance(event, d.AdvanceRefused) else CaseStatus.REFERRED
         book.mark_finished(
             event.correlation_id,
@@ -178,30 +202,34 @@ def _decision(book: Book, event: d.Decision, rules: Rules) -> None:
                     d.DeadlineKind.PAPERWORK_5D, case.received_at, event.paperwork_due_at,
                     policy.paperwork_warning_lead,
                 )  # fmt: skip
-            _grant(book, case, at)
         case d.ApprovalRequired():
             updates["granted_fen"] = event.amount_fen
+            if case.category == ReliefCategory.TRANSITIONAL_LIVING.value:  # P5 + P2
+                updates.update(
+                    funded_by=d.FundedBy.COUNTY_FUND.value,
+                    instalment_fen=int(event.figures["instalment_fen"]),
+                    instalments_total=int(event.figures["months"]),
+                )
         case d.ReliefApproved() if event.case_status is CaseStatus.APPROVED:
             updates["granted_fen"] = event.amount_fen
-            _grant(book, case, case.received_at)
         case d.ReliefApproved() if event.case_status is CaseStatus.TRANSITIONAL:
-            if event.opened is not None:  # P5: the schedule starts with the request
+            starts = event.opened is not None or case.status is CaseStatus.AWAITING_APPROVAL
+            if starts:  # P5: the schedule starts with its approval
                 instalment = int(event.figures["instalment_fen"])
                 updates.update(
                     granted_fen=event.amount_fen,
                     funded_by=d.FundedBy.COUNTY_FUND.value,
                     instalment_fen=instalment,
                     instalments_total=event.amount_fen // instalment,
-                    instalments_paid=0,
+                    instalments_due=0,
                     next_instalment_at=at,
                 )
-                _grant(book, case, at)
             else:  # P5: extended; an ended schedule resumes a month after its last
                 updates.update(
                     granted_fen=event.amount_fen,
                     instalments_total=event.amount_fen // case.instalment_fen,
                     next_instalment_at=case.next_instalment_at
-                    or case.received_at + timedelta(days=DAYS_PER_MONTH * case.instalments_paid),
+                    or case.received_at + timedelta(days=DAYS_PER_MONTH * case.instalments_due),
                     schedule_ended_at=None,
                 )
         case d.ReliefRejected() | d.AdvanceVoided():
@@ -210,9 +238,7 @@ def _decision(book: Book, event: d.Decision, rules: Rules) -> None:
                     relief_deadline=_void(case.relief_deadline),
                     paperwork_deadline=_void(case.paperwork_deadline),
                 )
-            mark = book.grant(case.cause_key)
-            if mark is not None and mark.case_id == case.case_id:
-                book.drop_grant(case.cause_key)
+            duplicates.release(book, case)
         case d.ReliefPaid():
             updates["paid_fen"] = event.amount_fen
         case d.DeadlineWarned() | d.DeadlineMet() | d.DeadlineBreached():
@@ -230,16 +256,19 @@ def _decision(book: Book, event: d.Decision, rules: Rules) -> None:
                 d.DeadlineBreached: DeadlineState.BREACHED,
             }[type(event)]
             updates[field] = deadline.model_copy(update={"state": outcome})
-        case d.TransitionalInstalmentPaid():
-            due = case.next_instalment_at
-            if due is None:
-                raise NotFoldable(f"instalment {event.instalment_no} with none due")
+        case d.InstalmentDue():
             more = event.instalment_no < case.instalments_total
+            updates.update(
+                instalments_due=event.instalment_no,
+                next_instalment_at=event.due_at + timedelta(days=DAYS_PER_MONTH) if more else None,
+                schedule_ended_at=None if more else event.due_at,
+            )
+        case d.TransitionalInstalmentPaid():
+            if event.instalment_no > case.instalments_due:
+                raise NotFoldable(f"instalment {event.instalment_no} paid before it fell due")
             updates.update(
                 instalments_paid=event.instalment_no,
                 paid_fen=case.paid_fen + event.amount_fen,
-                next_instalment_at=due + timedelta(days=DAYS_PER_MONTH) if more else None,
-                schedule_ended_at=None if more else due,
             )
         case _:
             pass  # the status says it all (escalated, deliberation, reviewed, recovery)
@@ -252,7 +281,6 @@ def _open(book: Book, event: d.Decision) -> Case:
     facts = event.opened
     if facts is None:
         raise NotFoldable("no case facts")
-    cause = facts.incident_id or facts.category.value
     case = Case(
         case_id=event.correlation_id,
         request_id=str(event.causation_id),
@@ -260,12 +288,14 @@ def _open(book: Book, event: d.Decision) -> Case:
         household_ref=facts.household_ref,
         category=facts.category.value,
         urgency=facts.urgency.value,
-        cause_key=f"{facts.household_ref}|{cause}",
+        cause_key=duplicates.cause_of(facts.category.value, facts.incident_id),
+        persons=duplicates.persons_of(facts.household_ref, facts.member_refs),
         requested_fen=facts.requested_fen,
         status=event.case_status or CaseStatus.ADVANCED,
         received_at=event.occurred_at,
     )
     book.put_case(case)
+    duplicates.mark(book, case, event.occurred_at)  # P6: marked as the case opens
     return case
 
 
@@ -277,7 +307,3 @@ def _void(deadline: Deadline | None) -> Deadline | None:
     if deadline is None:
         return None
     return deadline.model_copy(update={"state": DeadlineState.VOID})
-
-
-def _grant(book: Book, case: Case, at: datetime) -> None:
-    book.put_grant(case.cause_key, GrantMark(case_id=case.case_id, granted_at=at))

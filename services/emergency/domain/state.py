@@ -10,7 +10,7 @@ partition (`book.py` names the keys):
 | `TownState`    | town                             | never (bounded: figures and counters)     |
 | `Case`         | open case                        | it is finished (`Case.finished`)          |
 | `CaseMark`     | finished case                    | `CASE_MARK_RETENTION` after it finished   |
-| `GrantMark`    | household and cause granted (P6) | the P6 window after the grant             |
+| `GrantMark`    | person and cause granted (P6)    | its case's finished mark leaves           |
 | `IncidentMark` | incident reported in the town    | `INCIDENT_RETENTION` after it closed      |
 | `AppliedMark`  | command applied (its event id)   | `APPLIED_RETENTION` after it was applied  |
 | wheel bucket   | minute with something due        | that minute has passed                    |
@@ -39,7 +39,10 @@ from services.emergency.domain.reserve import Reserve
 MAX_VALUE_BYTES = 16 * 1024  # any one stored value, JSON-encoded (Kafka's limit is 1 MB)
 MAX_OPEN_CASES_PER_TOWN = 1_000_000  # a refusal, not a crash, past it
 MAX_OPEN_INCIDENTS_PER_TOWN = 10_000
-MAX_CAUSE_KEY = 2 * MAX_ID_TEXT + 8  # "<household_ref>|<incident id or category>"
+MAX_CAUSE_KEY = 2 * MAX_ID_TEXT + 8  # "<person ref>|<category>|<incident id, '-' or '*'>"
+# P6: the people a case's grant is marked for: the household (its head's ref) and up to
+# schemas.intake.MAX_MEMBERS_PER_REQUEST + 1 members (the head among them).
+MAX_CASE_PERSONS = 23
 
 # How long marks are kept after what they remember (they leave through the wheel).
 APPLIED_RETENTION = timedelta(days=7)  # a command retried later than this is new
@@ -69,7 +72,9 @@ class Case(BaseModel):
     household_ref: str = Field(max_length=MAX_ID_TEXT)
     category: str = Field(max_length=32)
     urgency: str = Field(max_length=32)
-    cause_key: str = Field(max_length=MAX_CAUSE_KEY)  # P6: same household, same cause
+    cause_key: str = Field(max_length=MAX_CAUSE_KEY)  # P6: "<category>|<incident or '-'>"
+    # P6: the household and its members (keyed hashes) whose grant for the cause this is
+    persons: tuple[str, ...] = Field(default=(), max_length=MAX_CASE_PERSONS)
     requested_fen: int
     granted_fen: int = 0  # held or approved
     paid_fen: int = 0
@@ -79,6 +84,7 @@ class Case(BaseModel):
     relief_deadline: Deadline | None = None  # R5: 24 h
     paperwork_deadline: Deadline | None = None  # P1: 5 days
     instalments_total: int = 0  # P5: months of transitional relief granted
+    instalments_due: int = 0  # P5: fallen due and held on the county fund until paid
     instalments_paid: int = 0
     next_instalment_at: datetime | None = None
     instalment_fen: int = 0
@@ -114,7 +120,11 @@ class Case(BaseModel):
         if self.status in _CLOSED_STATUSES:
             return True
         if self.status is CaseStatus.TRANSITIONAL and self.schedule_ended_at is not None:
-            return now >= self.schedule_ended_at + TRANSITIONAL_GRACE
+            # (an instalment due and not yet paid keeps its money held, and the case open)
+            return (
+                now >= self.schedule_ended_at + TRANSITIONAL_GRACE
+                and self.instalments_paid == self.instalments_due
+            )
         return False
 
     def tally(self) -> Counts:
@@ -160,6 +170,7 @@ class CaseMark(BaseModel):
     finished_at: datetime
     # P6: the grant of this case (if any) leaves with this mark, long after its window
     cause_key: str | None = Field(default=None, max_length=MAX_CAUSE_KEY)
+    persons: tuple[str, ...] = Field(default=(), max_length=MAX_CASE_PERSONS)
 
 
 class GrantMark(BaseModel):
@@ -180,6 +191,16 @@ class IncidentMark(BaseModel):
 
     status: str = Field(max_length=16)  # "open" | "closed"
     closed_at: datetime | None = None
+    # R2: an emergency period declared for the incident in this town, and its end (None:
+    # until it is ended)
+    emergency_from: datetime | None = None
+    emergency_until: datetime | None = None
+
+    def in_emergency(self, at: datetime) -> bool:
+        """R2: does the emergency period run at `at`?"""
+        if self.emergency_from is None or at < self.emergency_from:
+            return False
+        return self.emergency_until is None or at < self.emergency_until
 
 
 class AppliedMark(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from schemas.intake import ClockTick
+from services.emergency.domain import duplicates
 from services.emergency.domain.book import MAX_WHEEL_WALK_MINUTES, Book, minute_of
 from services.emergency.domain.common import (
     deadline_decision,
@@ -61,9 +62,7 @@ def _look_at(book: Book, ref: str, tick: ClockTick, now: datetime) -> list[BaseM
         finished = book.finished_case(key)
         if finished is not None and now >= finished.finished_at + CASE_MARK_RETENTION:
             book.forget_finished_case(key)
-            grant = book.grant(finished.cause_key) if finished.cause_key else None
-            if finished.cause_key and grant is not None and grant.case_id == key:
-                book.drop_grant(finished.cause_key)  # long past the P6 window
+            duplicates.forget_finished(book, key, finished)  # long past the P6 window
     elif kind == "i":
         incident = book.incident(key)
         if (

@@ -17,6 +17,8 @@ from typing import Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from relief_platform import kafka_security
+
 log = logging.getLogger("relief.intake.kafka")
 
 # The broker's message.max.bytes default; our records are kept below it (hardship chunks).
@@ -73,6 +75,7 @@ class KafkaSink:
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             # acks=all + idempotence: an acknowledged record is on every in-sync replica,
             # and the producer's own retries never write it twice to the log

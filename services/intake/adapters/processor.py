@@ -20,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
+from relief_platform import kafka_security
 from services.intake.domain import health
 
 log = logging.getLogger("relief.intake.health")
@@ -68,11 +69,13 @@ class OffsetsReader:
         if self._admin is None or self._consumer is None:
             timeout_ms = int(self.timeout_s * 1000)
             admin = AIOKafkaAdminClient(
+                **kafka_security.client_options(),
                 bootstrap_servers=self.bootstrap,
                 request_timeout_ms=timeout_ms,
                 client_id="relief-intake-health",
             )
             consumer = AIOKafkaConsumer(
+                **kafka_security.client_options(),
                 bootstrap_servers=self.bootstrap,
                 group_id=None,  # reads offsets only: never joins (or disturbs) any group
                 enable_auto_commit=False,

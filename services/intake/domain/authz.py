@@ -27,9 +27,11 @@ class Action(StrEnum):
     CANCEL_ADVANCE = "cancel_advance"
     REVIEW_CASE = "review_case"
     DECIDE_DELIBERATION = "decide_deliberation"
+    DECLARE_EMERGENCY_PERIOD = "declare_emergency_period"
     FUND_RESERVE = "fund_reserve"
     REPLENISH_RESERVE = "replenish_reserve"
     PUSH_HARDSHIP_LIST = "push_hardship_list"
+    FOLLOW_UP_HARDSHIP = "follow_up_hardship"
     PUBLISH_DISCLOSURE = "publish_disclosure"
     READ = "read"
     READ_SUBMISSION = "read_submission"
@@ -40,7 +42,10 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.REPORT_INCIDENT: frozenset({Role.EMERGENCY_BUREAU}),
     Action.UPDATE_INCIDENT: frozenset({Role.EMERGENCY_BUREAU}),
     Action.CLOSE_INCIDENT: frozenset({Role.EMERGENCY_BUREAU}),
-    # R5 urgent cases by towns; R3 expenditure-type cases by county civil affairs
+    # R2: the bureau declares (and ends) an emergency period
+    Action.DECLARE_EMERGENCY_PERIOD: frozenset({Role.EMERGENCY_BUREAU}),
+    # section 八: towns accept, review and approve (urgent R5 and expenditure-type R3);
+    # county civil affairs registers too (and alone grants a second time, P6)
     Action.REGISTER_CASE: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
     # R5, P9: the town that paid confirms; P1: the town completes paperwork
     Action.CONFIRM_PAYMENT: frozenset({Role.TOWN}),
@@ -54,6 +59,8 @@ ALLOWED: dict[Action, frozenset[Role]] = {
     Action.REPLENISH_RESERVE: frozenset({Role.FINANCE}),
     # section 二: departments push lists of suspected hardship cases
     Action.PUSH_HARDSHIP_LIST: frozenset({Role.DEPARTMENT}),
+    # section 二, P9: county civil affairs follows each row up with a written decision
+    Action.FOLLOW_UP_HARDSHIP: frozenset({Role.CIVIL_AFFAIRS}),
     # P7, section 十: a town publishes its own list; civil affairs any town's
     Action.PUBLISH_DISCLOSURE: frozenset({Role.TOWN, Role.CIVIL_AFFAIRS}),
     # section 十: supervision reads everything; a town reads its own town
@@ -105,20 +112,20 @@ def may_for_town(principal: Principal, action: Action, town: str) -> Decision:
     return ALLOW
 
 
-def may_register(principal: Principal, town: str, urgency: Urgency) -> Decision:
-    """Towns register urgent cases (R5); civil affairs registers expenditure-type (R3)."""
+def may_register(
+    principal: Principal, town: str, urgency: Urgency, second_grant: bool = False
+) -> Decision:
+    """Section 八 gives towns 申请受理、审核审批、资金发放: a town registers urgent (R5) and
+    expenditure-type (R3) cases for itself, and approves them within its authority (P2,
+    decided by the processor on the amount). County civil affairs registers any case, and
+    alone grants a household a second time for the same cause (P6)."""
     decision = may_for_town(principal, Action.REGISTER_CASE, town)
     if not decision.allowed:
         return decision
-    if principal.role is Role.TOWN and urgency is not Urgency.URGENT:
+    del urgency  # (both kinds, both roles: section 八)
+    if second_grant and principal.role is not Role.CIVIL_AFFAIRS:
         return Decision(
-            False,
-            "a town registers urgent cases; expenditure-type cases are "
-            "registered by county civil affairs (R3)",
-        )
-    if principal.role is Role.CIVIL_AFFAIRS and urgency is not Urgency.EXPENDITURE:
-        return Decision(
-            False, "urgent cases are registered by their town (R5: relief first within 24 h)"
+            False, "only county civil affairs grants a household a second time for one cause (P6)"
         )
     return ALLOW
 

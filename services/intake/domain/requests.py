@@ -19,11 +19,13 @@ from pydantic import ConfigDict, Field, StrictBool, ValidationError
 
 from schemas.envelope import (
     MAX_ANY_STR,
+    MAX_ORG_TEXT,
     MAX_SHORT_TEXT,
     Actor,
     CorrelationId,
     Record,
     RequiredText,
+    ShortText,
     Text,
     TextOnly,
     UtcDatetime,
@@ -33,11 +35,15 @@ from schemas.identity import (
     InvalidName,
     InvalidResidentId,
     household_ref,
+    person_ref,
     public_name,
+    statement_ref,
     validate_resident_id,
 )
 from schemas.intake import (
+    MAX_FINE_MULTIPLE,
     MAX_HOUSEHOLDS_PER_INCIDENT,
+    MAX_MEMBERS_PER_REQUEST,
     MAX_PERSONS_PER_REQUEST,
     AdvanceCancelled,
     CaseReviewed,
@@ -45,6 +51,11 @@ from schemas.intake import (
     DeliberationDecided,
     DisasterSubtype,
     DisclosurePublished,
+    EmergencyPeriodDeclared,
+    EmergencyPeriodEnded,
+    HardshipFollowedUp,
+    HardshipOutcome,
+    IdentifiedBy,
     IncidentClosed,
     IncidentKind,
     IncidentReported,
@@ -58,6 +69,7 @@ from schemas.intake import (
     ReserveReplenished,
     ReviewOutcome,
     Urgency,
+    hardship_row_correlation,
 )
 from schemas.money import Fen, NonNegativeFen
 from schemas.towns import County
@@ -137,15 +149,48 @@ class CloseIncident(CaseBody):
     occurred_at: UtcDatetime | None = None
 
 
+class DeclareEmergencyPeriod(CaseBody):
+    """R2: an emergency period for an incident in a town (the emergency bureau)."""
+
+    until: UtcDatetime | None = Field(default=None, description="its end; none: until ended")
+    reason: RequiredText
+
+
+class EndEmergencyPeriod(CaseBody):
+    note: Text = ""
+
+
 class RegisterCase(CaseBody):
-    """A relief case: urgent (R5, by the town) or expenditure-type (R3, by civil affairs)."""
+    """A relief case: registered by its town (section 八: urgent, R5, or expenditure-type,
+    R3) or by county civil affairs. The household is its head's resident ID number and
+    its members' (P6: a grant to any of them blocks a second one for the same cause); a
+    vagrant with no ID is registered on an identity statement instead (R7)."""
 
     case_id: CorrelationId | None = Field(
         default=None, description="the caller's case id; derived from the event id if absent"
     )
     urgency: Urgency
     category: ReliefCategory
-    household_head_id: ResidentIdText
+    household_head_id: ResidentIdText | None = Field(
+        default=None, description="the head's resident ID number (hashed at the door)"
+    )
+    household_member_ids: list[ResidentIdText] = Field(
+        default_factory=list,
+        max_length=MAX_MEMBERS_PER_REQUEST,
+        description="the other members' resident ID numbers (P6; hashed at the door)",
+    )
+    identity_statement: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SHORT_TEXT,
+        description="R7: a vagrant without an ID: who they say they are (hashed at the door)",
+    )
+    second_grant_reason: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2_000,
+        description="P6: county civil affairs grants a second time for this reason",
+    )
     incident_id: CorrelationId | None = None
     requested_fen: Fen
     reason: RequiredText
@@ -169,6 +214,9 @@ class ConfirmPayment(CaseBody):
     amount_fen: Fen
     method: PaymentMethod = PaymentMethod.BANK
     bank_reference: str | None = Field(default=None, min_length=1, max_length=MAX_BANK_REFERENCE)
+    cash_reason: str | None = Field(
+        default=None, min_length=1, max_length=2_000, description="P9: why cash was needed"
+    )
     occurred_at: UtcDatetime | None = None
 
 
@@ -188,7 +236,10 @@ class ReviewCase(CaseBody):
     outcome: ReviewOutcome
     approved_fen: NonNegativeFen
     top_up_fen: Fen | None = None
-    fine_multiple: int | None = Field(default=None, ge=1, le=3, strict=True)
+    fine_multiple: int | None = Field(default=None, ge=1, le=MAX_FINE_MULTIPLE, strict=True)
+    fine_fen: Fen | None = Field(
+        default=None, description="P8: the fine decided (within the configured band)"
+    )
     reasons: Text = ""
 
 
@@ -204,6 +255,24 @@ class PublishDisclosure(_Body):
     """P7: the town's list of expenditure-type relief approved in a month was published."""
 
     note: Text = Field(default="", description="where it was posted (notice board, website)")
+
+
+class FollowUpHardship(CaseBody):
+    """Section 二, P9: civil affairs' written decision on one row of a department's list
+    (the town is the list's): a case opened (its case id), no relief needed, or referred
+    elsewhere (to whom)."""
+
+    outcome: HardshipOutcome
+    case_id: CorrelationId | None = Field(
+        default=None, description="the case opened (outcome case_opened only)"
+    )
+    referred_to: ShortText | None = Field(
+        default=None, description="the office referred to (outcome referred only)"
+    )
+    reasons: RequiredText = Field(description="the written reasons (P9)")
+    decided_by: Annotated[str, Field(min_length=1, max_length=MAX_ORG_TEXT)] = Field(
+        description="the officer who decided, as they sign it"
+    )
 
 
 class MoveReserve(_Body):
@@ -311,9 +380,62 @@ def close_incident(incident_id: str, req: CloseIncident, stamp: Stamp) -> Incide
     return _build(IncidentClosed, fields, {})
 
 
+def declare_emergency_period(
+    incident_id: str, req: DeclareEmergencyPeriod, stamp: Stamp
+) -> EmergencyPeriodDeclared:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, incident_id, stamp.now)
+    fields.update(incident_id=incident_id, until=req.until, reason=req.reason)
+    return _build(EmergencyPeriodDeclared, fields, {})
+
+
+def end_emergency_period(
+    incident_id: str, req: EndEmergencyPeriod, stamp: Stamp
+) -> EmergencyPeriodEnded:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, incident_id, stamp.now)
+    fields.update(incident_id=incident_id, note=req.note)
+    return _build(EmergencyPeriodEnded, fields, {})
+
+
 def case_id_for(req: RegisterCase, event_id: uuid.UUID) -> str:
     # A retried request (same Idempotency-Key, same event id) names the same case.
     return req.case_id if req.case_id is not None else f"case-{event_id.hex}"
+
+
+def _identity(req: RegisterCase, stamp: Stamp) -> tuple[str, tuple[str, ...], IdentifiedBy]:
+    """(household_ref, member refs, how identified): P6's household is its members; R7's
+    vagrant without an ID is its identity statement."""
+    if (req.household_head_id is None) == (req.identity_statement is None):
+        raise RequestInvalid(
+            [(("body",), "give household_head_id, or (vagrants only, R7) identity_statement")]
+        )
+    if req.identity_statement is not None:
+        if not req.vagrant:
+            raise RequestInvalid(
+                [(("body", "identity_statement"), "an identity statement is for vagrants (R7)")]
+            )
+        if req.household_member_ids:
+            raise RequestInvalid(
+                [(("body", "household_member_ids"), "members are named with a head's ID")]
+            )
+        return statement_ref(req.identity_statement, stamp.hash_key), (), IdentifiedBy.STATEMENT
+    head = req.household_head_id or ""
+    loc: Loc = ("body", "household_head_id")
+    ref = _ref(head, loc, stamp)
+    members: list[str] = []
+    problems: list[tuple[Loc, str]] = []
+    for n, text in enumerate((head, *req.household_member_ids)):
+        where: Loc = loc if n == 0 else ("body", "household_member_ids", n - 1)
+        try:
+            members.append(
+                person_ref(validate_resident_id(text, today=stamp.today), stamp.hash_key)
+            )
+        except InvalidResidentId as exc:
+            problems.append((where, str(exc)))
+    if problems:
+        raise RequestInvalid(problems)
+    return ref, tuple(dict.fromkeys(members)), IdentifiedBy.RESIDENT_ID
 
 
 def _public_name(req: RegisterCase) -> str | None:
@@ -339,7 +461,7 @@ def _public_name(req: RegisterCase) -> str | None:
 
 def register_case(req: RegisterCase, stamp: Stamp) -> ReliefRequested:
     check_town(stamp.county, req.town)
-    ref = _ref(req.household_head_id, ("body", "household_head_id"), stamp)
+    ref, members, identified_by = _identity(req, stamp)
     masked = _public_name(req)
     case_id = case_id_for(req, stamp.event_id)
     fields = _envelope(stamp, req.town, case_id, _occurred(req.occurred_at, stamp))
@@ -353,19 +475,35 @@ def register_case(req: RegisterCase, stamp: Stamp) -> ReliefRequested:
         persons=req.persons,
         vagrant=req.vagrant,
         origin_county=req.origin_county,
+        member_refs=members,
+        identified_by=identified_by,
+        second_grant_reason=req.second_grant_reason,
         public_name=masked,
     )
     return _build(
         ReliefRequested,
         fields,
-        {"household_ref": "household_head_id", "public_name": "recipient_name"},
+        {
+            "household_ref": "household_head_id",
+            "member_refs": "household_member_ids",
+            "public_name": "recipient_name",
+        },
     )
 
 
 def confirm_payment(case_id: str, req: ConfirmPayment, stamp: Stamp) -> PaymentConfirmed:
     check_town(stamp.county, req.town)
+    if req.method is PaymentMethod.CASH and req.cash_reason is None:
+        raise RequestInvalid(
+            [(("body", "cash_reason"), "a cash payment says why cash was needed (P9)")]
+        )
     fields = _envelope(stamp, req.town, case_id, _occurred(req.occurred_at, stamp))
-    fields.update(amount_fen=req.amount_fen, method=req.method, bank_reference=req.bank_reference)
+    fields.update(
+        amount_fen=req.amount_fen,
+        method=req.method,
+        bank_reference=req.bank_reference,
+        cash_reason=req.cash_reason,
+    )
     return _build(PaymentConfirmed, fields, {})
 
 
@@ -391,6 +529,7 @@ def review_case(case_id: str, req: ReviewCase, stamp: Stamp) -> CaseReviewed:
         approved_fen=req.approved_fen,
         top_up_fen=req.top_up_fen,
         fine_multiple=req.fine_multiple,
+        fine_fen=req.fine_fen,
         reasons=req.reasons,
     )
     return _build(CaseReviewed, fields, {})
@@ -410,6 +549,23 @@ def publish_disclosure(
     fields = _envelope(stamp, town, f"disclosure-{period}", stamp.now)
     fields.update(period=period, note=req.note)
     return _build(DisclosurePublished, fields, {})
+
+
+def follow_up_hardship(
+    list_event_id: uuid.UUID, row: int, req: FollowUpHardship, stamp: Stamp
+) -> HardshipFollowedUp:
+    check_town(stamp.county, req.town)
+    fields = _envelope(stamp, req.town, hardship_row_correlation(list_event_id, row), stamp.now)
+    fields.update(
+        list_event_id=list_event_id,
+        row=row,
+        outcome=req.outcome,
+        case_id=req.case_id,
+        referred_to=req.referred_to,
+        reasons=req.reasons,
+        decided_by=req.decided_by,
+    )
+    return _build(HardshipFollowedUp, fields, {})
 
 
 def reserve_correlation(town: str) -> str:

@@ -7,6 +7,7 @@ The tokens file (RELIEF_INTAKE_TOKENS_FILE) is TOML or JSON:
     role = "town"               # schemas.envelope.Role
     org = "索镇街道"
     town = "370321001"          # required for, and only for, role town
+    holder = "索镇民政办 王某"      # the person who holds it (recorded on their decisions)
 
 A leaked file leaks no token. `relief token add` appends an entry and prints the token once.
 """
@@ -43,6 +44,9 @@ class Principal(BaseModel):
     role: Role
     org: str = Field(min_length=1, max_length=MAX_ORG_TEXT)
     town: str | None = Field(default=None, pattern=TOWN_CODE_PATTERN, max_length=12)
+    # section 十: the person who holds the token; every command and the decisions that
+    # apply it name them (schemas.envelope.Actor.person)
+    holder: str | None = Field(default=None, min_length=1, max_length=MAX_ORG_TEXT)
 
     @model_validator(mode="after")
     def _town_for_towns(self) -> Self:
@@ -53,7 +57,7 @@ class Principal(BaseModel):
 
     @property
     def actor(self) -> Actor:
-        return Actor(role=self.role, org=self.org)
+        return Actor(role=self.role, org=self.org, person=self.holder)
 
 
 def token_hash(token: str) -> str:
@@ -95,6 +99,8 @@ def toml_entry(p: Principal) -> str:
     lines.append(f"org = {json.dumps(p.org)}")
     if p.town is not None:
         lines.append(f"town = {json.dumps(p.town)}")
+    if p.holder is not None:
+        lines.append(f"holder = {json.dumps(p.holder)}")
     return "\n".join(lines) + "\n"
 
 

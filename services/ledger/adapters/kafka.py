@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relief_platform import kafka_security
 from schemas.postings import Posting
 from schemas.registry import RecordError, decode_as, encode
 from schemas.topics import RejectedRecord
@@ -69,7 +70,7 @@ async def topic_partitions(
     bootstrap: str, topic: str, stop: asyncio.Event
 ) -> list[TopicPartition] | None:
     """A topic's partitions, waiting (bounded) for the topic to exist; None if stopped."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
     await admin.start()
     try:
         waited = 0.0
@@ -120,6 +121,7 @@ class LedgerConsumer:
     async def run(self, stop: asyncio.Event | None = None) -> None:
         stop = stop or asyncio.Event()
         consumer = AIOKafkaConsumer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             group_id=None,  # no group: positions are PostgreSQL's, not Kafka's
             enable_auto_commit=False,
@@ -129,6 +131,7 @@ class LedgerConsumer:
             max_partition_fetch_bytes=1_048_576,
         )
         producer = AIOKafkaProducer(
+            **kafka_security.client_options(),
             bootstrap_servers=self.bootstrap,
             enable_idempotence=True,  # forces acks="all": a dead letter is never lost
             acks="all",

@@ -45,7 +45,7 @@ class _BookCounters(Collector):
         yield postings
         alerts = CounterMetricFamily(
             "relief_ledger_alerts",
-            "Postings the reserve guard refused (R2: a reserve never below zero)",
+            "Postings the reserve guard refused (R4: a reserve never below zero)",
             labels=["town"],
         )
         for town, n in sorted(self.alerts.items()):

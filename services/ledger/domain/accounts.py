@@ -44,7 +44,7 @@ KIND_NAMES: Mapping[str, str] = {
     "recovery_receivable": "Recoveries and fines receivable",
     "recovered": "Recoveries and fines collected",
 }
-# R2/R4: the account that can never go below zero
+# R4: the account that can never go below zero
 RESERVE_KIND = "town_reserve"
 COUNTY_SCOPE = "county"
 MAX_ACCOUNT_CODE = 64

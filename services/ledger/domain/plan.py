@@ -3,7 +3,7 @@
 The adapter reads, under the chain locks, the ids already stored, each chain's head and the
 balances of the reserves the batch touches; `plan_batch` then decides, posting by posting
 in log order, which become entries (with their hashes) and which the reserve guard refuses
-(R2/R4: a town reserve never goes below zero — refused individually, recorded as an alert).
+(R4: a town reserve never goes below zero — refused individually, recorded as an alert).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from services.ledger.domain.entries import (
     make_entry,
 )
 
-RESERVE_REFUSAL_REASON = "town reserve would go below zero (R2: reserves never below zero)"
+RESERVE_REFUSAL_REASON = "town reserve would go below zero (R4: reserves never below zero)"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -1,13 +1,18 @@
 """The finance dashboard: an aiohttp app over the ledger's read side.
 
-    GET /              the page (no data in it; it asks for a token)
+    GET /              the page (no data in it; without a session it goes to /signin)
+    GET /signin        the sign-in form; POST /signin exchanges a finance or county token
+                       for a cookie (HttpOnly, SameSite=Strict, Secure); POST /signout
     GET /api/snapshot  the current snapshot as JSON              (finance or county token)
     GET /events        server-sent events: a snapshot whenever it changes  (token)
     GET /api/towns/{town}/reserve   a town's reserve and its last movements
                                     (finance, county or service token: intake reads it)
     POST /api/verify   run verify now: the report with the head hash  (finance or county)
     GET /api/towns/{town}/statement.csv?from=D&to=D   a town's statement (finance or county)
-    GET /metrics       Prometheus metrics of the ledger
+    GET /metrics       Prometheus metrics of the ledger (loopback, or a metrics token)
+
+A token is `Authorization: Bearer` (intake, the console, scripts) or the sign-in cookie
+(the page): never a query parameter, which proxies, logs and history keep.
     GET /healthz       200 once a snapshot was read
 
 One background task reads a snapshot every `dashboard_interval_s` (cheaply: only when the
@@ -31,11 +36,20 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from relief_platform import metrics_access
 from schemas.policy import load_config
 from services.ledger.adapters import postgres
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web import snapshot as snap
-from services.ledger.web.auth import ROLES, VIEWERS, TokenCheck, bearer, parse_hashes
+from services.ledger.web.auth import (
+    COOKIE,
+    MAX_TOKEN_CHARS,
+    ROLES,
+    VIEWERS,
+    TokenCheck,
+    bearer,
+    parse_hashes,
+)
 from services.ledger.web.casebook import OpenCasesReader
 from services.ledger.web.lag import LagReader
 from services.ledger.web.settings import DashboardSettings
@@ -57,6 +71,7 @@ MAX_MOVEMENTS = 1_000  # a reserve's movements in one answer at most
 SETTINGS_KEY = web.AppKey("settings", DashboardSettings)
 TOKENS_KEY = web.AppKey("tokens", TokenCheck)
 METRICS_KEY = web.AppKey("metrics", LedgerMetrics)
+METRICS_TOKENS_KEY = web.AppKey("metrics_tokens", frozenset[str])
 
 
 class Hub:
@@ -227,18 +242,89 @@ HUB_KEY = web.AppKey("hub", Hub)
 # ---------------------------------------------------------------- handlers
 
 
-def _token(request: web.Request) -> str | None:
-    return bearer(request.headers.get("Authorization")) or request.query.get("token")
+def _token(request: web.Request) -> tuple[str | None, bool]:
+    """The caller's token, and whether it came from the sign-in cookie."""
+    header = bearer(request.headers.get("Authorization"))
+    if header:
+        return header, False
+    cookie = request.cookies.get(COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def _same_origin(request: web.Request) -> None:
+    # SameSite=Strict keeps the cookie off other sites' requests; an Origin that is not
+    # ours is refused as well (as the console does)
+    origin = request.headers.get("Origin")
+    if origin and origin.split("://", 1)[-1] != request.headers.get("Host", ""):
+        raise web.HTTPForbidden(
+            text=json.dumps({"error": "cross-site request refused"}),
+            content_type="application/json",
+        )
 
 
 def _authorized(request: web.Request, roles: tuple[str, ...] = VIEWERS) -> None:
-    viewer = request.app[TOKENS_KEY].viewer(_token(request))
+    token, from_cookie = _token(request)
+    viewer = request.app[TOKENS_KEY].viewer(token)
     if viewer is None or viewer.role not in roles:
         raise web.HTTPUnauthorized(
             text=json.dumps({"error": "a finance or county token is required"}),
             content_type="application/json",
             headers={"WWW-Authenticate": 'Bearer realm="relief-dashboard"'},
         )
+    if from_cookie and request.method not in ("GET", "HEAD"):
+        _same_origin(request)
+
+
+async def signin_page(request: web.Request) -> web.Response:
+    return _signin_form(failed=False)
+
+
+def _signin_form(failed: bool) -> web.Response:
+    body = resources.files(STATIC_PACKAGE).joinpath("signin.html").read_bytes()
+    if failed:
+        body = body.replace(b'class="error" hidden>', b'class="error" role="alert">')
+    return web.Response(
+        body=body,
+        status=401 if failed else 200,
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+        },
+    )
+
+
+async def signin(request: web.Request) -> web.Response:
+    """A finance or county token for a cookie the page's requests (and EventSource's
+    reconnects) carry; a wrong token is the form again with 401, and no cookie."""
+    _same_origin(request)
+    form = await request.post()
+    raw = form.get("token")
+    token = raw.strip() if isinstance(raw, str) else ""
+    viewer = request.app[TOKENS_KEY].viewer(token) if len(token) <= MAX_TOKEN_CHARS else None
+    if viewer is None or viewer.role not in VIEWERS:
+        return _signin_form(failed=True)
+    settings = request.app[SETTINGS_KEY]
+    response = web.HTTPSeeOther("/")
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=settings.dashboard_session_s,
+        path="/",
+        httponly=True,
+        secure=settings.dashboard_cookie_secure or request.secure,
+        samesite="Strict",
+    )
+    raise response
+
+
+async def signout(request: web.Request) -> web.Response:
+    _same_origin(request)
+    response = web.HTTPSeeOther("/signin")
+    response.del_cookie(COOKIE, path="/")
+    raise response
 
 
 async def static(request: web.Request) -> web.Response:
@@ -366,10 +452,18 @@ async def events(request: web.Request) -> web.StreamResponse:
 
 
 async def metrics_view(request: web.Request) -> web.Response:
+    if not metrics_access.allowed(
+        request.remote, _lower(request.headers), request.app[METRICS_TOKENS_KEY]
+    ):
+        raise web.HTTPNotFound()
     registry = request.app[METRICS_KEY].registry
     return web.Response(
         body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
+
+
+def _lower(headers: Any) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items()}
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -385,7 +479,11 @@ def build_app(settings: DashboardSettings, metrics: LedgerMetrics | None = None)
     app[SETTINGS_KEY] = settings
     app[METRICS_KEY] = metrics
     app[TOKENS_KEY] = TokenCheck(parse_hashes(settings.dashboard_token_hashes))
+    app[METRICS_TOKENS_KEY] = metrics_access.parse_hashes(settings.metrics_token_hashes)
     app.router.add_get("/", static)
+    app.router.add_get("/signin", signin_page)
+    app.router.add_post("/signin", signin)
+    app.router.add_post("/signout", signout)
     app.router.add_get("/static/{name}", static)
     app.router.add_get("/api/snapshot", api_snapshot)
     app.router.add_get(r"/api/towns/{town:\d{6,12}}/reserve", api_reserve)

@@ -1,8 +1,10 @@
 """Who may look: finance or county staff holding a token whose SHA-256 is configured,
 and services (intake) that read a town's reserve on their callers' behalf.
 
-Tokens travel as `Authorization: Bearer <token>`; the browser's EventSource cannot set a
-header, so `?token=` is accepted as well (served over TLS in front, as everything is).
+Tokens travel as `Authorization: Bearer <token>` (intake, the console, scripts) or, for a
+person at the page, in a cookie set by `POST /signin` (HttpOnly, SameSite=Strict, Secure):
+the browser's EventSource sends it with every reconnect. Never in an address, where
+proxies, access logs and the browser's history would keep it (issue 13).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ VIEWERS = ("finance", "county")  # the dashboard itself; services read the reser
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 MAX_TOKEN_CHARS = 512  # a limit on everything (STYLE)
 MAX_TOKENS = 1_000
+COOKIE = "relief_dashboard"  # as the console's `relief_session`: the token, HttpOnly
 
 
 class TokenConfigError(ValueError):

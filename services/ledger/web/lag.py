@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from relief_platform import kafka_security
 from services.ledger.adapters import postgres
 from services.ledger.adapters.metrics import Lag, lags_of
 
@@ -29,9 +30,12 @@ class LagReader:
     async def _clients(self) -> tuple[AIOKafkaAdminClient, AIOKafkaConsumer]:
         if self._admin is None or self._consumer is None:
             admin = AIOKafkaAdminClient(
-                bootstrap_servers=self.bootstrap, request_timeout_ms=KAFKA_TIMEOUT_MS
+                **kafka_security.client_options(),
+                bootstrap_servers=self.bootstrap,
+                request_timeout_ms=KAFKA_TIMEOUT_MS,
             )
             consumer = AIOKafkaConsumer(
+                **kafka_security.client_options(),
                 bootstrap_servers=self.bootstrap,
                 group_id=None,
                 enable_auto_commit=False,

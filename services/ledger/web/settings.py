@@ -20,6 +20,13 @@ class DashboardSettings(BaseSettings):
     # Only hashes are configured: a leaked configuration does not leak a token.
     dashboard_token_hashes: str = ""
     dashboard_host: str = "127.0.0.1"
+    # the sign-in cookie (as the console's): Secure unless the page is reached over plain
+    # HTTP on a machine that is not localhost (browsers accept Secure cookies on localhost)
+    dashboard_cookie_secure: bool = True
+    dashboard_session_s: int = Field(default=8 * 3600, ge=60, le=7 * 86_400)
+    # sha256 of the tokens Prometheus may read /metrics with from off this machine
+    # (relief_platform.metrics_access); from loopback it needs none
+    metrics_token_hashes: str = Field(default="", repr=False)
     dashboard_port: int = Field(default=8090, ge=1, le=65535)
     # A fresh snapshot is read this often; it is pushed only when it changed.
     dashboard_interval_s: float = Field(default=1.0, gt=0, le=60)

@@ -271,6 +271,10 @@ async def rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
             ("deadlines", "town, case_id, kind"),
             ("submissions", "event_id"),
             ("rejections", "rejected_id"),
+            ("publications", "event_id"),
+            ("hardship_lists", "event_id"),
+            ("hardship_rows", "list_event_id, row_index"),
+            ("hardship_follow_ups", "event_id"),
             ("positions", "topic, partition"),
         ):
             out[table] = [

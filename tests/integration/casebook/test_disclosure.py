@@ -58,8 +58,9 @@ def expenditure(
     household: int = 7,
     category: i.ReliefCategory = i.ReliefCategory.SERIOUS_ILLNESS,
 ) -> i.ReliefRequested:
+    # section 八: the town registers it, and approves it within its authority (P2)
     return i.ReliefRequested(
-        **env(town, case, T0, CIVIL),
+        **env(town, case, T0, TOWN),
         urgency=i.Urgency.EXPENDITURE,
         category=category,
         household_ref=hh(household),

@@ -89,7 +89,17 @@ def test_register_pay_and_retry(server: str) -> None:
 
 def test_refusals_are_readable(server: str) -> None:
     code, out = run(
-        server, "tok-shaohai", "case", "pay", "c", "--town", SUOZHEN, "--yuan", "1", "--cash"
+        server,
+        "tok-shaohai",
+        "case",
+        "pay",
+        "c",
+        "--town",
+        SUOZHEN,
+        "--yuan",
+        "1",
+        "--cash",
+        "停电",
     )
     assert code == 1 and "refused (403)" in out and "own town" in out
     code, out = run(
@@ -110,7 +120,17 @@ def test_refusals_are_readable(server: str) -> None:
     )
     assert code == 1 and "body.household_head_id" in out
     code, out = run(
-        server, "tok-suozhen", "case", "pay", "c", "--town", SUOZHEN, "--yuan", "1.005", "--cash"
+        server,
+        "tok-suozhen",
+        "case",
+        "pay",
+        "c",
+        "--town",
+        SUOZHEN,
+        "--yuan",
+        "1.005",
+        "--cash",
+        "停电",
     )
     assert code == 2 and "two decimals" in out
 
@@ -236,13 +256,24 @@ async def test_wait_prints_what_became_of_a_write(pipeline: tuple[str, Processor
     assert code == 0, out
     assert "decided: 1 decision\n" in out and "AdvanceGranted" in out and "-> advanced" in out
 
-    stray = ("case", "pay", "nobody", "--town", SUOZHEN, "--yuan", "10", "--cash", "--wait")
+    stray = (
+        "case",
+        "pay",
+        "nobody",
+        "--town",
+        SUOZHEN,
+        "--yuan",
+        "10",
+        "--cash",
+        "无账户",
+        "--wait",
+    )
     code, out = await _while_deciding(processor, url, "tok-suozhen", *stray)
     assert code == 1, out
     assert "rejected:" in out and "nobody" in out
 
     # nothing decides it within the wait: still pending, exit 3
-    lonely = ("case", "pay", "wait-1", "--town", SUOZHEN, "--yuan", "800", "--cash")
+    lonely = ("case", "pay", "wait-1", "--town", SUOZHEN, "--yuan", "800", "--cash", "停电")
     code, out = run(url, "tok-suozhen", *lonely, "--wait", "--wait-s", "1")
     assert code == 3 and "still pending after 1 s" in out
 

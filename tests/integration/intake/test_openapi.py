@@ -31,7 +31,9 @@ def test_document_is_valid_openapi() -> None:
     assert raw["openapi"].startswith("3.")
     schema = schemathesis.openapi.from_dict(raw)
     operations = [cast(Any, op).ok() for op in schema.get_all_operations()]
-    assert len(operations) == 21  # with the console's case list and /v1/me
+    # the console's case list, /v1/me, hardship follow-ups; R2: declaring and ending an
+    # emergency period
+    assert len(operations) == 24
     # every write declares its refusals
     for op in operations:
         if op.method.upper() == "POST":
@@ -48,7 +50,7 @@ def _token_for(method: str, path: str) -> str:
         return "tok-finance"
     if path.startswith("/v1/incidents"):
         return "tok-bureau"
-    if path.endswith(("/reviews", "/deliberations")):
+    if path.endswith(("/reviews", "/deliberations", "/follow-ups")):
         return "tok-civil"
     if "/reserve/" in path:
         return "tok-finance"

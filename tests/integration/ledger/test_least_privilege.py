@@ -15,8 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def as_role(url: str, role: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://{role}@{rest.split('@', 1)[1]}"
+    return local_stack.role_url(url, role)  # with the role's password, when it has one
 
 
 @pytest.fixture

@@ -81,7 +81,7 @@ async def test_without_a_finance_or_county_token_nothing_is_shown(
     assert (await client.get("/api/snapshot")).status == 401
     assert (await client.get("/api/snapshot", headers=auth("guess"))).status == 401
     assert (await client.get("/events")).status == 401
-    assert (await client.get("/events?token=guess")).status == 401
+    assert (await client.get("/events", headers=auth("guess"))).status == 401
     assert (await client.get("/api/snapshot", headers=auth(COUNTY_TOKEN))).status == 200
     page = await client.get("/")
     assert page.status == 200
@@ -144,7 +144,7 @@ async def _next_snapshot(events: ClientResponse) -> dict[str, Any]:
 async def test_server_sent_events_push_a_new_snapshot_when_a_posting_lands(
     story: Story, client: TestClient[Any, Any]
 ) -> None:
-    events = await client.get(f"/events?token={FINANCE_TOKEN}")
+    events = await client.get("/events", headers={"Cookie": f"relief_dashboard={FINANCE_TOKEN}"})
     assert events.status == 200
     assert events.headers["Content-Type"].startswith("text/event-stream")
     first = await _next_snapshot(events)
@@ -182,3 +182,53 @@ async def test_metrics_reflect_the_book(story: Story, client: TestClient[Any, An
     assert samples[("relief_ledger_entries", ())] == 4
     count = samples[("relief_ledger_pg_transaction_seconds_count", (("operation", "snapshot"),))]
     assert count >= 1
+
+
+async def test_a_token_never_rides_in_an_address_the_page_signs_in_for_a_cookie(
+    client: TestClient[Any, Any],
+) -> None:
+    # a token in the query is not a credential: proxies, logs and history keep addresses
+    assert (await client.get(f"/events?token={FINANCE_TOKEN}")).status == 401
+    assert (await client.get(f"/api/snapshot?token={FINANCE_TOKEN}")).status == 401
+    # the page without a session sends the person to the sign-in form
+    form = await client.get("/signin")
+    assert form.status == 200 and 'action="/signin"' in await form.text()
+    assert "token" not in form.headers.get("Set-Cookie", "")
+
+    wrong = await client.post("/signin", data={"token": "guess"}, allow_redirects=False)
+    assert wrong.status == 401 and "Set-Cookie" not in wrong.headers
+    assert "令牌无效" in await wrong.text()
+    # another site cannot sign a browser in (nor out)
+    foreign = await client.post(
+        "/signin",
+        data={"token": FINANCE_TOKEN},
+        headers={"Origin": "https://evil.example"},
+        allow_redirects=False,
+    )
+    assert foreign.status == 403 and "Set-Cookie" not in foreign.headers
+
+    signed = await client.post("/signin", data={"token": FINANCE_TOKEN}, allow_redirects=False)
+    assert signed.status == 303 and signed.headers["Location"] == "/"
+    cookie = signed.headers["Set-Cookie"]
+    assert cookie.startswith(f"relief_dashboard={FINANCE_TOKEN};")
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "secure", "samesite=strict", "path=/"} <= flags
+    assert any(f.startswith("max-age=") for f in flags)
+
+    session = {"Cookie": f"relief_dashboard={FINANCE_TOKEN}"}
+    events = await client.get("/events", headers=session)  # EventSource's every reconnect
+    assert events.status == 200
+    assert (await _next_snapshot(events))["towns"]
+    events.close()
+    assert (await client.get("/api/snapshot", headers=session)).status == 200
+    # a write with the cookie from another site's page is refused; from ours it runs
+    cross = await client.post("/api/verify", headers={**session, "Origin": "https://evil.example"})
+    assert cross.status == 403
+    ours = await client.post(
+        "/api/verify", headers={**session, "Origin": str(client.make_url("")).rstrip("/")}
+    )
+    assert ours.status == 200 and (await ours.json())["ok"] is True
+
+    out = await client.post("/signout", headers=session, allow_redirects=False)
+    assert out.status == 303 and out.headers["Location"] == "/signin"
+    assert out.headers["Set-Cookie"].startswith('relief_dashboard="";')

@@ -90,3 +90,56 @@ def test_figures_as_a_person_reads_them() -> None:
         "待县级审批",
         "awaiting approval",
     )
+
+
+# ---------------------------------------------------------------- hardship lists (section 二)
+
+
+def test_a_hardship_follow_up_sends_only_what_its_outcome_takes() -> None:
+    form = {
+        "outcome": "case_opened",
+        "case_id": "exp-0721-1",
+        "referred_to": "县残联",  # left over from a choice changed: not sent
+        "reasons": "入户核实：大病支出",
+        "decided_by": "王科长",
+    }
+    assert forms.hardship_follow_up(form, QIFENG) == {
+        "town": QIFENG,
+        "outcome": "case_opened",
+        "case_id": "exp-0721-1",
+        "reasons": "入户核实：大病支出",
+        "decided_by": "王科长",
+    }
+    referred = forms.hardship_follow_up({**form, "outcome": "referred"}, QIFENG)
+    assert referred["referred_to"] == "县残联" and "case_id" not in referred
+    none_needed = forms.hardship_follow_up({**form, "outcome": "no_relief_needed"}, QIFENG)
+    assert "case_id" not in none_needed and "referred_to" not in none_needed
+
+
+@pytest.mark.parametrize(
+    ("changes", "fields"),
+    [
+        ({"case_id": ""}, {"case_id"}),  # a case opened names its case
+        ({"case_id": "exp 1"}, {"case_id"}),
+        ({"outcome": "referred", "referred_to": ""}, {"referred_to"}),
+        ({"outcome": "referred", "referred_to": "县" * 201}, {"referred_to"}),
+        ({"reasons": "  ", "decided_by": ""}, {"reasons", "decided_by"}),  # P9
+        ({"decided_by": "王" * 101}, {"decided_by"}),
+        ({"outcome": "closed"}, {"outcome"}),
+    ],
+)
+def test_a_hardship_follow_up_that_does_not_add_up_names_each_field(
+    changes: dict[str, str], fields: set[str]
+) -> None:
+    form = {"outcome": "case_opened", "case_id": "exp-1", "reasons": "核实", "decided_by": "王"}
+    with pytest.raises(forms.FormInvalid) as caught:
+        forms.hardship_follow_up({**form, **changes}, QIFENG)
+    assert {p.field for p in caught.value.problems} == fields
+    assert all(p.zh and p.en for p in caught.value.problems)
+
+
+def test_days_in_chinese() -> None:
+    assert show.day_zh("2026-07-20") == "2026年7月20日"
+    assert show.day_zh(date(2026, 1, 2)) == "2026年1月2日"
+    assert show.day_zh(None) == "—" and show.day_zh("") == "—"
+    assert show.day_zh("not a day") == "not a day"

@@ -91,15 +91,22 @@ def urgent(
 
 
 def expenditure(
-    case: str, amount_fen: int, category: i.ReliefCategory, at: datetime = T0, household: int = 7
+    case: str,
+    amount_fen: int,
+    category: i.ReliefCategory,
+    at: datetime = T0,
+    household: int = 7,
+    actor: Actor = CIVIL,
+    **more: Any,
 ) -> i.ReliefRequested:
     return i.ReliefRequested(
-        **env(QIFENG, case, at, CIVIL),
+        **env(QIFENG, case, at, actor),
         urgency=i.Urgency.EXPENDITURE,
         category=category,
         household_ref=hh(household),
         requested_fen=amount_fen,
         reason="大病医疗支出过大",
+        **more,
     )
 
 
@@ -147,6 +154,7 @@ class Town:
     # the same state rebuilt by folding the outputs (and the incident facts) with `evolve`
     rebuilt: dict[str, Any] = field(default_factory=dict)
     check_rebuild: bool = True  # after every record: the fold equals what decide left
+    _facts_seen: set[str] = field(default_factory=set)
 
     def __call__(self, record: Record) -> list[BaseModel]:
         if isinstance(record, i.ClockTick):
@@ -175,7 +183,13 @@ class Town:
     def _fold(self, record: Record, outs: list[BaseModel]) -> None:
         events: list[BaseModel] = [o for o in outs if not isinstance(o, RejectedRecord)]
         refused = len(events) < len(outs)
-        if isinstance(record, i.IncidentReported | i.IncidentClosed) and not refused:
+        facts = (
+            i.IncidentReported,
+            i.IncidentClosed,
+            i.EmergencyPeriodDeclared,
+            i.EmergencyPeriodEnded,
+        )
+        if isinstance(record, facts) and not refused and not self._repeated(record):
             events.append(record)  # a fact the bureau reported, not a decision
         for event in events:
             town = getattr(event, "town", None)
@@ -188,6 +202,12 @@ class Town:
                     self.rebuilt.pop(key, None)
                 else:
                     self.rebuilt[key] = value
+
+    def _repeated(self, record: Record) -> bool:
+        # a fact applied once by its event id (decide's applied marks): a retry is no fact
+        seen = str(record.event_id) in self._facts_seen
+        self._facts_seen.add(str(record.event_id))
+        return seen
 
     def rebuilt_snapshot(self) -> dict[str, Any]:
         return _business(self.rebuilt)

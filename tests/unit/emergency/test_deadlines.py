@@ -26,15 +26,19 @@ def test_ticks_warn_once_then_breach_once() -> None:
     assert d.on_tick(T0 + timedelta(hours=20)) is DeadlineState.WARNED
     d = d.model_copy(update={"state": DeadlineState.WARNED})
     assert d.on_tick(T0 + timedelta(hours=21)) is None  # warned already
-    assert d.on_tick(T0 + DAY) is DeadlineState.BREACHED  # at the due time: too late
+    # 24 小时内: 以内 counts the due time itself (deadlines.py): a tick at exactly 24:00:00
+    # is still on time, one a microsecond later is not
+    assert d.on_tick(T0 + DAY) is None
+    assert d.on_tick(T0 + DAY + timedelta(microseconds=1)) is DeadlineState.BREACHED
     d = d.model_copy(update={"state": DeadlineState.BREACHED})
     assert d.on_tick(T0 + 2 * DAY) is None
     assert d.on_done(T0 + 2 * DAY) is None  # a late payment does not end it twice
 
 
-def test_payment_before_due_meets_and_after_due_breaches() -> None:
+def test_payment_at_or_before_due_meets_and_after_due_breaches() -> None:
     assert relief().on_done(T0 + DAY - timedelta(seconds=1)) is DeadlineState.MET
-    assert relief().on_done(T0 + DAY) is DeadlineState.BREACHED
+    assert relief().on_done(T0 + DAY) is DeadlineState.MET  # exactly 24:00:00: 以内
+    assert relief().on_done(T0 + DAY + timedelta(microseconds=1)) is DeadlineState.BREACHED
 
 
 def test_a_long_outage_of_the_clock_breaches_at_the_next_tick_without_a_warning() -> None:

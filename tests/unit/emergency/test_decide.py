@@ -14,6 +14,7 @@ from tests.unit.emergency.builders import (
     QIFENG,
     SIZE,
     T0,
+    TOWN,
     Town,
     cancelled,
     deliberated,
@@ -92,7 +93,8 @@ def test_a_tick_past_the_deadline_breaches_it_once_after_one_warning() -> None:
     [warned] = town(tick(T0 + hours(20)))
     assert isinstance(warned, d.DeadlineWarned) and warned.deadline is d.DeadlineKind.RELIEF_24H
     assert town(tick(T0 + hours(21))) == []
-    [breached] = town(tick(T0 + hours(24)))
+    assert town(tick(T0 + hours(24))) == []  # 24 小时内: 24:00:00 itself is on time
+    [breached] = town(tick(T0 + hours(24) + timedelta(minutes=1)))
     assert isinstance(breached, d.DeadlineBreached)
     assert breached.rule == "R5" and breached.due_at == T0 + hours(24)
     assert town(tick(T0 + hours(30))) == []
@@ -260,10 +262,11 @@ def test_illness_relief_within_the_band_is_approved_by_the_town_or_the_county() 
     town = flooded()
     minimum = 92_400  # P4: 924 yuan a month in force in 2026
     [approved, posting] = town(
-        expenditure("ill-1", 3 * minimum + 100, i.ReliefCategory.SERIOUS_ILLNESS)
+        expenditure("ill-1", 3 * minimum + 100, i.ReliefCategory.SERIOUS_ILLNESS, actor=TOWN)
     )
     assert isinstance(approved, d.ReliefApproved)
-    assert approved.approver_level is d.ApproverLevel.TOWN  # 2,773 yuan < 3,000 (P2)
+    # section 八: the town registered it, and 2,773 yuan < 3,000 is its to approve (P2)
+    assert approved.approver_level is d.ApproverLevel.TOWN and approved.decided_by == TOWN
     assert isinstance(posting, Posting)
     [required] = town(expenditure("ill-2", 500_000, i.ReliefCategory.SERIOUS_ILLNESS, household=8))
     assert isinstance(required, d.ApprovalRequired) and required.rule == "R3+P2"
@@ -273,7 +276,7 @@ def test_illness_relief_within_the_band_is_approved_by_the_town_or_the_county() 
         reviewed("ill-2", T0 + hours(4), i.ReviewOutcome.CONFIRMED, approved_fen=500_000)
     )
     assert isinstance(approved, d.ReliefApproved)
-    assert approved.approver_level is d.ApproverLevel.COUNTY
+    assert approved.approver_level is d.ApproverLevel.COUNTY and approved.decided_by == CIVIL
 
 
 def test_below_the_floor_is_raised_to_it_and_above_the_cap_goes_to_deliberation() -> None:
@@ -340,30 +343,62 @@ def test_an_unpaid_advance_cannot_be_reviewed_yet() -> None:
 # ---------------------------------------------------------------- P5, R7
 
 
-def test_transitional_relief_pays_monthly_for_three_months_and_can_be_extended() -> None:
+def test_transitional_relief_falls_due_monthly_is_paid_by_the_town_and_can_be_extended() -> None:
     town = flooded()
-    out = town(urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING, persons=3))
-    assert types(out) == ["ReliefApproved", "TransitionalInstalmentPaid", "Posting"]
-    assert isinstance(out[1], d.TransitionalInstalmentPaid)
-    per_month = out[1].amount_fen
-    assert per_month == town.open_case("tr-1").instalment_fen
-    assert len(town.of(d.TransitionalInstalmentPaid)) == 1
+    # 1 person x 20 yuan x 30 days x 3 months = 1,800 yuan: within the town's authority
+    out = town(urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING))
+    assert types(out) == ["ReliefApproved", "InstalmentDue", "Posting"]
+    approved, due = out[0], out[1]
+    assert isinstance(approved, d.ReliefApproved) and approved.decided_by == TOWN
+    assert approved.approver_level is d.ApproverLevel.TOWN
+    assert isinstance(due, d.InstalmentDue) and due.instalment_no == 1
+    per_month = due.amount_fen
+    assert per_month == town.open_case("tr-1").instalment_fen == 60_000
+    # held on the county fund, not paid: nothing is booked as paid until the town pays
+    assert town.s.county_held_fen == per_month and not town.of(d.TransitionalInstalmentPaid)
+    out = town(paid("tr-1", per_month, at=T0 + hours(5)))
+    assert types(out) == ["TransitionalInstalmentPaid", "Posting"]
+    assert isinstance(out[0], d.TransitionalInstalmentPaid) and out[0].decided_by == TOWN
+    assert town.s.county_held_fen == 0 and town.s.county_paid_fen == per_month
+    [dead] = town(paid("tr-1", per_month, at=T0 + hours(6)))  # nothing more is due yet
+    assert isinstance(dead, RejectedRecord)
     town(tick(T0 + timedelta(days=61)))
-    assert len(town.of(d.TransitionalInstalmentPaid)) == 3
+    assert len(town.of(d.InstalmentDue)) == 3
+    for n in (2, 3):
+        town(paid("tr-1", per_month, at=T0 + timedelta(days=61, hours=n)))
     town(tick(T0 + timedelta(days=200)))
-    assert len(town.of(d.TransitionalInstalmentPaid)) == 3  # 3 months, then it stops
+    assert len(town.of(d.InstalmentDue)) == 3  # 3 months, then it stops
     ext = i.TransitionalReliefExtended(
         **env(QIFENG, "tr-1", T0 + timedelta(days=201), CIVIL),
         extended_to_months=6,
         reason="住房尚未修复",
     )
-    town(ext)
+    [extended, *_] = town(ext)
+    assert isinstance(extended, d.ReliefApproved) and extended.decided_by == CIVIL
     town(tick(T0 + timedelta(days=400)))
-    assert len(town.of(d.TransitionalInstalmentPaid)) == 6
+    assert len(town.of(d.InstalmentDue)) == 6
+    assert town.s.county_held_fen == 3 * per_month  # due, and held until the town pays
 
 
-def test_a_vagrant_is_referred_to_the_county_of_origin_r7() -> None:
+def test_a_larger_transitional_schedule_registered_by_a_town_is_approved_by_the_county() -> None:
     town = flooded()
-    [referral] = town(urgent("v-1", 50_000, inc=None, vagrant=True, origin_county="河北省某县"))
+    # 3 persons: 5,400 yuan over 3 months, above the town's 3,000 (P2)
+    [required] = town(
+        urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING, persons=3)
+    )
+    assert isinstance(required, d.ApprovalRequired) and required.amount_fen == 540_000
+    out = town(reviewed("tr-1", T0 + hours(3), i.ReviewOutcome.CONFIRMED, approved_fen=540_000))
+    assert types(out) == ["ReliefApproved", "InstalmentDue", "Posting"]
+    assert isinstance(out[0], d.ReliefApproved) and out[0].decided_by == CIVIL
+
+
+def test_a_vagrant_gets_interim_relief_here_then_is_referred_to_the_county_of_origin_r7() -> None:
+    town = flooded()
+    out = town(urgent("v-1", 80_000, inc=None, vagrant=True, origin_county="河北省某县"))
+    assert types(out) == ["AdvanceGranted", "Posting", "ReferredToOriginCounty"]
+    grant, _, referral = out
+    assert isinstance(grant, d.AdvanceGranted) and grant.rule == "R5+R7"
+    assert grant.amount_fen == 50_000  # food, lodging, a ticket home: the R7 interim cap
     assert isinstance(referral, d.ReferredToOriginCounty) and referral.rule == "R7"
-    assert town.s.reserve.available_fen == SIZE
+    assert town.s.reserve.available_fen == SIZE - 50_000
+    assert town.open_case("v-1").status is CaseStatus.ADVANCED  # paid and closed here

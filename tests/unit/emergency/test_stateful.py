@@ -2,8 +2,11 @@
 
 Whatever happens, in any order: the reserve never goes below zero or above its size;
 every posting balances and the postings, folded into balances, say exactly what the
-processor's state says; no output id is ever emitted twice; and every urgent case ends
-its 24-hour deadline exactly once (met or breached), unless it was cancelled.
+processor's state says; no output id is ever emitted twice; every urgent case ends
+its 24-hour deadline exactly once (met or breached), unless it was cancelled; and no
+case is approved, or topped up, above its R3 band (or its category's configured
+ceiling) without a deliberation decision (R6) - whatever path asked for it. After every
+record the state folded back from the outputs equals what `decide` left (builders.Town).
 """
 
 from __future__ import annotations
@@ -22,17 +25,28 @@ from schemas.postings import Posting, Side
 from services.emergency.domain.book import counts_of
 from services.emergency.domain.state import MAX_VALUE_BYTES, CaseStatus
 from tests.unit.emergency.builders import (
+    CONFIG,
     QIFENG,
     SIZE,
     T0,
+    TOWN,
     Town,
     cancelled,
+    deliberated,
+    expenditure,
     incident,
     paid,
     replenished,
     reviewed,
     tick,
     urgent,
+)
+
+_BANDED = (
+    i.ReliefCategory.SERIOUS_ILLNESS,
+    i.ReliefCategory.EDUCATION,
+    i.ReliefCategory.TEMPORARY_HARDSHIP,
+    i.ReliefCategory.EMERGENCY,
 )
 
 
@@ -95,6 +109,54 @@ class ReliefMachine(RuleBasedStateMachine):
             reviewed(case_id, self.now, i.ReviewOutcome.CONFIRMED, approved_fen=case.paid_fen)
         )
 
+    @rule(
+        amount=st.integers(1, 2_000_000),
+        household=st.integers(41, 60),
+        category=st.sampled_from(_BANDED[:3]),
+        by_town=st.booleans(),
+    )
+    def request_expenditure(
+        self, amount: int, household: int, category: i.ReliefCategory, by_town: bool
+    ) -> None:
+        self._later(3)
+        self.cases += 1
+        actor = {"actor": TOWN} if by_town else {}
+        record = expenditure(f"x{self.cases}", amount, category, self.now, household, **actor)
+        self.requests[record.case_id] = record
+        self.town(record)
+
+    @precondition(lambda self: bool(self._open_cases(CaseStatus.AWAITING_APPROVAL)))
+    @rule(data=st.data(), amount=st.integers(1, 2_000_000))
+    def county_approval(self, data: st.DataObject, amount: int) -> None:
+        """Any amount, the cap's either side: the rules must hold the band."""
+        self._later(5)
+        case_id = data.draw(st.sampled_from(self._open_cases(CaseStatus.AWAITING_APPROVAL)))
+        self.town(reviewed(case_id, self.now, i.ReviewOutcome.CONFIRMED, approved_fen=amount))
+
+    @precondition(lambda self: bool(self._open_cases(CaseStatus.PAID)))
+    @rule(data=st.data(), top_up=st.integers(1, 1_500_000))
+    def top_up(self, data: st.DataObject, top_up: int) -> None:
+        self._later(5)
+        case_id = data.draw(st.sampled_from(self._open_cases(CaseStatus.PAID)))
+        paid_fen = self.town.open_case(case_id).paid_fen
+        self.town(
+            reviewed(
+                case_id,
+                self.now,
+                i.ReviewOutcome.TOP_UP,
+                approved_fen=paid_fen + top_up,
+                top_up_fen=top_up,
+            )
+        )
+
+    @precondition(lambda self: bool(self._open_cases(CaseStatus.DELIBERATION)))
+    @rule(data=st.data(), amount=st.integers(1, 3_000_000), refused=st.booleans())
+    def deliberate(self, data: st.DataObject, amount: int, refused: bool) -> None:
+        self._later(5)
+        case_id = data.draw(st.sampled_from(self._open_cases(CaseStatus.DELIBERATION)))
+        decision = {"refused": True} if refused else {"approved_fen": amount}
+        self.town(deliberated(case_id, self.now, **decision))
+
     @rule(hours=st.integers(1, 48))
     def clock(self, hours: int) -> None:
         self._later(hours * 60)
@@ -140,8 +202,28 @@ class ReliefMachine(RuleBasedStateMachine):
         assert b.get("county_held:county", 0) == s.county_held_fen
 
     @invariant()
+    def nothing_above_its_band_without_a_deliberation(self) -> None:
+        """R3 + R6 on every path: an approval or a top-up above the case's cap is only
+        ever a deliberation's (rule R6, by civil affairs, with reasons)."""
+        deliberated_cases = {r.correlation_id for r in self.town.of(d.DeliberationRequired)}
+        for approved in self.town.of(d.ReliefApproved):
+            request = self.requests[approved.correlation_id]
+            if request.category is i.ReliefCategory.TRANSITIONAL_LIVING:
+                continue
+            _, cap = CONFIG.policy.ceiling_fen(request.category, approved.occurred_at.date())
+            if approved.amount_fen > cap:
+                assert approved.rule == "R6", approved
+                assert approved.correlation_id in deliberated_cases
+                assert approved.decided_by is not None and approved.reasons
+        for grant in self.town.of(d.AdvanceGranted):
+            request = self.requests[grant.correlation_id]
+            _, cap = CONFIG.policy.ceiling_fen(request.category, grant.occurred_at.date())
+            assert grant.amount_fen <= cap
+
+    @invariant()
     def no_output_id_twice(self) -> None:
         ids = Counter(getattr(o.record, "event_id", None) for o in self.town.outputs)
+        ids.pop(None, None)  # dead letters carry their source's position, not an id
         assert all(n == 1 for n in ids.values())
 
     @invariant()

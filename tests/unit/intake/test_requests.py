@@ -6,9 +6,11 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from schemas.envelope import Actor, Role
-from schemas.identity import household_ref
+from schemas.identity import household_ref, person_ref, statement_ref
+from schemas.intake import IdentifiedBy
 from schemas.towns import load_county
 from services.intake.domain import requests as rq
 from tests.unit.intake.people import KEY, SUOZHEN, bad_check, make_id
@@ -72,6 +74,47 @@ def test_reserve_records_use_the_processors_correlation() -> None:
     assert raised.value.problems[0][0] == ("path", "town")
 
 
+def test_the_household_is_its_members_each_hashed_and_none_in_clear() -> None:
+    """P6: the head and every member become person refs; no ID number is in the record."""
+    record = rq.register_case(register(household_member_ids=[make_id(2), make_id(3)]), STAMP)
+    assert record.member_refs == tuple(person_ref(make_id(n), KEY) for n in (1, 2, 3))
+    text = record.model_dump_json()
+    assert not [n for n in (1, 2, 3) if make_id(n) in text]
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.register_case(register(household_member_ids=[make_id(2), bad_check(make_id(3))]), STAMP)
+    assert [p[0] for p in raised.value.problems] == [("body", "household_member_ids", 1)]
+
+
+def test_a_vagrant_without_an_id_is_registered_on_an_identity_statement() -> None:
+    """R7: the statement is hashed (the same one twice, the same household); it is for
+    vagrants only, and one of head ID and statement is given."""
+    statement = "自述：张某，河北省某县人，约50岁"
+    body = {"household_head_id": None, "identity_statement": statement, "vagrant": True}
+    record = rq.register_case(register(**body), STAMP)
+    assert record.identified_by is IdentifiedBy.STATEMENT and record.vagrant
+    assert record.household_ref == statement_ref(statement, KEY)
+    assert statement not in record.model_dump_json()
+    spaced = rq.register_case(register(**{**body, "identity_statement": f" {statement} "}), STAMP)
+    assert spaced.household_ref == record.household_ref
+    for bad in (
+        {"household_head_id": None, "identity_statement": statement},  # not a vagrant
+        {"household_head_id": None},  # neither
+        {"identity_statement": statement, "vagrant": True},  # both
+    ):
+        with pytest.raises(rq.RequestInvalid):
+            rq.register_case(register(**bad), STAMP)
+
+
+def test_a_cash_payment_says_why_cash_was_needed() -> None:
+    """P9: payment to the household's own account; cash only where needed, and why."""
+    cash = {"town": SUOZHEN, "amount_fen": 100, "method": "cash"}
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.confirm_payment("c1", rq.ConfirmPayment.model_validate(cash), STAMP)
+    assert raised.value.problems[0][0] == ("body", "cash_reason")
+    body = rq.ConfirmPayment.model_validate({**cash, "cash_reason": "无银行账户"})
+    assert rq.confirm_payment("c1", body, STAMP).cash_reason == "无银行账户"
+
+
 def test_an_expenditure_recipients_name_is_masked_at_the_door() -> None:
     # P7: only the first character and a star for each further one enter the record
     body = register(urgency="expenditure", category="serious_illness", recipient_name="张三丰")
@@ -105,3 +148,58 @@ def test_a_publication_is_recorded_for_its_town_and_month() -> None:
         "2026-03",
         "disclosure-2026-03",
     )
+
+
+CIVIL_STAMP = rq.Stamp(
+    uuid.UUID(int=7), NOW, Actor(role=Role.CIVIL_AFFAIRS, org="桓台县民政局"), KEY, load_county()
+)
+LIST_ID = uuid.UUID(int=99)
+
+
+def follow_up(**changes: object) -> rq.FollowUpHardship:
+    body: dict[str, object] = {
+        "town": SUOZHEN,
+        "outcome": "case_opened",
+        "case_id": "exp-31",
+        "reasons": "入户核实，大病支出",
+        "decided_by": "王科长",
+    }
+    return rq.FollowUpHardship.model_validate({**body, **changes})
+
+
+def test_a_follow_up_names_its_row_and_who_decided() -> None:
+    record = rq.follow_up_hardship(LIST_ID, 3, follow_up(), CIVIL_STAMP)
+    assert (record.list_event_id, record.row, record.outcome.value, record.case_id) == (
+        LIST_ID,
+        3,
+        "case_opened",
+        "exp-31",
+    )
+    assert record.correlation_id == f"hardship-row-{LIST_ID.hex}-3"
+    assert (record.actor.org, record.decided_by, record.town) == ("桓台县民政局", "王科长", SUOZHEN)
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"case_id": None}, "case_id is required for, and only for, outcome case_opened"),
+        ({"outcome": "referred"}, "case_id is required for, and only for"),
+        (
+            {"outcome": "referred", "case_id": None},
+            "referred_to is required for, and only for, outcome referred",
+        ),
+        ({"town": "370321999"}, "unknown town"),
+    ],
+)
+def test_a_follow_up_that_does_not_add_up_is_refused_with_the_reason(
+    changes: dict[str, object], says: str
+) -> None:
+    with pytest.raises(rq.RequestInvalid, match=says):
+        rq.follow_up_hardship(LIST_ID, 0, follow_up(**changes), CIVIL_STAMP)
+
+
+def test_a_follow_up_without_written_reasons_or_a_signature_is_not_a_request() -> None:
+    with pytest.raises(ValidationError, match="reasons"):
+        follow_up(reasons="")
+    with pytest.raises(ValidationError, match="decided_by"):
+        follow_up(decided_by="")

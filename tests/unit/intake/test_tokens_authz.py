@@ -130,15 +130,40 @@ def test_whose_submissions_each_reader_sees() -> None:
 
 def test_who_registers_which_cases() -> None:
     town, civil = principal("tok-suozhen"), principal("tok-civil")
+    # section 八: a town accepts, reviews and approves both kinds, for itself only
     assert may_register(town, SUOZHEN, Urgency.URGENT).allowed
-    assert not may_register(town, SUOZHEN, Urgency.EXPENDITURE).allowed
+    assert may_register(town, SUOZHEN, Urgency.EXPENDITURE).allowed
     assert not may_register(town, SHAOHAI, Urgency.URGENT).allowed
     assert may_register(civil, SHAOHAI, Urgency.EXPENDITURE).allowed
-    assert not may_register(civil, SHAOHAI, Urgency.URGENT).allowed
+    assert may_register(civil, SHAOHAI, Urgency.URGENT).allowed
     assert not may_register(principal("tok-dept"), SUOZHEN, Urgency.URGENT).allowed
+    # P6: a second grant for one cause is civil affairs' alone
+    assert may_register(civil, SHAOHAI, Urgency.URGENT, second_grant=True).allowed
+    refused = may_register(town, SUOZHEN, Urgency.URGENT, second_grant=True)
+    assert not refused.allowed and "P6" in refused.reason
 
 
 @pytest.mark.parametrize("token", ["tok-bureau", "tok-dept", "tok-auditor", "tok-finance"])
 def test_only_civil_affairs_reviews(token: str) -> None:
     assert not may(principal(token), Action.REVIEW_CASE).allowed
     assert may(principal("tok-civil"), Action.REVIEW_CASE).allowed
+
+
+def test_a_tokens_holder_is_the_person_on_its_commands() -> None:
+    """Section 十: a command names the person who holds the token, not only the office."""
+    text = (
+        '[[tokens]]\nsha256 = "' + "a" * 64 + '"\nrole = "civil_affairs"\n'
+        'org = "桓台县民政局"\nholder = "社会救助科 张某"\n'
+    )
+    [holder] = parse_tokens(text, "toml").values()
+    assert holder.actor.person == "社会救助科 张某" and holder.actor.org == "桓台县民政局"
+    assert parse_tokens(toml_entry(holder), "toml")[holder.sha256] == holder
+
+
+@pytest.mark.parametrize(
+    "token", ["tok-bureau", "tok-dept", "tok-auditor", "tok-finance", "tok-suozhen"]
+)
+def test_only_civil_affairs_follows_up_a_hardship_row(token: str) -> None:
+    # section 二: departments push the lists; civil affairs decides on each row (P9)
+    assert not may(principal(token), Action.FOLLOW_UP_HARDSHIP).allowed
+    assert may_for_town(principal("tok-civil"), Action.FOLLOW_UP_HARDSHIP, SHAOHAI).allowed

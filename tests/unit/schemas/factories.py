@@ -94,6 +94,13 @@ def intake_samples() -> list[Record]:
             household_refs_added=(LI,),
         ),
         i.IncidentClosed(**env(BUREAU, INCIDENT, 12), incident_id=INCIDENT, note="水已退"),
+        i.EmergencyPeriodDeclared(
+            **env(BUREAU, INCIDENT, 16),
+            incident_id=INCIDENT,
+            until=T0 + timedelta(days=7),
+            reason="启动IV级应急响应",
+        ),
+        i.EmergencyPeriodEnded(**env(BUREAU, INCIDENT, 17), incident_id=INCIDENT, note="响应终止"),
         relief_requested(),
         i.AdvanceCancelled(**env(n=13), reason="duplicate registration"),
         i.PaymentConfirmed(**env(n=14), amount_fen=80_000, bank_reference="ICBC-20240710-77"),
@@ -115,6 +122,15 @@ def intake_samples() -> list[Record]:
         ),
         i.DisclosurePublished(
             **env(TOWN_CLERK, "disclosure-2024-07", 23), period="2024-07", note="镇政务公开栏"
+        ),
+        i.HardshipFollowedUp(
+            **env(CIVIL, i.hardship_row_correlation(uuid.UUID(int=21), 0), 24),
+            list_event_id=uuid.UUID(int=21),
+            row=0,
+            outcome=i.HardshipOutcome.CASE_OPENED,
+            case_id="exp-2024-0031",
+            reasons="入户核实：长期卧床，医疗支出大，已登记支出型救助",
+            decided_by="民政局社会救助科 王科长",
         ),
         i.ClockTick(
             event_id=uuid.UUID(int=22),
@@ -180,6 +196,12 @@ def decision_samples() -> list[Record]:
             **derived("recovery", "P8", multiple=2), amount_fen=80_000, fine_fen=160_000
         ),
         d.ReferredToOriginCounty(**derived("referred", "R7"), origin_county="河北省某县"),
+        d.SecondGrantAllowed(
+            **derived("second_grant", "P6", previous_case_id="case-2024-0001"),
+            previous_case_id="case-2024-0001",
+            reasons="房屋二次倒塌",
+            decided_by=Actor(role=Role.CIVIL_AFFAIRS, org="桓台县民政局"),
+        ),
         d.ReserveLow(
             **derived("low", "R4", pct=20), available_fen=900_000, threshold_fen=1_000_000
         ),

@@ -74,6 +74,16 @@ def test_the_default_policy_figures_and_their_rules() -> None:
     assert Policy.rule_of("disclosure_working_days") == "P7"
     for name in Policy.model_fields:
         assert Policy.rule_of(name)  # every figure names its rule
+        assert Policy.source_of(name)  # ... and where it comes from (docs/policy.md)
+    # only the R3 bands and R5's hours are Huantai's own; the rest say they are not
+    own = {n for n in Policy.model_fields if Policy.source_of(n).startswith("桓政字")}
+    assert own == {"illness_multiples", "education_multiples", "relief_deadline_h"}
+    for name in ("advance_cap_fen", "town_approval_limit_fen", "paperwork_deadline_d"):
+        assert "not in the county's text" in Policy.source_of(name)
+    assert "example" in Policy.source_of("urban_minimum_monthly")
+    # R3/R6: categories with no band in the text have a configured ceiling
+    assert policy.ceiling_fen(ReliefCategory.TEMPORARY_HARDSHIP, date(2024, 1, 1)) == (0, 554_400)
+    assert policy.fine_band_fen(80_000) == (80_000, 240_000)  # P8
     assert load_config().county.codes() == load_county().codes()
 
 

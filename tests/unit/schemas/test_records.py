@@ -170,11 +170,25 @@ def test_cross_field_rules_of_intake_records() -> None:
     with pytest.raises(ValidationError, match="bank_reference"):
         i.PaymentConfirmed(**env(), amount_fen=1)
     assert i.PaymentConfirmed(**env(), amount_fen=1, method=i.PaymentMethod.CASH)
-    with pytest.raises(ValidationError, match="fine_multiple"):
-        i.CaseReviewed(**env(), outcome=i.ReviewOutcome.FRAUD, approved_fen=0, reasons="x")
+    # P8: a fine "may" be given (none is a valid decision); the configured band is the
+    # processor's to check; a record carries one way of saying it, for fraud only
+    assert i.CaseReviewed(**env(), outcome=i.ReviewOutcome.FRAUD, approved_fen=0, reasons="x")
     with pytest.raises(ValidationError, match="fine_multiple"):
         i.CaseReviewed(
-            **env(), outcome=i.ReviewOutcome.FRAUD, approved_fen=0, reasons="x", fine_multiple=4
+            **env(), outcome=i.ReviewOutcome.FRAUD, approved_fen=0, reasons="x", fine_multiple=11
+        )
+    with pytest.raises(ValidationError, match="not both"):
+        i.CaseReviewed(
+            **env(),
+            outcome=i.ReviewOutcome.FRAUD,
+            approved_fen=0,
+            reasons="x",
+            fine_multiple=2,
+            fine_fen=5,
+        )
+    with pytest.raises(ValidationError, match="fraud only"):
+        i.CaseReviewed(
+            **env(), outcome=i.ReviewOutcome.INELIGIBLE, approved_fen=0, reasons="x", fine_fen=5
         )
     assert i.CaseReviewed(
         **env(), outcome=i.ReviewOutcome.FRAUD, approved_fen=0, reasons="x", fine_multiple=3

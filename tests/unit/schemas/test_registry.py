@@ -38,7 +38,7 @@ def _request() -> dict[str, Any]:
 
 
 def test_all_record_classes_are_listed_once_under_their_own_names() -> None:
-    assert len(RECORD_TYPES) == len(ALL_TYPES) == 34
+    assert len(RECORD_TYPES) == len(ALL_TYPES) == 38
     for name, cls in RECORD_TYPES.items():
         assert cls.model_fields["type"].default == name
 

@@ -1,8 +1,8 @@
 // The finance dashboard: one EventSource, a render per snapshot, a countdown per second.
-// No data is in the page itself; every figure arrives over /events with a token.
+// No data is in the page itself; every figure arrives over /events. The token is in an
+// HttpOnly cookie set by the sign-in page: this script never sees it, no address holds it.
 "use strict";
 (function () {
-  const KEY = "relief-dashboard-token";
   const KINDS = {
     reserve_funded: "储备金拨付 funded", reserve_replenished: "储备金补充 replenished",
     advance_granted: "先行救助 advance", advance_voided: "撤销 voided",
@@ -114,29 +114,18 @@
 
   function status(state, text) { $("status").dataset.state = state; $("status-text").textContent = text; }
 
-  async function connect(token) {
-    // check the token once with a plain request: EventSource cannot tell a 401 apart
-    const probe = await fetch("/api/snapshot", { headers: { Authorization: "Bearer " + token } });
-    if (probe.status === 401) { sessionStorage.removeItem(KEY); showLogin(true); return; }
-    sessionStorage.setItem(KEY, token);
-    $("login").hidden = true; $("board").hidden = false;
+  async function connect() {
+    // check the session once with a plain request: EventSource cannot tell a 401 apart
+    const probe = await fetch("/api/snapshot", { credentials: "same-origin" });
+    if (probe.status === 401) { location.assign("/signin"); return; }
+    $("board").hidden = false;
     if (probe.ok) render(await probe.json());
-    source = new EventSource("/events?token=" + encodeURIComponent(token));
+    source = new EventSource("/events");  // the cookie rides along, on every reconnect
     source.addEventListener("snapshot", (ev) => { render(JSON.parse(ev.data)); status("live", "实时 live"); });
     source.onopen = () => status("live", "实时 live");
     source.onerror = () => status("down", "连接中断，重试中 reconnecting…");
   }
 
-  function showLogin(failed) {
-    $("board").hidden = true; $("login").hidden = false; $("login-error").hidden = !failed;
-    status("down", "需要令牌 token needed");
-  }
-
-  $("login").addEventListener("submit", (ev) => { ev.preventDefault(); connect($("token").value); });
-  const params = new URLSearchParams(location.search);
-  const fromUrl = params.get("token");
-  if (fromUrl) history.replaceState(null, "", location.pathname);  // keep it out of history
-  const token = fromUrl || sessionStorage.getItem(KEY);
-  if (token) connect(token); else showLogin(false);
+  connect();
   setInterval(tick, 1000);
 })();

@@ -1,0 +1,202 @@
+"""Section 二 in the casebook, pure: a department's list kept row by row; civil affairs'
+follow-ups judged in log order — the first decision on a row stands, one naming no row
+(or a row of another town, or a list recorded after it) is refused with its reason — so
+that any split of the log into batches, in any order within a batch, gives one answer."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from schemas import intake as i
+from schemas.envelope import Actor, Role
+from services.casebook.domain import hardship as h
+from tests.unit.schemas.factories import CIVIL, LI, QIFENG, T0, TOWN_CLERK, WANG, WANG_ID
+
+TIANZHUANG = "370321102"
+DEPT = Actor(role=Role.DEPARTMENT, org="县医疗保障局")
+
+
+def pushed(n: int = 1, town: str = QIFENG) -> i.HardshipListPushed:
+    return i.HardshipListPushed(
+        event_id=uuid.UUID(int=n),
+        occurred_at=T0,
+        town=town,
+        actor=DEPT,
+        correlation_id="hardship-upload-1",
+        department="县医疗保障局",
+        rows=(
+            i.HardshipRow(household_ref=WANG, category=i.HardshipCategory.DISABLED, note="重度"),
+            i.HardshipRow(household_ref=LI, category=i.HardshipCategory.CONTINUING_EXPENDITURE),
+        ),
+    )
+
+
+def followed(
+    n: int,
+    row: int = 0,
+    *,
+    list_id: int = 1,
+    town: str = QIFENG,
+    outcome: i.HardshipOutcome = i.HardshipOutcome.NO_RELIEF_NEEDED,
+    **more: object,
+) -> i.HardshipFollowedUp:
+    return i.HardshipFollowedUp(
+        event_id=uuid.UUID(int=n),
+        occurred_at=T0 + timedelta(hours=1),
+        town=town,
+        actor=CIVIL,
+        correlation_id=i.hardship_row_correlation(uuid.UUID(int=list_id), row),
+        list_event_id=uuid.UUID(int=list_id),
+        row=row,
+        outcome=outcome,
+        reasons="入户核实，家庭收入高于低保标准",
+        decided_by="王科长",
+        **more,
+    )
+
+
+def at(offset: int, partition: int = 0) -> h.Where:
+    return h.Where(partition, offset)
+
+
+def known_for(record: i.HardshipListPushed, where: h.Where) -> dict[h.RowKey, h.Known]:
+    return {
+        (r.list_event_id, r.row_index): h.Known(town=r.town, list_at=where)
+        for r in h.list_rows(record)
+    }
+
+
+def test_a_list_is_kept_row_by_row_with_the_hashed_households_only() -> None:
+    record = pushed()
+    kept = h.pushed(record, T0 + timedelta(seconds=1), at(3))
+    assert (kept.event_id, kept.town, kept.rows, kept.org) == (
+        record.event_id,
+        QIFENG,
+        2,
+        "县医疗保障局",
+    )
+    rows = h.list_rows(record)
+    assert [(r.row_index, r.household_ref, r.category, r.note) for r in rows] == [
+        (0, WANG, "disabled", "重度"),
+        (1, LI, "continuing_expenditure", ""),
+    ]
+    assert WANG_ID not in repr(rows)
+
+
+def test_the_first_follow_up_of_a_row_stands_and_a_later_one_is_refused_with_its_reason() -> None:
+    known = known_for(pushed(), at(3))
+    first = h.follow_up(followed(10), T0, at(5))
+    second = h.follow_up(
+        followed(11, outcome=i.HardshipOutcome.REFERRED, referred_to="县残联"), T0, at(6)
+    )
+    other_row = h.follow_up(followed(12, row=1), T0, at(7))
+    judged = h.judge(known, [second, other_row, first])  # the batch's order is not the log's
+    assert [f.event_id for f in judged.kept] == [uuid.UUID(int=10), uuid.UUID(int=12)]
+    [refusal] = judged.refused
+    assert refusal.follow_up is second
+    assert "already followed up (no_relief_needed)" in refusal.reason
+    assert str(uuid.UUID(int=10)) in refusal.reason
+    # the refusal's id is its follow-up's, derived: a rebuild writes the same row
+    assert refusal.rejected_id == uuid.uuid5(uuid.UUID(int=11), h.REFUSAL_KIND)
+
+    # stored, then read again: the kept one is no news; the later one is refused again
+    stored = {
+        **known,
+        first.key: h.Known(
+            town=QIFENG, list_at=at(3), kept=first.event_id, kept_outcome="no_relief_needed"
+        ),
+    }
+    again = h.judge(stored, [first, second])
+    assert again.kept == [] and [r.follow_up for r in again.refused] == [second]
+
+
+@pytest.mark.parametrize(
+    ("follow", "where", "reason"),
+    [
+        (followed(20, row=2), at(5), "no such row was pushed"),  # the list has rows 0 and 1
+        (followed(21, list_id=99), at(5), "no such row was pushed"),  # no such list
+        (followed(22, town=TIANZHUANG), at(5), f"the list is of town {QIFENG}, not {TIANZHUANG}"),
+        (followed(23), at(2), "the list was recorded after the follow-up"),
+        (followed(24), at(9, partition=1), "the list was recorded after the follow-up"),
+    ],
+)
+def test_a_follow_up_naming_no_row_of_its_town_before_it_is_refused(
+    follow: i.HardshipFollowedUp, where: h.Where, reason: str
+) -> None:
+    judged = h.judge(known_for(pushed(), at(3)), [h.follow_up(follow, T0, where)])
+    assert judged.kept == []
+    assert [reason in r.reason for r in judged.refused] == [True]
+
+
+def test_every_split_and_order_of_the_log_gives_the_same_answer() -> None:
+    log = [
+        h.follow_up(followed(30), T0, at(5)),
+        h.follow_up(followed(31), T0, at(6)),
+        h.follow_up(followed(32, row=1), T0, at(7)),
+        h.follow_up(followed(33, row=1), T0, at(8)),
+    ]
+    base = known_for(pushed(), at(3))
+    answers = set()
+    for cut in range(len(log) + 1):
+        for first_part in itertools.permutations(log[:cut]):
+            one = h.judge(base, first_part)
+            state = dict(base)
+            for f in one.kept:
+                state[f.key] = h.Known(
+                    town=f.town, list_at=at(3), kept=f.event_id, kept_outcome=f.outcome
+                )
+            two = h.judge(state, reversed(log[cut:]))
+            answers.add(
+                (
+                    tuple(sorted(f.event_id.int for f in one.kept + two.kept)),
+                    tuple(sorted(r.follow_up.event_id.int for r in one.refused + two.refused)),
+                )
+            )
+    assert answers == {((30, 32), (31, 33))}
+
+
+def test_the_same_record_twice_in_a_batch_is_judged_once() -> None:
+    f = h.follow_up(followed(40), T0, at(5))
+    judged = h.judge(known_for(pushed(), at(3)), [f, f])
+    assert judged.kept == [f] and judged.refused == []
+
+
+# ---------------------------------------------------------------- the record
+
+
+def test_a_follow_up_names_its_case_or_where_it_was_referred_and_is_civil_affairs_own() -> None:
+    opened = followed(50, outcome=i.HardshipOutcome.CASE_OPENED, case_id="exp-7")
+    assert opened.case_id == "exp-7" and opened.correlation_id.startswith("hardship-row-")
+    with pytest.raises(ValidationError, match="case_id is required for, and only for"):
+        followed(51, outcome=i.HardshipOutcome.CASE_OPENED)
+    with pytest.raises(ValidationError, match="case_id is required for, and only for"):
+        followed(52, case_id="exp-7")
+    with pytest.raises(ValidationError, match="referred_to is required for, and only for"):
+        followed(53, outcome=i.HardshipOutcome.REFERRED)
+    with pytest.raises(ValidationError, match="referred_to is required for, and only for"):
+        followed(54, referred_to="县残联")
+    with pytest.raises(ValidationError, match="reasons"):
+        followed(55).model_validate({**followed(55).model_dump(), "reasons": ""})
+    with pytest.raises(ValidationError, match="county civil affairs follows up"):
+        followed(56).model_validate({**followed(56).model_dump(), "actor": TOWN_CLERK})
+    with pytest.raises(ValidationError, match="row"):
+        followed(57, row=i.MAX_HARDSHIP_ROWS)
+
+
+def test_an_id_number_typed_into_the_reasons_or_the_name_is_masked_before_the_record_exists() -> (
+    None
+):
+    record = followed(60).model_validate(
+        {
+            **followed(60).model_dump(),
+            "reasons": f"户主 {WANG_ID} 已去世",
+            "decided_by": f"王 {WANG_ID}",
+        }
+    )
+    assert WANG_ID not in record.model_dump_json()
+    assert record.reasons.startswith("户主 ") and record.reasons.endswith(" 已去世")
