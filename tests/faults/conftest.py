@@ -162,11 +162,13 @@ async def cluster_database(cluster: Cluster, prefix: str) -> AsyncIterator[tuple
     and its service role's URLs; dropped afterwards."""
     import asyncpg
 
-    port = cluster.env["RELIEF_LOCAL_PG_PORT"]
+    port = int(cluster.env["RELIEF_LOCAL_PG_PORT"])
+    # the cluster's roles have passwords, kept in its state folder
+    passwords = local_stack.pg_passwords(Path(cluster.env["RELIEF_STATE_DIR"])) or {}
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
 
     def url(role: str, db: str) -> str:
-        return f"postgresql://{role}@127.0.0.1:{port}/{db}"
+        return local_stack.pg_url(role, db, port=port, passwords=passwords)
 
     admin = await asyncpg.connect(url(local_stack.ADMIN_ROLE, "postgres"))
     try:

@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.local import stack as local_stack
 from services.emergency.adapters.faust_app import EXIT_UNAVAILABLE
 from services.intake.adapters import idempotency_store
 from tests.faults.conftest import ROOT, Cluster, cluster_database, cluster_frozen
@@ -167,7 +168,7 @@ async def test_kafka_unreachable_from_intake_for_a_minute(
     worker.append(env.start_worker())
     await feed(env.bootstrap, env.intake, [flood(SUOZHEN), flood(SHAOHAI)], chunk=2, pause_s=0)
     async with cluster_database(cluster, "intake") as (owner_url, app_url):
-        await idempotency_store.migrate(owner_url, "relief_app")
+        await idempotency_store.migrate(owner_url, local_stack.APP_ROLE)
         with intake_process(env, app_url, tokens) as url:
             clients = Clients(url)
             running = [asyncio.create_task(clients.run(c)) for c in range(CLIENTS)]
