@@ -40,11 +40,12 @@ METRICS_PORT = 9101  # the first processor worker's /metrics; the next ones coun
 SCALE_FILE = "scale.json"  # in svc_dir(): how many workers and intake instances run
 
 
-def scaled(workers: int = 1, intakes: int = 1) -> list[Service]:
+def scaled(workers: int = 1, intakes: int = 1, ledgers: int = 1) -> list[Service]:
     """Every service, with `workers` processor workers (each its own data folder and
     metrics port; Faust shares the towns' partitions between them) and `intakes` intake
     instances on one address (the kernel spreads connections over them: SO_REUSEPORT;
-    Idempotency-Keys are shared in PostgreSQL)."""
+    Idempotency-Keys are shared in PostgreSQL), and `ledgers` ledger consumers, each
+    storing its share of the postings' partitions (RELIEF_LEDGER_SHARD)."""
     state = stack.state_dir()
     processors = [
         Service(
@@ -55,7 +56,8 @@ def scaled(workers: int = 1, intakes: int = 1) -> list[Service]:
                 "RELIEF_EMERGENCY_DATA_DIR": str(
                     state / ("emergency" if k == 1 else f"emergency-{k}")
                 ),
-                "RELIEF_EMERGENCY_METRICS_PORT": str(METRICS_PORT + k - 1),
+                # 9101, then 9112, 9113... (the ledger's is 9102, the casebook's 9103)
+                "RELIEF_EMERGENCY_METRICS_PORT": str(METRICS_PORT if k == 1 else 9110 + k),
             },
         )
         for k in range(1, workers + 1)
@@ -73,11 +75,21 @@ def scaled(workers: int = 1, intakes: int = 1) -> list[Service]:
     ]
     return [
         # the ledger first: its migrations must exist before anything reads it
-        Service(
-            "ledger",
-            ["services.ledger", "run"],
-            before=[["services.ledger", "migrate"]],
-            kafka="ledger",
+        *(
+            Service(
+                "ledger" if k == 0 else f"ledger-{k + 1}",
+                ["services.ledger", "run"],
+                before=[["services.ledger", "migrate"]] if k == 0 else [],
+                kafka="ledger",
+                env={}
+                if ledgers == 1
+                else {
+                    "RELIEF_LEDGER_SHARD": f"{k}/{ledgers}",
+                    # 9102, then 9122, 9123...
+                    "RELIEF_LEDGER_METRICS_PORT": "9102" if k == 0 else str(9120 + k + 1),
+                },
+            )
+            for k in range(ledgers)
         ),
         # the casebook: every case as the decisions state it, and what became of submissions
         Service(
@@ -116,7 +128,9 @@ def chosen() -> list[Service]:
     if not path.exists():
         return scaled()
     scale = json.loads(path.read_text(encoding="utf-8"))
-    return scaled(int(scale.get("workers", 1)), int(scale.get("intakes", 1)))
+    return scaled(
+        int(scale.get("workers", 1)), int(scale.get("intakes", 1)), int(scale.get("ledgers", 1))
+    )
 
 
 SERVICES: list[Service] = scaled()
@@ -195,21 +209,26 @@ def spec(selected: Sequence[Service] | None = None) -> supervisor.Spec:
 
 
 def start_all(
-    info: stack.StackInfo, workers: int | None = None, intakes: int | None = None
+    info: stack.StackInfo,
+    workers: int | None = None,
+    intakes: int | None = None,
+    ledgers: int | None = None,
 ) -> None:
     """Start the supervisor with every service; nothing changes when it already runs.
-    `workers` and `intakes` scale the processor and intake (remembered for next time)."""
+    `workers`, `intakes` and `ledgers` scale the processor, intake and the ledger's
+    consumer (remembered for next time)."""
     svc_dir().mkdir(parents=True, exist_ok=True)
     running = supervisor.supervisor_pid(svc_dir())
     if running is not None:
         stack.log(f"services already running (supervisor pid {running})")
         return
     _stop_unsupervised()
-    if workers is not None or intakes is not None:
+    if workers is not None or intakes is not None or ledgers is not None:
         before = chosen()
         scale = {
             "workers": workers or sum(s.name.startswith("emergency") for s in before),
             "intakes": intakes or sum(s.name.startswith("intake") for s in before),
+            "ledgers": ledgers or sum(s.args[:2] == ["services.ledger", "run"] for s in before),
         }
         (svc_dir() / SCALE_FILE).write_text(json.dumps(scale), encoding="utf-8")
     selected = chosen()

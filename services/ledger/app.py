@@ -8,7 +8,7 @@ import logging
 import signal
 
 from prometheus_client import start_http_server
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from relief_platform.secrets import (
@@ -51,7 +51,21 @@ class LedgerSettings(BaseSettings):
 
     # Postings per PostgreSQL transaction. One commit per posting would cap the service at
     # ~3k rows/s; a batch commits together with its consumer positions (docs/design.md "batched").
+    # "k/n": this consumer stores the partitions p with p % n == k (towns live on one
+    # partition each, and each town's chain is its own, so shards never wait on each
+    # other); empty: every partition
+    ledger_shard: str = Field(default="", pattern=r"^([0-9]{1,3}/[1-9][0-9]{0,2})?$")
     ledger_batch_max_postings: int = Field(default=2_000, ge=1, le=20_000)
+
+    @field_validator("ledger_shard")
+    @classmethod
+    def _shard_within_its_count(cls, value: str) -> str:
+        if value:
+            k, n = (int(part) for part in value.split("/"))
+            if k >= n:
+                raise ValueError(f"shard {k} of {n}: a shard is 0 to {n - 1}")
+        return value
+
     ledger_poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
     ledger_pool_max: int = Field(default=4, ge=1, le=50)
     # A PostgreSQL restart: bounded retries with backoff, then crash and be restarted.
@@ -80,6 +94,16 @@ class LedgerSettings(BaseSettings):
         )
 
 
+def shard_of(text: str) -> tuple[int, int] | None:
+    """ "k/n" as (k, n); None for every partition. A shard outside its count is refused."""
+    if not text:
+        return None
+    k, n = (int(part) for part in text.split("/"))
+    if not 0 <= k < n:
+        raise ValueError(f"RELIEF_LEDGER_SHARD {text!r}: the shard must be 0 to {n - 1}")
+    return k, n
+
+
 async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = None) -> None:
     """Consume postings into PostgreSQL until `stop` is set (or SIGTERM / SIGINT)."""
     sealer = settings.chain_sealer()  # before anything: no key, no start (production)
@@ -106,6 +130,7 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
             batch_max_postings=settings.ledger_batch_max_postings,
             poll_timeout_ms=settings.ledger_poll_timeout_ms,
             crash_after_commits=settings.ledger_crash_after_commits,
+            shard=shard_of(settings.ledger_shard),
             on_batch_stored=metrics.observe_store_batch,
         )
         await consumer.run(stop)

@@ -103,7 +103,9 @@ class LedgerConsumer:
         poll_timeout_ms: int,
         crash_after_commits: int | None = None,
         on_batch_stored: Callable[[float], None] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
+        self.shard = shard  # (k, n): only the partitions p with p % n == k
         self.store = store
         self.on_batch_stored = on_batch_stored  # seconds per committed batch, for /metrics
         self.bootstrap = bootstrap
@@ -168,7 +170,11 @@ class LedgerConsumer:
             await consumer.stop()
 
     async def _partitions(self, stop: asyncio.Event) -> list[TopicPartition] | None:
-        return await topic_partitions(self.bootstrap, self.topic, stop)
+        found = await topic_partitions(self.bootstrap, self.topic, stop)
+        if found is None or self.shard is None:
+            return found
+        k, n = self.shard
+        return [tp for tp in found if tp.partition % n == k]
 
     async def handle(
         self, records: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer

@@ -314,3 +314,29 @@ async def test_replaying_the_topic_into_an_empty_database_gives_the_same_journal
     assert second.head_hash == first.head_hash
     assert second.chain_heads == first.chain_heads
     assert len(await alerts_of(ledger_db)) == 3  # each town's last, too-big grant
+
+
+async def test_two_shards_store_every_posting_once_each_its_own_partitions(
+    stack: local_stack.StackInfo, unique: str, ledger_db: LedgerDb
+) -> None:
+    """Towns live on one partition each and each town's chain is its own, so consumers
+    that split the partitions (RELIEF_LEDGER_SHARD) never store the same posting."""
+    topic, rejected = await make_topics(stack, unique)
+    story = flood(300, towns=(SUOZHEN, QIFENG, TANGSHAN))
+    await produce(stack, topic, records(story))
+    first = run_ledger(ledger_db, stack, topic, rejected, RELIEF_LEDGER_SHARD="0/2")
+    try:
+        await asyncio.sleep(5)
+        alone = await ledger_db.pool.fetch("SELECT DISTINCT source_partition FROM ledger_entries")
+        assert alone, "shard 0/2 stored nothing"
+        assert {r["source_partition"] % 2 for r in alone} == {0}, "shard 0/2 stored another's"
+        second = run_ledger(ledger_db, stack, topic, rejected, RELIEF_LEDGER_SHARD="1/2")
+        try:
+            await wait_for(ledger_db, len(story))
+        finally:
+            second.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(second.wait, 30)
+    finally:
+        first.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(first.wait, 30)
+    await check_each_once(ledger_db, story, topic)

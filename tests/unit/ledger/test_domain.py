@@ -301,3 +301,16 @@ def test_ids_and_times_used_by_the_stories_are_deterministic() -> None:
     assert isinstance(flood(10)[0].posting_id, uuid.UUID)
     assert flood(10)[0].occurred_at.tzinfo is not None
     assert datetime(2024, 7, 1, tzinfo=UTC) < flood(10)[0].occurred_at
+
+
+def test_a_ledger_shard_is_within_its_count() -> None:
+    import pydantic
+    import pytest
+
+    from services.ledger.app import LedgerSettings, shard_of
+
+    assert shard_of(LedgerSettings(ledger_shard="1/2").ledger_shard) == (1, 2)
+    assert shard_of(LedgerSettings().ledger_shard) is None
+    for bad in ("2/2", "1/0", "a/b", "1"):
+        with pytest.raises(pydantic.ValidationError):
+            LedgerSettings(ledger_shard=bad)
