@@ -73,7 +73,9 @@ async def ledger_db(cluster: Cluster) -> AsyncIterator[LedgerDb]:
         yield db
 
 
-def start_ledger(db: LedgerDb, env: Env, log: Path) -> subprocess.Popen[bytes]:
+def start_ledger(
+    db: LedgerDb, env: Env, log: Path, rejected_topic: str | None = None
+) -> subprocess.Popen[bytes]:
     out = open(log, "ab")  # noqa: SIM115 - the child keeps it
     return subprocess.Popen(
         [sys.executable, "-m", "services.ledger", "run"],
@@ -84,7 +86,7 @@ def start_ledger(db: LedgerDb, env: Env, log: Path) -> subprocess.Popen[bytes]:
             "RELIEF_DATABASE_URL": db.app_url,
             "RELIEF_DATABASE_OWNER_URL": db.owner_url,
             "RELIEF_LEDGER_TOPIC": env.postings,
-            "RELIEF_LEDGER_REJECTED_TOPIC": env.rejected,
+            "RELIEF_LEDGER_REJECTED_TOPIC": rejected_topic or env.rejected,
             "RELIEF_METRICS_PORT": "0",
         },
         stdout=out,

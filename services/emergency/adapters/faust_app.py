@@ -185,6 +185,7 @@ class Engine:
         self.consumer: Any = None  # Faust's consumer, to read a partition again (a seek)
         self._next: dict[int, int] = {}  # intake partition -> the next offset to apply
         self._seeking: dict[int, int] = {}  # partition -> the offset it is read again from
+        self.ticks: dict[int, datetime] = {}  # partition -> the latest tick of this batch
 
     # ------------------------------------------------------------- the table, by key
 
@@ -399,6 +400,8 @@ class Engine:
                 continue
             if isinstance(record, ClockTick):
                 concerned = towns_on(msg.partition, self.rules.county.codes(), self.partitions)
+                if record.recorded_at is not None:  # the clock is alive (ReliefClockStale)
+                    self.ticks[msg.partition] = record.recorded_at
             else:
                 key = (msg.key or b"").decode("utf-8", "replace")
                 if key != record.town:
@@ -439,6 +442,7 @@ class Engine:
         if not events:
             return
         last_of = {event.message.partition: event for event in events}
+        self.ticks = {}
         try:
             with metrics.stage_timer("decide"):
                 books, applied, outputs = self.decide_batch(events)
@@ -466,7 +470,7 @@ class Engine:
         except Exception:
             log.exception("state not stored; exiting without acknowledging")
             os._exit(EXIT_UNAVAILABLE)
-        metrics.observe(outputs, books, consumed=consumed)
+        metrics.observe(outputs, books, consumed=consumed, ticks=self.ticks)
 
 
 @contextlib.contextmanager

@@ -125,6 +125,16 @@ class ProcessorMetrics:
         self.town_clock = gauge(
             "relief_town_clock_timestamp_seconds", "Latest broker time seen for the town"
         )
+        # The clock's heartbeat as the processor sees it (docs/design.md "time is an
+        # event"): a town's own requests move its clock too, so only ticks tell that the
+        # clock service is alive; alerted on by ReliefClockStale.
+        self.tick_clock = Gauge(
+            "relief_clock_tick_timestamp_seconds",
+            "Broker time (LogAppendTime) of the latest clock tick decided, by intake partition",
+            ["partition"],
+            registry=r,
+        )
+        self._ticks: dict[int, float] = {}
 
         # ------------------------------------------------ counters (from outputs)
         self.decisions = Counter(
@@ -240,12 +250,19 @@ class ProcessorMetrics:
         *,
         consumed: int | None = None,
         now: datetime | None = None,
+        ticks: Mapping[int, datetime] | None = None,
     ) -> None:
         """Account for one acknowledged batch: its outputs, then the towns' new states
-        (as the books the batch was decided in hold them).
+        (as the books the batch was decided in hold them), and the broker time of the
+        latest tick it held in each partition (`ticks`).
         `now` is when Kafka acknowledged the outputs (the advance exists from then on)."""
         self._now = now or datetime.now(UTC)
         self.batches.inc()
+        for partition, stamp in (ticks or {}).items():
+            # never backwards: a partition read again after a restart replays old ticks
+            latest = max(stamp.timestamp(), self._ticks.get(partition, 0.0))
+            self._ticks[partition] = latest
+            self.tick_clock.labels(str(partition)).set(latest)
         if consumed:
             self.consumed.inc(consumed)
         for out in outputs:
@@ -356,10 +373,14 @@ def default() -> ProcessorMetrics:
 
 
 def observe(
-    outputs: Sequence[Output], books: Mapping[str, Book], *, consumed: int | None = None
+    outputs: Sequence[Output],
+    books: Mapping[str, Book],
+    *,
+    consumed: int | None = None,
+    ticks: Mapping[int, datetime] | None = None,
 ) -> None:
     try:
-        default().observe(outputs, books, consumed=consumed)
+        default().observe(outputs, books, consumed=consumed, ticks=ticks)
     except Exception:  # metrics never stop relief; the batch is already acknowledged
         log.exception("metrics of a batch could not be recorded")
 

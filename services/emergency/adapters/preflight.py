@@ -10,7 +10,11 @@ to start with one line per problem, each saying what is wrong and what to do.
 `check_world` returns those lines (empty: the world is right); `require_world` raises
 `PreflightFailed` with all of them, and `PreflightFailed.exit()` prints them and ends the
 process with `EX_CONFIG` (78), so a supervisor can tell "fix the configuration" from a
-crash (the worker's `EXIT_BUG`, 70).
+crash (the worker's `EXIT_BUG`, 70). A Kafka that cannot be reached, or does not answer,
+is no configuration to fix but a world that is away for now (a broker restarting, the
+network cut, the worker started before the brokers): that is `KafkaUnavailable`, which
+ends the process with `EX_UNAVAILABLE` (69), as the worker does when Kafka stops
+acknowledging, and a supervisor starts it again.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, for_code
 from relief_platform import kafka_security
 
 EX_CONFIG = 78  # sysexits.h: a configuration error; restarting will not help
+EX_UNAVAILABLE = 69  # sysexits.h: a service is unavailable; try again later
 
 PREFLIGHT_TIMEOUT_S = 15.0  # the whole check, bootstrap included
 # A topic created a moment ago may be missing from a broker's metadata, or report
@@ -57,12 +62,19 @@ class PreflightFailed(RuntimeError):
         super().__init__("\n".join(self.problems))
 
     def exit(self, stream: TextIO | None = None) -> NoReturn:
-        """Print one line per problem (stderr by default) and end the process with EX_CONFIG."""
+        """Print one line per problem (stderr by default) and end the process with its
+        exit code (EX_CONFIG; EX_UNAVAILABLE when Kafka was away)."""
         out = stream if stream is not None else sys.stderr
         for line in self.problems:
             print(f"preflight: {line}", file=out)
         out.flush()
         raise SystemExit(self.exit_code)
+
+
+class KafkaUnavailable(PreflightFailed):
+    """Kafka could not be reached or did not answer in time: start again later."""
+
+    exit_code = EX_UNAVAILABLE
 
 
 @dataclass(frozen=True)
@@ -102,6 +114,29 @@ async def check_world(
     it); one that exists must have `partitions` partitions, at least
     `changelog_replication` replicas and `cleanup.policy=compact`.
     """
+    problems, _away = await _inspect(
+        bootstrap,
+        intake_topic=intake_topic,
+        partitions=partitions,
+        changelog_prefix=changelog_prefix,
+        changelog_replication=changelog_replication,
+        output_topics=output_topics,
+        timeout_s=timeout_s,
+    )
+    return problems
+
+
+async def _inspect(
+    bootstrap: str,
+    *,
+    intake_topic: str,
+    partitions: int,
+    changelog_prefix: str,
+    changelog_replication: int,
+    output_topics: Sequence[str],
+    timeout_s: float,
+) -> tuple[list[str], bool]:
+    """`check_world`'s problems, and whether they are only that Kafka was away."""
     if partitions < 1 or changelog_replication < 1:
         raise ValueError("partitions and changelog_replication must be at least 1")
     if not changelog_prefix:
@@ -134,13 +169,13 @@ async def check_world(
             return [
                 f"Kafka at {bootstrap} answered but did not describe the topics within "
                 f"{timeout_s:g} s: check the brokers' health, or give the preflight more time"
-            ]
-        return [unreachable]
+            ], True
+        return [unreachable], True
     except KafkaError as err:
         return [
             f"Kafka at {bootstrap} refused the preflight's requests ({type(err).__name__}: "
             f"{err}): let this client describe topics and their configs"
-        ]
+        ], False
     return judge(
         world,
         bootstrap=bootstrap,
@@ -149,7 +184,7 @@ async def check_world(
         changelog_prefix=changelog_prefix,
         changelog_replication=changelog_replication,
         output_topics=output_topics,
-    )
+    ), False
 
 
 def require_world(
@@ -164,11 +199,11 @@ def require_world(
 ) -> None:
     """`check_world` for a process's entry point (no event loop running yet).
 
-    Raises `PreflightFailed` with every problem; the caller prints and exits with
-    `failed.exit()`.
+    Raises `PreflightFailed` with every problem (`KafkaUnavailable` when Kafka was only
+    away); the caller prints and exits with `failed.exit()`.
     """
-    problems = asyncio.run(
-        check_world(
+    problems, away = asyncio.run(
+        _inspect(
             bootstrap,
             intake_topic=intake_topic,
             partitions=partitions,
@@ -178,6 +213,8 @@ def require_world(
             timeout_s=timeout_s,
         )
     )
+    if away:
+        raise KafkaUnavailable(problems)
     if problems:
         raise PreflightFailed(problems)
 

@@ -19,7 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from deploy.local import stack as local_stack
 from services.emergency.adapters.preflight import (
     EX_CONFIG,
+    EX_UNAVAILABLE,
     PREFLIGHT_TIMEOUT_S,
+    KafkaUnavailable,
     PreflightFailed,
     TopicFacts,
     World,
@@ -315,9 +317,11 @@ async def test_a_broker_that_accepts_but_never_answers_is_one_line_within_the_ti
     assert UNREACHABLE_TIMEOUT_S - 0.5 < time.monotonic() - started < UNREACHABLE_TIMEOUT_S + 1.0
 
 
-async def test_the_entry_point_raises_every_problem_and_exits_with_ex_config() -> None:
-    # require_world runs its own event loop, as a process's entry point does: give it a thread
-    with pytest.raises(PreflightFailed) as raised:
+async def test_the_entry_point_exits_with_ex_unavailable_while_kafka_is_away() -> None:
+    # Kafka away is no configuration to fix: a supervisor starts the worker again (69),
+    # as after a Kafka outage. require_world runs its own event loop, as a process's
+    # entry point does: give it a thread
+    with pytest.raises(KafkaUnavailable) as raised:
         await asyncio.to_thread(
             require_world,
             UNREACHABLE,
@@ -337,8 +341,37 @@ async def test_the_entry_point_raises_every_problem_and_exits_with_ex_config() -
     out = io.StringIO()
     with pytest.raises(SystemExit) as exited:
         failed.exit(out)
-    assert exited.value.code == EX_CONFIG == 78
+    assert exited.value.code == EX_UNAVAILABLE == 69
     assert out.getvalue() == f"preflight: {failed.problems[0]}\n"
+
+
+async def test_the_entry_point_raises_every_problem_and_exits_with_ex_config(
+    cluster: Cluster,
+) -> None:
+    topics = cluster.right_world()
+    del topics[cluster.intake]
+    await cluster.create(topics)
+
+    with pytest.raises(PreflightFailed) as raised:
+        await asyncio.to_thread(
+            require_world,
+            cluster.bootstrap,
+            intake_topic=cluster.intake,
+            partitions=PARTITIONS,
+            changelog_prefix=cluster.changelog_prefix,
+            changelog_replication=1,
+            output_topics=cluster.outputs,
+        )
+    failed = raised.value
+    assert not isinstance(failed, KafkaUnavailable)
+    assert failed.problems == (
+        f"intake topic {cluster.intake} does not exist: create it "
+        f"(relief topics --bootstrap {cluster.bootstrap} --partitions 3)",
+    )
+    out = io.StringIO()
+    with pytest.raises(SystemExit) as exited:
+        failed.exit(out)
+    assert exited.value.code == EX_CONFIG == 78
 
 
 async def test_the_entry_point_passes_a_right_world(cluster: Cluster) -> None:

@@ -24,6 +24,7 @@ from deploy.grafana import build as grafana
 from deploy.local import stack as local_stack
 from deploy.prometheus import tools
 from relief_platform.topics import ensure_topics
+from schemas.intake import ClockTick
 from services.casebook.app import DisclosureWatcher, RunMetrics
 from services.casebook.settings import CasebookSettings
 from services.emergency.adapters.metrics import ProcessorMetrics
@@ -68,8 +69,11 @@ class Processor:
         await self.story.apply(*records)
         town = self.story.town
         assert town.state is not None
+        # a tick's broker time by its partition, as the engine reports it (one partition here)
+        stamps = [r.recorded_at or r.occurred_at for r in records if isinstance(r, ClockTick)]
+        ticks = {0: stamps[-1]} if stamps else {}
         self.metrics.observe(
-            town.outputs[self.seen :], {town.code: town.book()}, consumed=len(records)
+            town.outputs[self.seen :], {town.code: town.book()}, consumed=len(records), ticks=ticks
         )
         self.seen = len(town.outputs)
 

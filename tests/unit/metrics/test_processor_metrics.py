@@ -142,3 +142,22 @@ def test_rejection_reasons_become_codes() -> None:
     assert rejection_code("PaymentConfirmed for case 'x': no open case") == "not_applicable"
     assert rejection_code("not JSON: Expecting value") == "undecodable"
     assert rejection_code("something else entirely 440102199001011234") == "invalid"
+
+
+def test_the_clocks_heartbeat_by_partition_never_goes_back() -> None:
+    """ReliefClockStale watches the broker time of the latest tick each partition had;
+    a partition read again after a restart replays older ticks, which leave it alone."""
+    m = ProcessorMetrics(CollectorRegistry())
+    town = Town()
+    _feed(m, town, incident("flood-0720"), ticks={0: T0 + hours(1), 1: T0})
+    _feed(m, town, tick(T0 + hours(2)), ticks={0: T0 + hours(2)})
+    assert value(m, "relief_clock_tick_timestamp_seconds", partition="0") == (
+        (T0 + hours(2)).timestamp()
+    )
+    _feed(m, town, tick(T0 + hours(3)), ticks={0: T0, 1: T0 + hours(3)})  # a replay of 0
+    assert value(m, "relief_clock_tick_timestamp_seconds", partition="0") == (
+        (T0 + hours(2)).timestamp()
+    )
+    assert value(m, "relief_clock_tick_timestamp_seconds", partition="1") == (
+        (T0 + hours(3)).timestamp()
+    )

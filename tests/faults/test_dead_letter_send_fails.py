@@ -1,0 +1,201 @@
+"""The ledger must dead-letter bad records while Kafka will not take its dead letters.
+
+Run on purpose (`./run faults`), on the suite's cluster. The processor decides a steady
+stream and the ledger's consumer stores its postings in the cluster's PostgreSQL. The
+ledger's dead-letter topic needs every replica in sync (`min.insync.replicas=3`), so
+when a broker is SIGKILLed the postings can still be read but no dead letter can be
+written: Kafka is away for exactly that send. Bad records are then slipped into the
+postings topic among the good ones. The ledger may not step over them (it stores its
+position only after their dead letters are acknowledged): it waits on the send (its
+producer retries past its request timeout), or exits and is started again as the
+supervisor would; no dead letter may appear while the broker is away. Once the broker
+is back: every bad record dead-lettered (by its derived id: a re-sent one is the same
+letter), every good posting stored once, the ledger's positions at the end of the topic,
+the chain verified, and each town's reserve in the ledger equal to what the processor's
+grants leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from deploy.local import stack as local_stack
+from relief_platform.topics import ensure_topics
+from schemas.topics import RejectedRecord
+from schemas.towns import load_county
+from services.ledger.adapters import postgres
+from tests.faults.conftest import Cluster
+from tests.faults.test_postgres_stopped import (
+    cluster_stack,
+    fresh_pool,
+    holds_in_book_on,
+    start_ledger,
+)
+from tests.integration.emergency.test_faults import (
+    AFTER_CRASH_S,
+    AMOUNT_FEN,
+    all_granted,
+    feed,
+    granted_count_reaches,
+    granted_once,
+    logs,
+    requests_over,
+)
+from tests.integration.emergency.test_worker import PARTITIONS, Env, flood
+from tests.integration.ledger.conftest import SEALER, ledger_database
+
+pytestmark = pytest.mark.faults
+
+BROKER_DOWN_S = 45.0  # past the dead-letter producer's 40 s request timeout
+BAD = [b"{not json", b'{"type": "Posting"}', b"\xff\xfe", b"[]", b'{"type": "Nothing"}']
+
+
+async def slip_in(bootstrap: str, topic: str, towns: Sequence[str]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n, value in enumerate(BAD):
+            await producer.send_and_wait(topic, key=towns[n % len(towns)].encode(), value=value)
+    finally:
+        await producer.stop()
+
+
+async def dead_letters(bootstrap: str, topic: str) -> list[RejectedRecord]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
+    await consumer.start()
+    got: list[RejectedRecord] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=2_000):
+            for msgs in batch.values():
+                got.extend(RejectedRecord.model_validate_json(m.value or b"") for m in msgs)
+    finally:
+        await consumer.stop()
+    return got
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        ends: dict[Any, int] = await consumer.end_offsets(tps)
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
+    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]]
+) -> None:
+    towns = load_county().codes()
+    n_cases = 2_000
+    cases = requests_over(towns, n_cases, "dlq")
+    dlq = f"{env.rejected}.ledger"
+    await ensure_topics(
+        env.bootstrap,
+        partitions=PARTITIONS,
+        replication_factor=3,
+        names={dlq: {"min.insync.replicas": "3"}},
+    )
+    async with ledger_database(cluster_stack(cluster)) as ledger_db:
+        ledger_log = env.log.with_name("ledger.log")
+        ledgers = [start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq)]
+        worker.append(env.start_worker())
+        await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
+        broken, mended = asyncio.Event(), asyncio.Event()
+        producing = asyncio.create_task(
+            feed(
+                env.bootstrap,
+                env.intake,
+                cases,
+                chunk=25,
+                pause_s=0.5,
+                gates={500: broken, 1_200: mended},
+            )
+        )
+        try:
+            await granted_count_reaches(env, 200, workers=worker)
+            leaders = await local_stack.partition_leaders(env.bootstrap, [dlq])
+            victim = leaders[dlq][0]
+            pid = cluster.pid(victim)
+            assert pid is not None, f"broker {victim} leads {dlq} but does not run"
+            os.killpg(pid, signal.SIGKILL)
+            broken.set()
+            await slip_in(env.bootstrap, env.postings, towns)
+            exits: list[int] = []
+            deadline = asyncio.get_running_loop().time() + BROKER_DOWN_S
+            while asyncio.get_running_loop().time() < deadline:
+                if (code := ledgers[-1].poll()) is not None:  # the supervisor's part
+                    exits.append(code)
+                    ledgers.append(start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq))
+                assert worker[0].poll() is None, f"the processor exited\n{logs(env)}"
+                await asyncio.sleep(1)
+            # nothing dead-lettered while the topic could not take it, nothing stepped over
+            assert not await dead_letters(env.bootstrap, dlq)
+            await asyncio.to_thread(cluster.up)  # the broker back
+            mended.set()
+            await asyncio.wait_for(producing, AFTER_CRASH_S)
+        finally:
+            producing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producing
+
+        wanted = {c.correlation_id for c in cases}
+        grants = await granted_once(
+            await all_granted(env, wanted, AFTER_CRASH_S, worker), wanted, env
+        )
+        ends = await end_offsets(env.bootstrap, env.postings)
+        async with fresh_pool(ledger_db) as pool:
+            deadline = asyncio.get_running_loop().time() + AFTER_CRASH_S
+            while True:
+                positions = await postgres.LedgerStore(pool, SEALER).positions(env.postings)
+                if positions == ends and await holds_in_book_on(pool) >= n_cases:
+                    break
+                assert asyncio.get_running_loop().time() < deadline, (
+                    f"ledger at {positions} of {ends}; its log:\n"
+                    f"{ledger_log.read_text(errors='replace')[-3000:]}"
+                )
+                if (code := ledgers[-1].poll()) is not None:
+                    exits.append(code)
+                    ledgers.append(start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq))
+                await asyncio.sleep(1)
+            assert await holds_in_book_on(pool) == n_cases
+            ids = [
+                r["posting_id"] for r in await pool.fetch("SELECT posting_id FROM ledger_entries")
+            ]
+            assert len(ids) == len(set(ids)), "a posting stored twice"
+            report = await postgres.verify(ledger_db.app_url, SEALER)
+            assert report.ok, report.problems
+            balances = await postgres.reserve_balances(pool)
+        ledgers[-1].terminate()
+        await asyncio.to_thread(ledgers[-1].wait, 30)
+
+    letters = await dead_letters(env.bootstrap, dlq)
+    by_id = {r.rejected_id: r for r in letters}
+    assert len(by_id) == len(BAD), f"{len(by_id)} bad records dead-lettered of {len(BAD)}"
+    assert {r.source_topic for r in by_id.values()} == {env.postings}
+    assert sorted(r.raw_length for r in by_id.values()) == sorted(len(b) for b in BAD)
+    left_after: dict[str, int] = {}
+    for g in grants:  # each grant quotes the reserve before it: the lowest, minus its own
+        after = int(g.figures["reserve_available_fen"]) - g.amount_fen
+        left_after[g.town] = min(after, left_after.get(g.town, after))
+    for town, left in left_after.items():
+        size = load_county().town(town).reserve_fen
+        assert 0 <= balances[town] <= size
+        assert balances[town] == left, f"{town}: ledger {balances[town]} != processor {left}"
+    assert sum(g.amount_fen for g in grants) == n_cases * AMOUNT_FEN
+    print(
+        f"{n_cases} cases, {len(BAD)} bad postings; the ledger exited {exits} while its "
+        f"dead letters were refused, {len(letters)} letters sent for {len(by_id)} records"
+    )
