@@ -20,9 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
+from deploy.local import stack as local_stack
 from schemas.envelope import CST
 from schemas.identity import check_char
-from tests.conftest import _configured_info
 from tests.e2e.stack_procs import ROOT, Running, in_thread, whole_stack
 from tests.e2e.test_dashboard import chromium
 
@@ -40,8 +40,11 @@ def resident_id(n: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with whole_stack(_configured_info(), tmp_path_factory.mktemp("console-stack")) as r:
+def running(
+    stack: local_stack.StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    # (the suite's servers, started by the `stack` fixture if they are not running)
+    with whole_stack(stack, tmp_path_factory.mktemp("console-stack")) as r:
         yield r
 
 

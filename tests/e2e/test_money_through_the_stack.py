@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.local import stack as local_stack
 from deploy.local.demo import resident_id
-from tests.conftest import _configured_info
 from tests.e2e.stack_procs import Running, whole_stack
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +34,11 @@ DECIDED_S = 120.0
 
 
 @pytest.fixture(scope="module")
-def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
-    with whole_stack(_configured_info(), tmp_path_factory.mktemp("money-stack")) as r:
+def running(
+    stack: local_stack.StackInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Running]:
+    # (the suite's servers, started by the `stack` fixture if they are not running)
+    with whole_stack(stack, tmp_path_factory.mktemp("money-stack")) as r:
         yield r
 
 
