@@ -20,7 +20,7 @@ import pytest
 
 from deploy.local import stack as local_stack
 from relief_platform.topics import ensure_topics
-from tests.integration.emergency.test_worker import PARTITIONS, Env
+from tests.integration.emergency.test_worker import PARTITIONS, Env, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -124,13 +124,7 @@ async def env(cluster: Cluster, unique: str, tmp_path: Path) -> AsyncIterator[En
 def worker(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    stop_processes(procs, wait_s=60)
 
 
 @contextlib.contextmanager

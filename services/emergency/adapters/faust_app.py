@@ -547,8 +547,9 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         store="rocksdb://",
         # one folder per app id: a new state format never reads an old one's files
         datadir=str(data_dir(settings)),
-        # docs/design.md: Faust's exactly_once is experimental; correctness comes from
-        # deterministic ids and the ack-before-store order above.
+        # docs/design.md "Effectively once": Faust's transactional guarantee is
+        # experimental; correctness comes from deterministic ids, the ack-before-store
+        # order above and the state's own positions.
         processing_guarantee="at_least_once",
         topic_partitions=partitions,
         topic_replication_factor=settings.emergency_changelog_replication,

@@ -92,11 +92,16 @@ async def env(stack: local_stack.StackInfo, unique: str, tmp_path: Path) -> Asyn
 def worker(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
     yield procs
+    stop_processes(procs, wait_s=20)
+
+
+def stop_processes(procs: list[subprocess.Popen[bytes]], wait_s: float) -> None:
+    """SIGTERM each process still running; SIGKILL the ones not gone within `wait_s`."""
     for p in procs:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
             try:
-                p.wait(20)
+                p.wait(wait_s)
             except subprocess.TimeoutExpired:
                 p.kill()
 

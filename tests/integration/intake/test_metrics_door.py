@@ -22,6 +22,7 @@ from services.intake.api import create_app
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web.app import build_app as ledger_app
 from services.ledger.web.settings import DashboardSettings
+from tests.conftest import need_tool
 from tests.integration.intake.conftest import SERVICE_HASH, settings_for
 from tests.integration.servers import free_port, outside_address, serve_uvicorn
 from tests.unit.intake.people import token_table
@@ -36,7 +37,7 @@ METRICS_HASH = hashlib.sha256(METRICS_TOKEN.encode()).hexdigest()
 def outside() -> str:
     address = outside_address()
     if address is None:
-        pytest.skip("this machine has no address but loopback: no 'network' to ask from")
+        need_tool("an address other than loopback, to ask from outside this machine")
     return address
 
 
