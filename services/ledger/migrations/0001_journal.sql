@@ -17,7 +17,7 @@ CREATE TABLE ledger_accounts (
 
 -- One row per posting accepted into the book. `chain` is the posting's town (the Kafka
 -- key): every town's postings arrive in order on one partition, so each town's chain is
--- the same on every replay however partitions interleave (docs/design.md "a replay gives the
+-- the same on every replay however partitions interleave (DESIGN: "a replay gives the
 -- same ledger, byte for byte").
 CREATE TABLE ledger_entries (
     seq            bigint GENERATED ALWAYS AS IDENTITY UNIQUE,  -- insertion order, not hashed
@@ -46,7 +46,7 @@ CREATE TABLE ledger_lines (
     line_no    smallint NOT NULL CHECK (line_no >= 1),
     account    text NOT NULL REFERENCES ledger_accounts (code),
     side       text NOT NULL CHECK (side IN ('debit', 'credit')),
-    -- money is integer fen (docs/design.md); a line moves a positive amount one way
+    -- money is integer fen (DESIGN); a line moves a positive amount one way
     amount_fen bigint NOT NULL CHECK (amount_fen > 0),
     PRIMARY KEY (posting_id, line_no)
 );
