@@ -21,6 +21,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     topics.DECISIONS: {"retention.ms": "-1"},
     topics.POSTINGS: {"retention.ms": "-1"},
     topics.REJECTED: {"retention.ms": "-1"},
+    # P6 across towns: one partition (schemas.topics.FIXED_PARTITIONS); its broker stamp
+    # is when the county checked a request's household
+    topics.CLAIMS: {"message.timestamp.type": "LogAppendTime", "retention.ms": "-1"},
 }
 
 
@@ -41,7 +44,7 @@ async def ensure_topics(
         missing = [
             NewTopic(
                 name=name,
-                num_partitions=partitions,
+                num_partitions=topics.FIXED_PARTITIONS.get(name, partitions),
                 replication_factor=replication_factor,
                 topic_configs=config,
             )

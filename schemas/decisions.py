@@ -81,6 +81,9 @@ class CaseFacts(_Part):
     persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
     # P6: the household's members named at intake (optional: older records lack them)
     member_refs: tuple[PersonRef, ...] = Field(default=(), max_length=MAX_MEMBERS_PER_REQUEST + 1)
+    # P6 across towns: the county's claims stage marked the household for this case
+    # (optional: older records lack it)
+    claimed: bool = False
 
 
 class Decision(CaseRecord):

@@ -190,6 +190,37 @@ class IdentifiedBy(StrEnum):
     STATEMENT = "statement"  # R7: an identity statement, hashed at intake (vagrants only)
 
 
+class ClaimVerdict(StrEnum):
+    """P6 across towns: what the county's claims stage found for a request's household."""
+
+    FREE = "free"  # no grant for the cause: the household's people are now marked
+    DUPLICATE = "duplicate"  # an earlier grant for the cause, named in the claim
+
+
+class Claim(_Part):
+    """The county-wide P6 check of a request (docs/design.md "one household, many towns"),
+    added by the claims stage when it forwards the request to the town's partition; a
+    request without one (written before the stage, or straight to the intake topic) is
+    checked within its town only. Intake never accepts one from a client."""
+
+    verdict: ClaimVerdict
+    claimed_at: UtcDatetime  # the claims topic's broker stamp: when the county checked it
+    # DUPLICATE: the first grant for the cause - its town, case, request and date
+    previous_town: str | None = Field(default=None, pattern=r"^[0-9]{6,12}$", max_length=12)
+    previous_case_id: CorrelationId | None = None
+    previous_request_id: str | None = Field(default=None, max_length=36)
+    previous_grant_at: UtcDatetime | None = None
+
+    @model_validator(mode="after")
+    def _duplicate_names_the_first_grant(self) -> Self:
+        named = (self.previous_town, self.previous_case_id, self.previous_grant_at)
+        if self.verdict is ClaimVerdict.DUPLICATE and None in named:
+            raise ValueError("a duplicate claim names the first grant's town, case and date")
+        if self.verdict is ClaimVerdict.FREE and any(v is not None for v in named):
+            raise ValueError("a free claim names no earlier grant")
+        return self
+
+
 class ReliefRequested(CaseRecord):
     """A town (or county civil affairs) registers a case (correlation_id = the case id).
 
@@ -219,6 +250,9 @@ class ReliefRequested(CaseRecord):
     # P7: the recipient's name as it may be published, masked at intake's door ("张＊＊");
     # expenditure-type cases only (urgent ones are not published). Optional in version 2.
     public_name: PublicName | None = None
+    # P6 across towns: the county's claims stage's verdict, added when it forwards the
+    # request to the town (optional in version 2: absent on what intake writes).
+    claim: Claim | None = None
 
     @model_validator(mode="after")
     def _origin_only_for_vagrants(self) -> Self:

@@ -19,7 +19,14 @@ INTAKE = "relief.intake.v1"  # commands and facts: intake and the clock write it
 DECISIONS = "relief.decisions.v1"  # the processor's decisions, each with its rule and figures
 POSTINGS = "ledger.postings.v1"  # balanced double-entry postings
 REJECTED = "relief.rejected.v1"  # dead letters: records that could not be parsed or applied
-ALL_TOPICS = (INTAKE, DECISIONS, POSTINGS, REJECTED)
+# P6 across towns: requests on their way to a town, and the releases of their claims; keyed
+# by the county on ONE partition, so claims are decided one after another
+# (docs/design.md "one household, many towns")
+CLAIMS = "relief.claims.v1"
+CLAIMS_KEY = "county"  # every record of the claims topic carries this key
+ALL_TOPICS = (INTAKE, DECISIONS, POSTINGS, REJECTED, CLAIMS)
+# Topics whose partition count is fixed by design, whatever the others have.
+FIXED_PARTITIONS = {CLAIMS: 1}
 
 # Partitions bound how many processor workers share the towns (docs/design.md "keyed by town").
 DEFAULT_PARTITIONS = 6

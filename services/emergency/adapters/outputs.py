@@ -7,6 +7,7 @@ import dataclasses
 from pydantic import BaseModel
 
 from schemas import topics
+from schemas.claims import ClaimReleased
 from schemas.envelope import Record
 from schemas.postings import Posting
 from schemas.registry import encode
@@ -28,6 +29,8 @@ class Output:
 
 
 def to_output(record: BaseModel) -> Output:
+    if isinstance(record, ClaimReleased):  # P6 across towns: back to the county's stage
+        return Output(topics.CLAIMS, topics.CLAIMS_KEY, encode(record), record)
     if isinstance(record, Posting):
         return Output(topics.POSTINGS, record.town, encode(record), record)
     if isinstance(record, RejectedRecord):

@@ -48,6 +48,7 @@ from services.emergency.domain.common import (
     Refuse,
     Rules,
     at_of,
+    claim_released,
     deadline_decision,
     envelope,
     facts,
@@ -279,9 +280,10 @@ def cancel(book: Book, record: AdvanceCancelled, rules: Rules) -> list[BaseModel
         }
     )
     # P6: a cancelled grant no longer blocks the household's next request.
-    release_grant(book, case)
+    released = release_grant(book, case, at_of(record), CaseStatus.CANCELLED)
     store_case(book, case, at_of(record))
     return [
+        *released,
         voided,
         posting(record, PostingKind.ADVANCE_VOIDED, lines, "advance cancelled before payment"),
         *reserve_low(book, record, rules),
@@ -293,9 +295,11 @@ def mark_grant(book: Book, case: Case, at: datetime) -> None:
     duplicates.mark(book, case, at)
 
 
-def release_grant(book: Book, case: Case) -> None:
-    """P6: a grant that did not happen (cancelled, rejected) blocks nothing."""
+def release_grant(book: Book, case: Case, at: datetime, status: CaseStatus) -> list[BaseModel]:
+    """P6: a grant that did not happen (cancelled, rejected) blocks nothing - in the town,
+    and in the county's claims stage (the release to send it, if it marked the case)."""
     duplicates.release(book, case)
+    return claim_released(case, at, status)
 
 
 def paperwork(book: Book, record: PaperworkCompleted) -> list[BaseModel]:

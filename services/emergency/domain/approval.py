@@ -181,9 +181,9 @@ def reject(book: Book, case: Case, record: Record, reasons: str) -> list[BaseMod
         case_status=CaseStatus.REJECTED,
         decided_by=record.actor,
     )
-    release_grant(book, case)
+    released = release_grant(book, case, at_of(record), CaseStatus.REJECTED)
     store_case(book, case.model_copy(update={"status": CaseStatus.REJECTED}), at_of(record))
-    return [decision]
+    return [*released, decision]
 
 
 def deliberation(book: Book, record: DeliberationDecided, rules: Rules) -> list[BaseModel]:

@@ -7,6 +7,9 @@ import dataclasses
 from datetime import date, datetime
 from typing import Any
 
+from pydantic import BaseModel
+
+from schemas.claims import ClaimReleased
 from schemas.decisions import (
     CaseFacts,
     DeadlineBreached,
@@ -16,7 +19,7 @@ from schemas.decisions import (
     Decision,
 )
 from schemas.envelope import Actor, Record, Role, derived_id, to_cst
-from schemas.intake import ReliefRequested
+from schemas.intake import ClaimVerdict, ReliefRequested
 from schemas.policy import Policy
 from schemas.towns import County
 from services.emergency.domain.book import Book
@@ -73,7 +76,32 @@ def facts(record: ReliefRequested) -> CaseFacts:
         requested_fen=record.requested_fen,
         persons=record.persons,
         member_refs=record.member_refs,
+        claimed=claimed(record),
     )
+
+
+def claimed(record: ReliefRequested) -> bool:
+    """P6 across towns: the county's claims stage found the request free and marked it."""
+    return record.claim is not None and record.claim.verdict is ClaimVerdict.FREE
+
+
+def claim_released(case: Case, at: datetime, status: CaseStatus) -> list[BaseModel]:
+    """P6 across towns: a claimed request ended without relief releases its marks in
+    the county's claims stage (claims.py); nothing for a case the stage never marked."""
+    if not case.claimed or not case.persons:
+        return []
+    return [
+        ClaimReleased(
+            event_id=derived_id(case.request_id, "claim_released"),
+            town=case.town,
+            case_id=case.case_id,
+            request_id=case.request_id,
+            cause_key=case.cause_key,
+            persons=case.persons,
+            released_at=at,
+            reason=status.value,
+        )
+    ]
 
 
 def open_case(book: Book, case_id: str) -> Case:

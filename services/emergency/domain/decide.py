@@ -41,6 +41,7 @@ role has the authority (`_AUTHORITY`) and never decides in anyone's name.
 from __future__ import annotations
 
 import dataclasses
+from datetime import datetime
 
 from pydantic import BaseModel
 
@@ -53,6 +54,7 @@ from schemas.envelope import Record, Role
 from schemas.intake import (
     AdvanceCancelled,
     CaseReviewed,
+    ClaimVerdict,
     ClockTick,
     DeliberationDecided,
     DisclosurePublished,
@@ -89,6 +91,8 @@ from services.emergency.domain.common import (
     Rules,
     at_of,
     case_date,
+    claim_released,
+    claimed,
     envelope,
 )
 from services.emergency.domain.state import (
@@ -141,6 +145,9 @@ def decide(book: Book, record: Record, rules: Rules) -> Verdict:
         decided = _decide(book, record, rules)
     except Refuse as exc:
         book.rollback()  # nothing changes but the opening, if this was the first record
+        if isinstance(record, ReliefRequested) and claimed(record):
+            # P6 across towns: a request refused at the door releases its county claim
+            opened += claim_released(_case_of(record), at, CaseStatus.REFUSED)
         return Verdict(opened, f"{record.type} for case {record.correlation_id!r}: {exc}")
     book.commit()
     return Verdict(opened + decided)
@@ -307,11 +314,11 @@ _REFUSAL_WORDS = {
     RefusalReason.INCIDENT_CLOSED: "该事故或灾害（{incident_id}）应急救助已结束；过渡期生活救助"
     "和临时生活困难救助仍可申请。Emergency relief for this incident has ended; "
     "transitional living relief and temporary hardship relief can still be requested (R1).",
-    RefusalReason.DUPLICATE: "该户同一事由已于{previous_grant_on}获得救助（案件"
+    RefusalReason.DUPLICATE: "该户同一事由已于{previous_grant_on}获得救助（{previous_town}，案件"
     "{previous_case_id}），同一事由不重复救助；确有特殊困难的，可由县民政局决定再次救助。"
     "The household was granted relief for the same cause on {previous_grant_on} "
-    "(case {previous_case_id}); county civil affairs may grant a second time for a good "
-    "reason (P6).",
+    "(town {previous_town}, case {previous_case_id}); county civil affairs may grant a "
+    "second time for a good reason (P6).",
 }
 
 
@@ -331,6 +338,7 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
 
     figures: dict[str, int | str] = {"requested_fen": record.requested_fen}
     at = at_of(record)
+    case = _case_of(record)
 
     def refuse(reason: RefusalReason, rule: str, **more: int | str) -> list[BaseModel]:
         book.mark_finished(
@@ -338,6 +346,8 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
         )
         words = _REFUSAL_WORDS.get(reason, "")
         return [
+            # P6 across towns: the county's marks of a refused request are released
+            *claim_released(case, at, CaseStatus.REFUSED),
             AdvanceRefused(
                 **envelope(record, "refused"),
                 rule=rule,
@@ -345,7 +355,7 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
                 reason=reason,
                 reasons=words.format(**more) if words else "",
                 case_status=CaseStatus.REFUSED,
-            )
+            ),
         ]
 
     if record.vagrant and record.urgency is not Urgency.URGENT:
@@ -360,19 +370,22 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
             return refuse(RefusalReason.INCIDENT_CLOSED, "R1", incident_id=record.incident_id)
 
     # P6 read with R1: the same layer of relief for the same incident, for anyone of the
-    # same household, is a duplicate (duplicates.py).
-    persons = duplicates.persons_of_request(record)
-    category = record.category.value
+    # same household, is a duplicate (duplicates.py) - in this town, or in any town of the
+    # county as the claims stage found it (claims.py; docs/design.md "one household, many
+    # towns").
+    persons = case.persons
     second: list[BaseModel] = []
-    previous = duplicates.previous_grant(book, persons, category, record.incident_id, at)
+    previous = _previous(book, record, persons, at)
     if previous is not None:
-        granted_on = case_date(previous.granted_at).isoformat()
+        previous_town, previous_case_id, previous_at = previous
+        granted_on = case_date(previous_at).isoformat()
         if record.second_grant_reason is None:
             return refuse(
                 RefusalReason.DUPLICATE,
                 "P6",
                 previous_grant_on=granted_on,
-                previous_case_id=previous.case_id,
+                previous_case_id=previous_case_id,
+                previous_town=previous_town,
             )
         if record.actor.role is not Role.CIVIL_AFFAIRS:
             raise Refuse("only county civil affairs grants a second time for one cause (P6)")
@@ -380,8 +393,12 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
             SecondGrantAllowed(
                 **envelope(record, "second_grant"),
                 rule="P6",
-                figures={"previous_case_id": previous.case_id, "previous_grant_on": granted_on},
-                previous_case_id=previous.case_id,
+                figures={
+                    "previous_case_id": previous_case_id,
+                    "previous_grant_on": granted_on,
+                    "previous_town": previous_town,
+                },
+                previous_case_id=previous_case_id,
                 reasons=record.second_grant_reason,
                 decided_by=record.actor,
             )
@@ -389,19 +406,6 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
     elif record.second_grant_reason is not None:
         raise Refuse("second_grant_reason given, but no earlier grant for this cause (P6)")
 
-    case = Case(
-        case_id=case_id,
-        request_id=request_id,
-        town=record.town,
-        household_ref=record.household_ref,
-        category=record.category.value,
-        urgency=record.urgency.value,
-        cause_key=duplicates.cause_of(category, record.incident_id),
-        persons=persons,
-        requested_fen=record.requested_fen,
-        status=CaseStatus.ADVANCED,  # for now: each kind decides its own
-        received_at=at,
-    )
     # P6: the grant is marked as the case opens: one awaiting approval or deliberation
     # already blocks a second request (released if it is refused or cancelled).
     duplicates.mark(book, case, at)
@@ -410,3 +414,37 @@ def _request(book: Book, record: ReliefRequested, rules: Rules) -> list[BaseMode
     if record.urgency is Urgency.URGENT:
         return second + advance.request_urgent(book, record, rules, case)
     return second + approval.request_expenditure(book, record, rules, case)
+
+
+def _case_of(record: ReliefRequested) -> Case:
+    """The case a request opens, before its kind decides its status and money."""
+    return Case(
+        case_id=record.case_id,
+        request_id=str(record.event_id),
+        town=record.town,
+        household_ref=record.household_ref,
+        category=record.category.value,
+        urgency=record.urgency.value,
+        cause_key=duplicates.cause_of(record.category.value, record.incident_id),
+        persons=duplicates.persons_of_request(record),
+        claimed=claimed(record),
+        requested_fen=record.requested_fen,
+        status=CaseStatus.ADVANCED,  # for now: each kind decides its own
+        received_at=at_of(record),
+    )
+
+
+def _previous(
+    book: Book, record: ReliefRequested, persons: tuple[str, ...], at: datetime
+) -> tuple[str, str, datetime] | None:
+    """P6: the earlier grant this request would repeat, as (town, case id, granted at):
+    the town's own marks first, then the county's claim."""
+    local = duplicates.previous_grant(book, persons, record.category.value, record.incident_id, at)
+    if local is not None:
+        return book.town, local.case_id, local.granted_at
+    claim = record.claim
+    if claim is not None and claim.verdict is ClaimVerdict.DUPLICATE:
+        if claim.previous_town and claim.previous_case_id and claim.previous_grant_at:
+            return claim.previous_town, claim.previous_case_id, claim.previous_grant_at
+        raise RuleBroken("a duplicate claim that names no earlier grant")
+    return None

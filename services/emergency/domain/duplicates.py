@@ -23,13 +23,16 @@ for one household, the later one cancelled, is the case.) The cost: two marks pe
 per grant where there was one per household (about 15 % fewer decisions a second in the
 core benchmark on a loaded 2-core machine). County civil affairs may grant a second time
 for a good reason, recorded (decide.py: SecondGrantAllowed). The check covers one town's
-partition; across towns see docs/design.md "one household, many towns".
+partition; across towns the county's claims stage (claims.py) checks the same marks
+with these functions before the request reaches a town (docs/design.md "one household,
+many towns").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from schemas.intake import ReliefRequested
 from services.emergency.domain.book import Book
@@ -40,6 +43,8 @@ from services.emergency.domain.state import (
     CaseMark,
     GrantMark,
 )
+
+G = TypeVar("G", bound=GrantMark)
 
 NO_INCIDENT = "-"
 ANY_INCIDENT = "*"
@@ -60,7 +65,7 @@ def cause_of(category: str, incident_id: str | None) -> str:
     return f"{category}|{incident_id or NO_INCIDENT}"
 
 
-def _marked_keys(persons: Iterable[str], cause_key: str) -> list[str]:
+def marked_keys(persons: Iterable[str], cause_key: str) -> list[str]:
     """The marks a grant leaves: per person, its exact cause and 'any incident' of its
     layer."""
     category, _, _ = cause_key.partition("|")
@@ -71,7 +76,7 @@ def _marked_keys(persons: Iterable[str], cause_key: str) -> list[str]:
     return keys
 
 
-def _checked_keys(persons: Iterable[str], category: str, incident_id: str | None) -> list[str]:
+def checked_keys(persons: Iterable[str], category: str, incident_id: str | None) -> list[str]:
     """The marks a request collides with: with an incident, a grant for that incident or
     a grant that named none; without one, any grant of its layer."""
     keys: list[str] = []
@@ -84,23 +89,50 @@ def _checked_keys(persons: Iterable[str], category: str, incident_id: str | None
     return keys
 
 
+class Marks(Protocol[G]):
+    """Where grant marks are kept, by key: a town's book, or the county's claims book
+    (claims.py) - the same functions check and mark in both."""
+
+    def grant(self, cause_key: str) -> G | None: ...
+
+    def put_grant(self, cause_key: str, mark: G) -> None: ...
+
+    def drop_grant(self, cause_key: str) -> None: ...
+
+
 def previous_grant(
-    book: Book, persons: Iterable[str], category: str, incident_id: str | None, at: datetime
-) -> GrantMark | None:
+    book: Marks[G], persons: Iterable[str], category: str, incident_id: str | None, at: datetime
+) -> G | None:
     """The grant (within the P6 window) a new request for this cause would repeat."""
-    for key in _checked_keys(persons, category, incident_id):
+    for key in checked_keys(persons, category, incident_id):
         mark = book.grant(key)
         if mark is not None and at - mark.granted_at < DUPLICATE_WINDOW:
             return mark
     return None
 
 
+def put_marks(book: Marks[G], persons: Iterable[str], cause_key: str, grant: G) -> None:
+    """P6: the persons have (or are about to have) relief for the cause; the latest grant
+    overwrites an older one's mark."""
+    for key in marked_keys(persons, cause_key):
+        book.put_grant(key, grant)
+
+
+def drop_marks(
+    book: Marks[G], persons: Iterable[str], cause_key: str, owns: Callable[[G], bool]
+) -> None:
+    """Drop the marks of one grant (`owns` says which), where no later grant has
+    overwritten them."""
+    for key in marked_keys(persons, cause_key):
+        grant = book.grant(key)
+        if grant is not None and owns(grant):
+            book.drop_grant(key)
+
+
 def mark(book: Book, case: Case, at: datetime) -> None:
     """P6: the case's household and members have (or are about to have) relief for its
-    cause; the latest grant overwrites an older one's mark."""
-    grant = GrantMark(case_id=case.case_id, granted_at=at)
-    for key in _marked_keys(case.persons, case.cause_key):
-        book.put_grant(key, grant)
+    cause."""
+    put_marks(book, case.persons, case.cause_key, GrantMark(case_id=case.case_id, granted_at=at))
 
 
 def release(book: Book, case: Case) -> None:
@@ -112,10 +144,7 @@ def forget(book: Book, case_id: str, persons: Iterable[str], cause_key: str | No
     """Drop the marks a case left, where no later grant has overwritten them."""
     if cause_key is None:
         return
-    for key in _marked_keys(persons, cause_key):
-        grant = book.grant(key)
-        if grant is not None and grant.case_id == case_id:
-            book.drop_grant(key)
+    drop_marks(book, persons, cause_key, lambda grant: grant.case_id == case_id)
 
 
 def forget_finished(book: Book, case_id: str, finished: CaseMark) -> None:

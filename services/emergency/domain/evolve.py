@@ -290,6 +290,7 @@ def _open(book: Book, event: d.Decision) -> Case:
         urgency=facts.urgency.value,
         cause_key=duplicates.cause_of(facts.category.value, facts.incident_id),
         persons=duplicates.persons_of(facts.household_ref, facts.member_refs),
+        claimed=facts.claimed,
         requested_fen=facts.requested_fen,
         status=event.case_status or CaseStatus.ADVANCED,
         received_at=event.occurred_at,

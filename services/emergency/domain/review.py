@@ -266,7 +266,7 @@ def _stop_schedule(book: Book, record: CaseReviewed, rules: Rules, case: Case) -
                 decided_by=record.actor,
             ),
         )
-        release_grant(book, case)
+        out[:0] = release_grant(book, case, at_of(record), CaseStatus.REJECTED)
         status = CaseStatus.REJECTED
     store_case(book, case.model_copy(update={**stopped, "status": status}), at_of(record))
     return out

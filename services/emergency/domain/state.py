@@ -75,6 +75,9 @@ class Case(BaseModel):
     cause_key: str = Field(max_length=MAX_CAUSE_KEY)  # P6: "<category>|<incident or '-'>"
     # P6: the household and its members (keyed hashes) whose grant for the cause this is
     persons: tuple[str, ...] = Field(default=(), max_length=MAX_CASE_PERSONS)
+    # P6 across towns: the county's claims stage marked its persons (claims.py); ending
+    # the case without relief releases them there
+    claimed: bool = False
     requested_fen: int
     granted_fen: int = 0  # held or approved
     paid_fen: int = 0

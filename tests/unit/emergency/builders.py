@@ -16,12 +16,15 @@ from pydantic import BaseModel
 from schemas import decisions as d
 from schemas import intake as i
 from schemas import topics
+from schemas.claims import ClaimReleased
 from schemas.envelope import Actor, Record, Role
 from schemas.policy import load_config
 from schemas.postings import NORMAL_SIDE, Posting, Side, parse_account
 from schemas.topics import RejectedRecord
 from services.emergency.adapters.outputs import Output, rejected_record, to_output
+from services.emergency.domain import claims
 from services.emergency.domain.book import Book
+from services.emergency.domain.common import Refuse
 from services.emergency.domain.decide import Rules, decide
 from services.emergency.domain.evolve import evolve
 from services.emergency.domain.state import Case, TownState
@@ -145,7 +148,12 @@ def tick(at: datetime, partition: int = 0) -> i.ClockTick:
 @dataclass
 class Town:
     """The county's stored state (a dict standing for the worker's table) driven through
-    `decide`, keeping every output in order. `code` is the town the properties look at."""
+    `decide`, keeping every output in order. `code` is the town the properties look at.
+
+    As in the running service, a request passes the county's claims stage first
+    (`claims.check`, its own store: `claims_store`) and reaches its town with the claim;
+    the releases the towns send back are applied to the stage and kept in
+    `claim_outputs`, not among the records a call returns (they are not decisions)."""
 
     code: str = QIFENG
     store: dict[str, Any] = field(default_factory=dict)
@@ -155,8 +163,44 @@ class Town:
     rebuilt: dict[str, Any] = field(default_factory=dict)
     check_rebuild: bool = True  # after every record: the fold equals what decide left
     _facts_seen: set[str] = field(default_factory=set)
+    claims_store: dict[str, Any] = field(default_factory=dict)
+    claim_outputs: list[BaseModel] = field(default_factory=list)
+    with_claims: bool = True  # False: straight to the town, as records written before it
+
+    def claim(self, record: i.ReliefRequested) -> i.ReliefRequested | RejectedRecord:
+        """The claims stage: the request as it is forwarded, or its dead letter."""
+        book = claims.ClaimsBook(self.claims_store.get)
+        book.begin()
+        try:
+            verdict = claims.check(book, record, RULES.county)
+        except Refuse as exc:
+            book.rollback()
+            return RejectedRecord.of(topics.CLAIMS, 0, self.offset, str(exc), None)
+        book.commit()
+        self._store(self.claims_store, book)
+        return claims.forwarded(record, verdict)
+
+    def release(self, released: ClaimReleased) -> None:
+        book = claims.ClaimsBook(self.claims_store.get)
+        claims.release(book, released, released.released_at)
+        self._store(self.claims_store, book)
+
+    @staticmethod
+    def _store(store: dict[str, Any], book: Book) -> None:
+        for key, value in book.changes():
+            if value is None:
+                store.pop(key, None)
+            else:
+                store[key] = value
 
     def __call__(self, record: Record) -> list[BaseModel]:
+        if self.with_claims and isinstance(record, i.ReliefRequested) and record.claim is None:
+            claimed = self.claim(record)
+            if isinstance(claimed, RejectedRecord):
+                self.offset += 1
+                self.outputs.append(to_output(claimed))
+                return [claimed]
+            record = claimed
         if isinstance(record, i.ClockTick):
             towns = sorted({k.split("/")[1] for k in self.store if k.startswith("t/")})
         else:
@@ -170,7 +214,12 @@ class Town:
                     self.store.pop(key, None)
                 else:
                     self.store[key] = value
-            outs.extend(to_output(r) for r in verdict.records)
+            for r in verdict.records:
+                if isinstance(r, ClaimReleased):
+                    self.claim_outputs.append(r)
+                    self.release(r)
+                else:
+                    outs.append(to_output(r))
             if verdict.refused is not None:
                 outs.append(rejected_record(topics.INTAKE, 0, self.offset, verdict.refused, None))
         self.offset += 1

@@ -512,11 +512,6 @@ def test_a_cash_payment_records_why_cash_was_needed() -> None:
 # ================================================================== P6 across towns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the county-wide household stage is designed, not built (docs/design.md "
-    "'one household, many towns'): each town's partition sees only its own grants",
-)
 def test_the_same_household_in_another_town_is_refused_with_the_first_grant_named() -> None:
     county = Town()
     county(incident("flood-0720", town=QIFENG))

@@ -16,7 +16,7 @@ def test_names_and_partitions() -> None:
     assert topics.POSTINGS == "ledger.postings.v1"
     assert topics.REJECTED == "relief.rejected.v1"
     assert topics.DEFAULT_PARTITIONS == 6
-    assert len(set(topics.ALL_TOPICS)) == 4
+    assert len(set(topics.ALL_TOPICS)) == 5
 
 
 def test_a_dead_letter_is_bounded_masked_and_deterministic() -> None:
