@@ -1,4 +1,5 @@
-"""`python -m services.emergency worker|clock`: the processor, or the tick producer."""
+"""`python -m services.emergency worker|claims|clock`: the processor, the county's claims
+stage, or the tick producer."""
 
 from __future__ import annotations
 
@@ -56,6 +57,44 @@ def worker(loglevel: str) -> None:
         Path(app.conf.tabledir),
         STATE_TABLE,
         f"{settings.emergency_app_id}-{STATE_TABLE}-changelog",
+    )
+    sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
+    app.main()
+
+
+@cli.command()
+@click.option(
+    "--loglevel",
+    type=click.Choice(["crit", "error", "warn", "info", "debug"]),
+    default="info",
+    show_default=True,
+)
+def claims(loglevel: str) -> None:
+    """Run the county's claims stage (P6 across towns): one worker holds it at a time;
+    start two for a warm standby."""
+    from services.emergency.adapters.claims_app import CLAIMS_TABLE
+    from services.emergency.adapters.local_store import check_local_store
+    from services.emergency.adapters.preflight import PreflightFailed, require_world
+    from services.emergency.app import create_claims_app
+
+    settings = EmergencySettings()
+    try:
+        require_world(
+            settings.kafka_bootstrap,
+            intake_topic=settings.claims_topic,
+            partitions=1,
+            changelog_prefix=f"{settings.claims_app_id}-",
+            changelog_replication=settings.emergency_changelog_replication,
+            output_topics=(settings.intake_topic, settings.rejected_topic),
+        )
+    except PreflightFailed as failed:
+        failed.exit()
+    app = create_claims_app(settings)
+    check_local_store(
+        settings.kafka_bootstrap,
+        Path(app.conf.tabledir),
+        CLAIMS_TABLE,
+        f"{settings.claims_app_id}-{CLAIMS_TABLE}-changelog",
     )
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
     app.main()

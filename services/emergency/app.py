@@ -13,6 +13,15 @@ def rules_from(settings: EmergencySettings) -> Rules:
     return Rules(policy=load_policy(settings.policy_file), county=load_county(settings.policy_file))
 
 
+def create_claims_app(settings: EmergencySettings | None = None):  # type: ignore[no-untyped-def]
+    """The county's claims stage (P6 across towns: docs/design.md "one household, many
+    towns")."""
+    from services.emergency.adapters.claims_app import build_claims_app
+
+    settings = settings or EmergencySettings()
+    return build_claims_app(settings, rules_from(settings))
+
+
 def create_app(settings: EmergencySettings | None = None):  # type: ignore[no-untyped-def]
     settings = settings or EmergencySettings()
     return build_app(settings, rules_from(settings), partitions=settings.partitions)

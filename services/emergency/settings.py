@@ -34,6 +34,11 @@ class EmergencySettings(BaseSettings):
     postings_topic: str = topics.POSTINGS
     rejected_topic: str = topics.REJECTED
     partitions: int = Field(default=topics.DEFAULT_PARTITIONS, ge=1, le=1_000)
+    # P6 across towns: the county's claims stage (`python -m services.emergency claims`),
+    # a Faust app of its own (its group and changelog) on the one-partition claims topic
+    claims_topic: str = topics.CLAIMS
+    claims_app_id: str = "relief-emergency-claims-v1"
+    claims_web_port: int = Field(default=6067, ge=1, le=65535)
     # Replicas of the processor's changelog topics (3 on a cluster of three brokers);
     # the worker refuses to start when the topics it finds have fewer.
     emergency_changelog_replication: int = Field(default=1, ge=1, le=7)

@@ -29,7 +29,7 @@ def openapi_text() -> str:
 
         async def stop(self) -> None: ...
 
-        async def send(self, key: bytes, value: bytes) -> object:
+        async def send(self, key: bytes, value: bytes, topic: str | None = None) -> object:
             raise RuntimeError("the OpenAPI document is built without Kafka")
 
     app = create_app(

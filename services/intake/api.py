@@ -33,8 +33,9 @@ from relief_platform.postgres import connect_pool
 from schemas.decisions import CaseStatus
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
-from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS
+from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS, ReliefRequested
 from schemas.registry import encode
+from schemas.topics import CLAIMS_KEY
 from schemas.towns import County, load_county
 from services.intake.adapters.idempotency_store import (
     Answered,
@@ -487,6 +488,11 @@ class Intake:
         return rq.Stamp(event_id, now, principal.actor, self.hash_key, self.county)
 
     async def send(self, record: Record) -> Ack:
+        claims = self.settings.claims_topic_in_use()
+        if claims is not None and isinstance(record, ReliefRequested):
+            # P6 across towns: every request for relief passes the county's claims stage,
+            # which forwards it to the town (docs/design.md "one household, many towns")
+            return await self.sink.send(CLAIMS_KEY.encode(), encode(record), topic=claims)
         return await self.sink.send(record.town.encode("utf-8"), encode(record))
 
     async def send_one(self, record: Record) -> Answer:

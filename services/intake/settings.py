@@ -27,6 +27,11 @@ class IntakeSettings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:19092"
     # The default is the service's topic; tests and staging give their own.
     intake_topic: str = Field(default=topics.INTAKE, min_length=1, max_length=249)
+    # P6 across towns: requests for relief go to the county's claims stage first
+    # (docs/design.md "one household, many towns"). Unset: the service's claims topic when
+    # the intake topic is the service's own, none beside another intake topic (a test's or
+    # staging's, which names its own); "": none, requests go straight to the town.
+    claims_topic: str | None = Field(default=None, max_length=249)
     policy_file: Path | None = None  # the county's towns (default: packaged huantai.toml)
     # Token hashes -> role, organisation, town (TOML or JSON); see domain/tokens.py.
     intake_tokens_file: Path | None = None
@@ -104,3 +109,10 @@ class IntakeSettings(BaseSettings):
         committed here, the refs of people born in the county reverse in minutes."""
         value = secret_or_development("RELIEF_ID_HASH_KEY", self.id_hash_key, DEV_ID_HASH_KEY_HEX)
         return bytes.fromhex(value)
+
+    def claims_topic_in_use(self) -> str | None:
+        """Where requests for relief are written: the claims topic, or None (straight to
+        the intake topic)."""
+        if self.claims_topic is None:
+            return topics.CLAIMS if self.intake_topic == topics.INTAKE else None
+        return self.claims_topic or None

@@ -37,7 +37,7 @@ import json
 import logging
 import os
 import weakref
-from collections.abc import Coroutine, Iterable, Iterator, Sequence
+from collections.abc import Coroutine, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -384,7 +384,7 @@ class Engine:
 
     def decide_batch(
         self, events: Sequence[Any]
-    ) -> tuple[dict[str, Book], dict[str, tuple[Any, int]], list[Output]]:
+    ) -> tuple[Mapping[str, Book], dict[str, tuple[Any, int]], list[Output]]:
         books: dict[str, Book] = {}
         positions: dict[str, int] = {}
         applied: dict[str, tuple[Any, int]] = {}  # town -> (event of its partition, offset)
@@ -470,6 +470,9 @@ class Engine:
         except Exception:
             log.exception("state not stored; exiting without acknowledging")
             os._exit(EXIT_UNAVAILABLE)
+        self.observe(outputs, books, consumed)
+
+    def observe(self, outputs: list[Output], books: Mapping[str, Book], consumed: int) -> None:
         metrics.observe(outputs, books, consumed=consumed, ticks=self.ticks)
 
 
@@ -592,6 +595,7 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
             topics.DECISIONS: settings.decisions_topic,
             topics.POSTINGS: settings.postings_topic,
             topics.REJECTED: settings.rejected_topic,
+            topics.CLAIMS: settings.claims_topic,  # P6 across towns: claims released
         },
     )
     engine = Engine(

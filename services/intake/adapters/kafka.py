@@ -52,7 +52,7 @@ class RecordSink(Protocol):
 
     async def stop(self) -> None: ...
 
-    async def send(self, key: bytes, value: bytes) -> Ack: ...
+    async def send(self, key: bytes, value: bytes, topic: str | None = None) -> Ack: ...
 
 
 class KafkaSink:
@@ -116,11 +116,12 @@ class KafkaSink:
         if producer is not None:
             await _quietly_stop(producer)
 
-    async def send(self, key: bytes, value: bytes) -> Ack:
+    async def send(self, key: bytes, value: bytes, topic: str | None = None) -> Ack:
+        """Produce one record to the intake topic, or to `topic` (the claims topic)."""
         producer = await self._ensure_started()
         try:
             meta = await asyncio.wait_for(
-                producer.send_and_wait(self.topic, value=value, key=key), self.timeout_s
+                producer.send_and_wait(topic or self.topic, value=value, key=key), self.timeout_s
             )
         except TimeoutError as exc:
             # The record may still reach Kafka later: the caller retries with the same
