@@ -105,6 +105,14 @@ def scaled(workers: int = 1, intakes: int = 1, ledgers: int = 1) -> list[Service
             kafka="casebook",
         ),
         *processors,
+        # P6 across towns: the county's claims stage before the towns (one partition; a
+        # second instance would only stand by)
+        Service(
+            "claims",
+            ["services.emergency", "claims", "--loglevel", "warn"],
+            kafka="emergency",
+            env={"RELIEF_EMERGENCY_DATA_DIR": str(state / "claims")},
+        ),
         Service("clock", ["services.emergency", "clock"], kafka="clock"),
         Service(
             "dashboard",

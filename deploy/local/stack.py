@@ -301,7 +301,7 @@ def kafka_acls() -> dict[str, list[list[str]]]:
     ]
     return {
         "intake": [
-            ["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE)],
+            ["--operation", "Write", "--operation", "Describe", *topic(t.INTAKE, t.CLAIMS)],
             ["--operation", "Describe", *everything],
             [
                 "--operation",
@@ -322,7 +322,7 @@ def kafka_acls() -> dict[str, list[list[str]]]:
                 "Describe",
                 "--operation",
                 "DescribeConfigs",
-                *topic(t.INTAKE),
+                *topic(t.INTAKE, t.CLAIMS),
             ],
             [
                 "--operation",
@@ -331,7 +331,8 @@ def kafka_acls() -> dict[str, list[list[str]]]:
                 "Describe",
                 "--operation",
                 "DescribeConfigs",
-                *topic(t.DECISIONS, t.POSTINGS, t.REJECTED),
+                # (the claims stage forwards to intake; the towns release claims)
+                *topic(t.DECISIONS, t.POSTINGS, t.REJECTED, t.INTAKE, t.CLAIMS),
             ],
             ["--operation", "All", *emergency],
             ["--operation", "Create", "--operation", "DescribeConfigs", "--cluster"],

@@ -118,7 +118,8 @@ def whole_stack(stack: local_stack.StackInfo, tmp: Path) -> Iterator[Running]:
     unique = uuid.uuid4().hex[:10]
     db = f"console_{unique}"
     topics = {
-        k: f"test.console.{k}.{unique}" for k in ("intake", "decisions", "postings", "rejected")
+        k: f"test.console.{k}.{unique}"
+        for k in ("intake", "decisions", "postings", "rejected", "claims")
     }
     in_thread(lambda: asyncio.run(_create_db(stack, db)))
     in_thread(
@@ -132,6 +133,15 @@ def whole_stack(stack: local_stack.StackInfo, tmp: Path) -> Iterator[Running]:
                     topics["postings"]: {},
                     topics["rejected"]: {},
                 },
+            )
+        )
+    )
+    in_thread(  # P6 across towns: the county's claims topic has one partition
+        lambda: asyncio.run(
+            ensure_topics(
+                stack.kafka_bootstrap,
+                partitions=1,
+                names={topics["claims"]: {"message.timestamp.type": "LogAppendTime"}},
             )
         )
     )
@@ -157,6 +167,8 @@ def whole_stack(stack: local_stack.StackInfo, tmp: Path) -> Iterator[Running]:
         "RELIEF_POSTINGS_TOPIC": topics["postings"],
         "RELIEF_LEDGER_TOPIC": topics["postings"],
         "RELIEF_REJECTED_TOPIC": topics["rejected"],
+        "RELIEF_CLAIMS_TOPIC": topics["claims"],
+        "RELIEF_CLAIMS_APP_ID": f"test-console-claims-{unique}",
         "RELIEF_PARTITIONS": str(PARTITIONS),
         "RELIEF_EMERGENCY_APP_ID": f"test-console-{unique}",
         "RELIEF_EMERGENCY_DATA_DIR": str(tmp / "emergency"),
@@ -189,6 +201,7 @@ def whole_stack(stack: local_stack.StackInfo, tmp: Path) -> Iterator[Running]:
         "casebook": ["services.casebook", "run"],
         "casereads": ["services.casebook", "serve", "--port", str(ports["casebook"])],
         "emergency": ["services.emergency", "worker", "--loglevel", "warn"],
+        "claims": ["services.emergency", "claims", "--loglevel", "warn"],
         "clock": ["services.emergency", "clock"],
         "dashboard": ["services.ledger", "serve", "--port", str(ports["dashboard"])],
         "intake": [

@@ -28,12 +28,14 @@ DATABASE = {
     "ledger serve": "read",
     "casebook serve": "read",
     "emergency worker": None,
+    "emergency claims": None,
     "emergency clock": None,
     "console serve": None,
 }
 # each container that talks to Kafka, as which principal (its ACLs); None: no Kafka login
 KAFKA = {
     "emergency worker": "emergency",
+    "emergency claims": "emergency",  # the claims stage: the processor's principal
     "emergency clock": "clock",
     "ledger run": "ledger",
     "ledger serve": "dashboard",

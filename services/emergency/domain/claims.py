@@ -48,8 +48,9 @@ from services.emergency.domain.state import DUPLICATE_WINDOW, GrantMark
 COUNTY = CLAIMS_KEY  # the claims book's one "town": the county
 WHEEL_PAGE = 100  # mark keys per stored page of a day
 MAX_WHEEL_PAGES = 100_000  # ten million marks expiring on one day: a bug
-# Days one record may walk (a stage idle for months catches up over a few records).
-MAX_EXPIRY_WALK_DAYS = 31
+# Days one record may walk: an empty day costs one read, so a stage idle for two years
+# catches up on its next record (and a longer silence over a few records).
+MAX_EXPIRY_WALK_DAYS = 800
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -1,0 +1,216 @@
+"""P6 across towns: the county's claims stage, pure (services/emergency/domain/claims.py),
+and the towns' answers to its claims, as stories through the Town harness."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from schemas import decisions as d
+from schemas import intake as i
+from schemas.claims import ClaimReleased
+from services.emergency.domain import claims
+from services.emergency.domain.common import Refuse
+from services.emergency.domain.state import MAX_VALUE_BYTES
+from tests.unit.emergency.builders import (
+    CIVIL,
+    QIFENG,
+    RULES,
+    T0,
+    TIANZHUANG,
+    Town,
+    cancelled,
+    hours,
+    incident,
+    urgent,
+)
+
+
+def person(n: int) -> str:
+    return f"p_{n:032x}"
+
+
+def check(store: dict[str, Any], record: i.ReliefRequested) -> i.Claim:
+    book = claims.ClaimsBook(store.get)
+    claim = claims.check(book, record, RULES.county)
+    for key, value in book.changes():
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+    return claim
+
+
+def release(store: dict[str, Any], released: ClaimReleased) -> None:
+    book = claims.ClaimsBook(store.get)
+    claims.release(book, released, released.released_at)
+    for key, value in book.changes():
+        if value is None:
+            store.pop(key, None)
+        else:
+            store[key] = value
+
+
+def marks(store: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in store.items() if k.startswith("g/")}
+
+
+def released_of(record: i.ReliefRequested, *persons: str) -> ClaimReleased:
+    return ClaimReleased(
+        event_id=record.event_id,
+        town=record.town,
+        case_id=record.case_id,
+        request_id=str(record.event_id),
+        cause_key=f"{record.category.value}|{record.incident_id or '-'}",
+        persons=persons or (record.household_ref,),
+        released_at=T0 + hours(2),
+        reason="cancelled",
+    )
+
+
+def test_a_free_claim_marks_each_person_under_a_key_of_its_own() -> None:
+    store: dict[str, Any] = {}
+    first = urgent("q-1", town=QIFENG, member_refs=(person(1), person(2)))
+    claim = check(store, first)
+    assert claim.verdict is i.ClaimVerdict.FREE and claim.previous_case_id is None
+    # three people, each marked for the flood and for "any incident" of the layer
+    assert len(marks(store)) == 6
+    for value in marks(store).values():
+        assert value["town"] == QIFENG and value["case_id"] == "q-1"
+        assert value["request_id"] == str(first.event_id)
+        assert len(json.dumps(value)) < 300  # one small value per person mark
+    assert store["t/county"]["marks"] == 6
+    # nothing but keyed hashes: no 18-digit number anywhere in the stored state
+    assert not any(ch.isdigit() and len(k) >= 18 and k.isdigit() for k in store for ch in k)
+
+
+def test_a_member_asking_in_another_town_is_a_duplicate_naming_the_first_grant() -> None:
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG, member_refs=(person(1), person(2))))
+    before = dict(store)
+    later = T0 + hours(3)
+    claim = check(
+        store, urgent("t-1", at=later, household=9, town=TIANZHUANG, member_refs=(person(2),))
+    )
+    assert claim.verdict is i.ClaimVerdict.DUPLICATE
+    assert (claim.previous_town, claim.previous_case_id) == (QIFENG, "q-1")
+    assert claim.previous_grant_at == T0
+    # a duplicate marks nothing: the first grant's marks stay as they were
+    assert marks(store) == marks(before)
+
+
+def test_another_layer_of_relief_for_the_same_flood_is_free() -> None:
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    hardship = urgent(
+        "t-1", town=TIANZHUANG, category=i.ReliefCategory.TEMPORARY_HARDSHIP, at=T0 + hours(1)
+    )
+    assert check(store, hardship).verdict is i.ClaimVerdict.FREE  # R1: layers, not duplicates
+
+
+def test_the_same_request_twice_is_free_both_times() -> None:
+    store: dict[str, Any] = {}
+    first = urgent("q-1", town=QIFENG)
+    assert check(store, first).verdict is i.ClaimVerdict.FREE
+    assert check(store, first).verdict is i.ClaimVerdict.FREE  # its marks are its own
+
+
+def test_a_release_drops_only_the_marks_of_its_own_request() -> None:
+    store: dict[str, Any] = {}
+    first = urgent("q-1", town=QIFENG)
+    check(store, first)
+    other = urgent("q-1", town=TIANZHUANG)  # the same case id in another town
+    release(store, released_of(other))
+    assert len(marks(store)) == 2  # another request's release: nothing dropped
+    release(store, released_of(first))
+    assert marks(store) == {} and store["t/county"]["marks"] == 0
+    again = urgent("t-2", town=TIANZHUANG, at=T0 + hours(5))
+    assert check(store, again).verdict is i.ClaimVerdict.FREE
+
+
+def test_a_mark_blocks_for_the_p6_window_and_then_leaves_the_state() -> None:
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    year = timedelta(days=365)
+    inside = urgent("t-1", town=TIANZHUANG, at=T0 + year - timedelta(seconds=1))
+    assert check(store, inside).verdict is i.ClaimVerdict.DUPLICATE
+    outside = urgent("t-2", town=TIANZHUANG, at=T0 + year, inc=None)
+    assert check(store, outside).verdict is i.ClaimVerdict.FREE
+    # the old grant's marks leave through the day wheel as the stage's clock passes them
+    later = urgent("t-3", town=TIANZHUANG, household=5, at=T0 + year + timedelta(days=40))
+    check(store, later)
+    left = [v for v in marks(store).values() if v["case_id"] == "q-1"]
+    assert left == []
+    assert not [k for k in store if k.startswith("x/") and store[k] is None]
+
+
+def test_a_request_no_town_could_take_changes_nothing() -> None:
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    before = json.dumps(store, sort_keys=True, default=str)
+    book = claims.ClaimsBook(store.get)
+    with pytest.raises(Refuse, match="unknown town"):
+        claims.check(book, urgent("x-1", town="370321999"), RULES.county)
+    claimed = claims.forwarded(
+        urgent("q-2", town=QIFENG),
+        i.Claim(verdict=i.ClaimVerdict.FREE, claimed_at=T0),
+    )
+    with pytest.raises(Refuse, match="already carries a claim"):
+        claims.check(claims.ClaimsBook(store.get), claimed, RULES.county)
+    assert json.dumps(store, sort_keys=True, default=str) == before
+
+
+def test_the_largest_mark_is_far_below_the_value_limit() -> None:
+    mark = claims.ClaimMark(case_id="c" * 64, granted_at=T0, town="3" * 12, request_id="r" * 36)
+    assert len(mark.model_dump_json()) < MAX_VALUE_BYTES // 20
+    store: dict[str, Any] = {}
+    members = tuple(person(n) for n in range(21))
+    check(store, urgent("q-1", town=QIFENG, member_refs=members))
+    assert max(len(json.dumps(v)) for v in store.values()) < MAX_VALUE_BYTES
+
+
+# ---------------------------------------------------------------- through the towns
+
+
+def test_the_first_grant_cancelled_frees_the_household_in_another_town() -> None:
+    county = Town()
+    county(incident("flood-0720", town=QIFENG))
+    county(incident("flood-0720", town=TIANZHUANG))
+    [grant, _] = county(urgent("em-q", 80_000, town=QIFENG))
+    assert isinstance(grant, d.AdvanceGranted)
+    [refused] = county(urgent("em-t", 80_000, town=TIANZHUANG, at=T0 + hours(1)))
+    assert isinstance(refused, d.AdvanceRefused)
+    assert refused.figures["previous_town"] == QIFENG and "em-q" in refused.reasons
+    assert county.claim_outputs == []  # a duplicate claim marked nothing: nothing to release
+    county(cancelled("em-q", T0 + hours(2)))
+    [released] = county.claim_outputs
+    assert isinstance(released, ClaimReleased) and released.case_id == "em-q"
+    assert released.reason == "cancelled"
+    [granted, _] = county(urgent("em-t2", 80_000, town=TIANZHUANG, at=T0 + hours(3)))
+    assert isinstance(granted, d.AdvanceGranted)
+
+
+def test_a_request_refused_in_its_town_releases_its_claim() -> None:
+    county = Town()
+    out = county(urgent("em-q", 80_000, town=QIFENG, inc="no-such-flood"))
+    [refused] = [r for r in out if isinstance(r, d.AdvanceRefused)]
+    [released] = county.claim_outputs
+    assert released.request_id == str(refused.causation_id) and released.reason == "refused"
+    assert marks(county.claims_store) == {}
+
+
+def test_civil_affairs_grants_a_second_time_across_towns_with_the_first_named() -> None:
+    county = Town()
+    county(incident("flood-0720", town=QIFENG))
+    county(incident("flood-0720", town=TIANZHUANG))
+    county(urgent("em-q", 80_000, town=QIFENG))
+    second = urgent("em-t", 80_000, town=TIANZHUANG, at=T0 + hours(1)).model_copy(
+        update={"actor": CIVIL, "second_grant_reason": "房屋再次受损，县民政局研究同意再次救助"}
+    )
+    out = county(second)
+    [allowed] = [r for r in out if isinstance(r, d.SecondGrantAllowed)]
+    assert allowed.previous_case_id == "em-q" and allowed.figures["previous_town"] == QIFENG
+    assert any(isinstance(r, d.AdvanceGranted) for r in out)
