@@ -198,6 +198,7 @@ def test_a_request_refused_in_its_town_releases_its_claim() -> None:
     out = county(urgent("em-q", 80_000, town=QIFENG, inc="no-such-flood"))
     [refused] = [r for r in out if isinstance(r, d.AdvanceRefused)]
     [released] = county.claim_outputs
+    assert isinstance(released, ClaimReleased)
     assert released.request_id == str(refused.causation_id) and released.reason == "refused"
     assert marks(county.claims_store) == {}
 
