@@ -169,9 +169,11 @@ async def test_concurrent_claims_share_a_transaction_and_each_key_is_held_once(
             assert answer == Answer(202, {"event_id": f"ev-{name}"})
         # rows written by one transaction share its xmin: 270 answers, one commit each,
         # would be 270 distinct ones
-        stored, transactions = await pool.fetchrow(
+        row = await pool.fetchrow(
             "SELECT count(*), count(DISTINCT xmin::text) FROM intake.idempotency WHERE status = 202"
         )
+        assert row is not None
+        stored, transactions = row
         assert stored == 270
         assert transactions <= 30, transactions
     finally:
