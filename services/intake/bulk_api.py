@@ -20,7 +20,6 @@ path through), a line over `intake_bulk_max_line_bytes` is dropped as it arrives
 answered 413, and at most `intake_bulk_batches_in_flight` batches wait for Kafka.
 """
 
-
 import asyncio
 import json
 import logging
