@@ -610,6 +610,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
             if pool is not None:
+                if intake.keys is not None:
+                    await intake.keys.close()
                 intake.keys = None
                 await pool.close()
 
@@ -685,7 +687,9 @@ def create_app(
 
     bearer_scheme = HTTPBearer(auto_error=False, description="an intake token")
 
-    def authenticated(
+    # async: FastAPI runs a plain `def` dependency in a thread pool, a thread hop per
+    # request for work that never blocks (a dictionary lookup)
+    async def authenticated(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Principal:
         if credentials is None:
@@ -695,8 +699,8 @@ def create_app(
             raise Refused(401, "unknown token")
         return principal
 
-    def role(action: Action) -> Callable[[Principal], Principal]:
-        def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    def role(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
+        async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
             _check(may(principal, action))
             return principal
 
