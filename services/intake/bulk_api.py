@@ -354,7 +354,7 @@ def _quietly(task: asyncio.Task[Any]) -> None:
         log.warning("bulk: a batch failed after its client left: %r", task.exception())
 
 
-def install(app: FastAPI, intake: Intake, authenticated: Callable[..., Principal]) -> None:
+def install(app: FastAPI, intake: Intake, authenticated: Callable[..., Any]) -> None:
     """Add POST /v1/bulk to the intake app (its token check is the single endpoints')."""
 
     @app.post(
