@@ -275,6 +275,107 @@ class PostgresKeys:
             "releasing a key",
         )
 
+    # ------------------------------------------------------------ many keys at once
+    # Bulk intake (issue 14): one statement for a batch of one organisation's keys, with
+    # the same rows, rules and lapses as `claim`, `complete` and `release` above.
+
+    async def claim_many(
+        self, org: str, wanted: Sequence[tuple[str, Fingerprint]]
+    ) -> list[Claimed | Answered | None]:
+        """For each (key, fingerprint), in order: Claimed, the first answer, or None when
+        another request holds the key right now (ask `claim` for that one, which waits).
+        The keys must be distinct."""
+        if not wanted:
+            return []
+        keys = [k for k, _ in wanted]
+        operations = [f.operation for _, f in wanted]
+        fields = [json.dumps(dict(f.fields), sort_keys=True) for _, f in wanted]
+
+        async def once() -> list[asyncpg.Record]:
+            async with self.pool.acquire() as conn, conn.transaction():
+                # the outer SELECT sees the rows as they were before the INSERT: for a
+                # key not claimed here, the row that kept it (answered, or held)
+                return await conn.fetch(
+                    """WITH input AS (
+                           SELECT * FROM unnest($2::text[], $3::text[], $4::text[])
+                                         WITH ORDINALITY AS t(key, operation, fields, n)),
+                       claimed AS (
+                           INSERT INTO intake.idempotency AS i
+                               (org, key, operation, fields, claimed_until, expires_at)
+                           SELECT $1, key, operation, fields::jsonb,
+                                  now() + make_interval(secs => $5),
+                                  now() + make_interval(secs => $6)
+                             FROM input
+                           ON CONFLICT (org, key) DO UPDATE
+                               SET operation = EXCLUDED.operation, fields = EXCLUDED.fields,
+                                   status = NULL, answer = NULL,
+                                   claimed_until = EXCLUDED.claimed_until,
+                                   expires_at = EXCLUDED.expires_at
+                             WHERE i.expires_at <= now()
+                                OR (i.status IS NULL AND i.claimed_until <= now())
+                           RETURNING i.key)
+                       SELECT input.n, claimed.key IS NOT NULL AS claimed,
+                              f.operation, f.fields::text AS fields, f.status,
+                              f.answer::text AS answer
+                         FROM input
+                         LEFT JOIN claimed ON claimed.key = input.key
+                         LEFT JOIN intake.idempotency f
+                                ON claimed.key IS NULL AND f.org = $1 AND f.key = input.key
+                        ORDER BY input.n""",
+                    org,
+                    keys,
+                    operations,
+                    fields,
+                    self.claim_s,
+                    self.retention_s,
+                )
+
+        rows = await with_retries(once, self.retry, "claiming keys")
+        out: list[Claimed | Answered | None] = []
+        for row in rows:
+            if row["claimed"]:
+                out.append(Claimed())
+            elif row["status"] is None:
+                out.append(None)
+            else:
+                out.append(
+                    Answered(
+                        _fingerprint(row), Answer(int(row["status"]), json.loads(row["answer"]))
+                    )
+                )
+        return out
+
+    async def complete_many(self, org: str, answers: Sequence[tuple[str, Answer]]) -> None:
+        if not answers:
+            return
+        await with_retries(
+            lambda: self.pool.execute(
+                """UPDATE intake.idempotency AS i SET status = t.status, answer = t.answer::jsonb
+                     FROM unnest($2::text[], $3::smallint[], $4::text[]) AS t(key, status, answer)
+                    WHERE i.org = $1 AND i.key = t.key""",
+                org,
+                [k for k, _ in answers],
+                [a.status for _, a in answers],
+                [json.dumps(dict(a.body), ensure_ascii=False) for _, a in answers],
+            ),
+            self.retry,
+            "storing answers",
+        )
+
+    async def release_many(self, org: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
+        await with_retries(
+            lambda: self.pool.execute(
+                "DELETE FROM intake.idempotency "
+                "WHERE org = $1 AND key = ANY($2::text[]) AND status IS NULL",
+                org,
+                list(keys),
+            ),
+            self.retry,
+            "releasing keys",
+        )
+
     async def purge(self) -> int:
         """Remove keys past their retention (a bounded batch); how many."""
         status = await self.pool.execute(
