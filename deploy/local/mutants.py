@@ -36,18 +36,32 @@ WORK = ROOT / ".local" / "mutants"
 TOOLS = ROOT / ".local" / "mutants-venv" / "bin"
 
 _E = "tests/unit/emergency"
-_EXAMPLES = [f"{_E}/test_decide.py", f"{_E}/test_policy_fidelity.py", f"{_E}/test_finish.py"]
+_EXAMPLES = [
+    f"{_E}/test_boundaries_model.py",
+    f"{_E}/test_decide.py",
+    f"{_E}/test_policy_fidelity.py",
+    f"{_E}/test_finish.py",
+]
 # Module -> the unit tests that guard it, fastest first (pytest -x stops at the first
 # failure, so a killed mutant costs little). The stateful test runs its `mutants` profile.
 MODULES: dict[str, list[str]] = {
-    "services/emergency/domain/reserve.py": [f"{_E}/test_reserve.py", *_EXAMPLES,
-                                             f"{_E}/test_stateful.py"],
+    "services/emergency/domain/reserve.py": [
+        f"{_E}/test_reserve.py",
+        *_EXAMPLES,
+        f"{_E}/test_stateful.py",
+    ],
     "services/emergency/domain/caps.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
-    "services/emergency/domain/deadlines.py": [f"{_E}/test_deadlines.py", *_EXAMPLES,
-                                               f"{_E}/test_stateful.py"],
+    "services/emergency/domain/deadlines.py": [
+        f"{_E}/test_deadlines.py",
+        *_EXAMPLES,
+        f"{_E}/test_stateful.py",
+    ],
     "services/emergency/domain/advance.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
-    "services/emergency/domain/decide.py": [*_EXAMPLES, f"{_E}/test_in_order.py",
-                                            f"{_E}/test_stateful.py"],
+    "services/emergency/domain/decide.py": [
+        *_EXAMPLES,
+        f"{_E}/test_in_order.py",
+        f"{_E}/test_stateful.py",
+    ],
     "schemas/money.py": ["tests/unit/schemas/test_money.py"],
     "schemas/identity.py": ["tests/unit/schemas/test_identity.py"],
 }
@@ -67,8 +81,15 @@ def _copy_tree() -> Path:
     if tree.exists():
         shutil.rmtree(tree)
     ignore = shutil.ignore_patterns(
-        ".venv", ".local", ".git", "__pycache__", ".mypy_cache", ".ruff_cache",
-        ".pytest_cache", "test-artifacts", "node_modules",
+        ".venv",
+        ".local",
+        ".git",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "test-artifacts",
+        "node_modules",
     )
     shutil.copytree(ROOT, tree, ignore=ignore)
     return tree
@@ -93,7 +114,7 @@ def _config(module: str, tests: list[str], timeout_s: float) -> str:
 
 def _tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RELIEF_KEEP_STACK": "1", "RELIEF_HYPOTHESIS_PROFILE": "mutants"}
-    return subprocess.run(  # noqa: S603 - our own tools, fixed arguments
+    return subprocess.run(
         [str(TOOLS / name), *args], cwd=cwd, env=env, text=True, capture_output=True, check=False
     )
 
@@ -166,8 +187,10 @@ def main() -> int:
         print(f"  {line}")
     if total_run:
         print(f"  all: {total_killed}/{total_run} killed ({100 * total_killed / total_run:.1f} %)")
-    print(f"  survivors per module: {WORK}/*.survivors.txt; a mutant shown by: "
-          f"{TOOLS}/cosmic-ray dump {WORK}/<module>.sqlite")
+    print(
+        f"  survivors per module: {WORK}/*.survivors.txt; a mutant shown by: "
+        f"{TOOLS}/cosmic-ray dump {WORK}/<module>.sqlite"
+    )
     return 0
 
 

@@ -58,6 +58,7 @@ _EXPENDITURE = (
     i.ReliefCategory.TEMPORARY_HARDSHIP,
 )
 _AT_THE_CAP = 12 * 92_400  # R3: serious illness at exactly 12 x the urban minimum
+_LIMIT = CONFIG.policy.town_approval_limit_fen  # P2: a town approves below it
 
 
 def outcomes(records: list[BaseModel]) -> list[Outcome]:
@@ -151,8 +152,17 @@ class ReliefMachine(RuleBasedStateMachine):
         """Another urgent request soon after: in a flood they come in numbers (escalation)."""
         self.request(amount, 10)
 
+    @precondition(lambda self: 0 < self.model.available < CONFIG.policy.advance_cap_fen)
+    @rule(over=st.booleans())
+    def request_what_is_available(self, over: bool) -> None:
+        """R4's edge: exactly the available reserve (held on it) or 1 fen more (escalated)."""
+        self.request(self.model.available + over, 1)
+
     @rule(
-        amount=st.one_of(st.integers(1, 1_500_000), st.sampled_from([_AT_THE_CAP, 299_999])),
+        amount=st.one_of(
+            st.integers(1, 1_500_000),
+            st.sampled_from([_AT_THE_CAP, _AT_THE_CAP + 1, _LIMIT - 1, _LIMIT]),
+        ),
         category=st.sampled_from(_EXPENDITURE),
         by_town=st.booleans(),
     )
