@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from schemas import decisions as d
 from schemas import intake as i
+from schemas.envelope import Record
 from tests.unit.emergency.builders import (
     CONFIG,
     T0,
@@ -25,7 +26,7 @@ from tests.unit.emergency.builders import (
     tick,
     urgent,
 )
-from tests.unit.emergency.model import COUNTY, Model
+from tests.unit.emergency.model import COUNTY, Model, Outcome
 from tests.unit.emergency.test_stateful import outcomes
 
 CAP = CONFIG.policy.advance_cap_fen  # P3: 1,000 yuan
@@ -39,7 +40,7 @@ def _town(size: int) -> tuple[Town, Model]:
     return town, model
 
 
-def _same(town: Town, model_says: list[tuple[object, ...]], record: i.Record) -> list[object]:
+def _same(town: Town, model_says: list[Outcome], record: Record) -> list[Outcome]:
     got = outcomes(town(record))
     assert got == sorted(model_says, key=repr)
     return got

@@ -31,6 +31,7 @@ from pydantic import BaseModel
 
 from schemas import decisions as d
 from schemas import intake as i
+from schemas.envelope import Record
 from schemas.topics import RejectedRecord
 from services.emergency.domain.state import MAX_VALUE_BYTES
 from tests.unit.emergency.builders import (
@@ -123,7 +124,7 @@ class ReliefMachine(RuleBasedStateMachine):
         self.now = self.last_tick = at
         self._apply(tick(at), self.model.tick(at))
 
-    def _apply(self, record: i.Record, expected: list[Outcome]) -> None:
+    def _apply(self, record: Record, expected: list[Outcome]) -> None:
         got = outcomes(self.town(record))
         for kind in {o[0] for o in got}:
             event(str(kind))  # --hypothesis-show-statistics: how often each branch is reached
