@@ -26,6 +26,7 @@ import httpx
 
 from deploy.local import stack as local_stack
 from relief_platform.topics import ensure_topics
+from schemas.towns import load_county
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -170,12 +171,16 @@ def whole_stack(
             )
         )
     )
-    tokens = {name: f"{name}-{uuid.uuid4().hex}" for name in PRINCIPALS}
+    principals = dict(PRINCIPALS)
+    for town in load_county().towns:  # a clerk's token in every town of the county
+        office = "办事处" if town.name_zh.endswith("街道") else "人民政府"
+        principals.setdefault(f"town-{town.code}", ("town", town.name_zh + office, town.code))
+    tokens = {name: f"{name}-{uuid.uuid4().hex}" for name in principals}
     lines = []
-    for name, (role, org, town) in PRINCIPALS.items():
+    for name, (role, org, town_code) in principals.items():
         digest = hashlib.sha256(tokens[name].encode()).hexdigest()
         lines += ["[[tokens]]", f'sha256 = "{digest}"', f'role = "{role}"', f'org = "{org}"']
-        lines += [f'town = "{town}"'] if town else []
+        lines += [f'town = "{town_code}"'] if town_code else []
     (tmp / "tokens.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     service = uuid.uuid4().hex
     service_hash = hashlib.sha256(service.encode()).hexdigest()
