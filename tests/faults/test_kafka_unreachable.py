@@ -61,7 +61,10 @@ TOKENS = {SUOZHEN: "tok-suozhen", SHAOHAI: "tok-shaohai"}
 
 
 @contextlib.contextmanager
-def intake_process(env: Env, keys_url: str, tokens: Path) -> Iterator[str]:
+def intake_process(
+    env: Env, keys_url: str, tokens: Path, extra: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """An intake process on a free port: its URL and its pid. `extra`: more settings."""
     port = free_port()
     log = env.log.with_name("intake.log")
     out = open(log, "ab")  # noqa: SIM115 - the child keeps it
@@ -76,6 +79,7 @@ def intake_process(env: Env, keys_url: str, tokens: Path) -> Iterator[str]:
             "RELIEF_INTAKE_TOKENS_FILE": str(tokens),
             "RELIEF_INTAKE_KEYS_DATABASE_URL": keys_url,
             "PYTHONUNBUFFERED": "1",
+            **(extra or {}),
         },
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -90,7 +94,7 @@ def intake_process(env: Env, keys_url: str, tokens: Path) -> Iterator[str]:
                     break
             assert time.monotonic() < deadline, "intake did not start within 60 s"
             time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -169,7 +173,7 @@ async def test_kafka_unreachable_from_intake_for_a_minute(
     await feed(env.bootstrap, env.intake, [flood(SUOZHEN), flood(SHAOHAI)], chunk=2, pause_s=0)
     async with cluster_database(cluster, "intake") as (owner_url, app_url):
         await idempotency_store.migrate(owner_url, local_stack.APP_ROLE)
-        with intake_process(env, app_url, tokens) as url:
+        with intake_process(env, app_url, tokens) as (url, _):
             clients = Clients(url)
             running = [asyncio.create_task(clients.run(c)) for c in range(CLIENTS)]
             # the processor cannot send either, and exits (69) after its output timeout:
