@@ -128,9 +128,15 @@ def policy_file(folder: Path) -> Path:
     return path
 
 
-def preloaded(pid: int) -> bool:
-    """libfaketime is mapped into the process."""
-    return "libfaketime" in Path(f"/proc/{pid}/maps").read_text()
+async def preloaded(pid: int, within_s: float = 10.0) -> bool:
+    """libfaketime is mapped into the process (a process just started may still be in
+    its dynamic loader: asked again until `within_s`)."""
+    deadline = time.monotonic() + within_s
+    while "libfaketime" not in await asyncio.to_thread(Path(f"/proc/{pid}/maps").read_text):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
 
 
 @contextlib.contextmanager
@@ -250,7 +256,7 @@ async def test_the_host_clock_jumps_two_hours_forward_and_one_back(
         ):
             processes = {"intake": intake_pid, "processor": worker[0].pid, "clock": clock.pid}
             for name, pid in processes.items():
-                assert preloaded(pid), f"libfaketime is not loaded in the {name} process"
+                assert await preloaded(pid), f"libfaketime is not loaded in the {name} process"
             clerks = Clerks(url, lambda: phase)
             running = [asyncio.create_task(clerks.run(c)) for c in range(CLIENTS)]
             try:
