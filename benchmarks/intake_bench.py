@@ -19,7 +19,7 @@ import uuid
 from collections import Counter
 from datetime import date
 
-import httpx
+import aiohttp
 
 from schemas.identity import check_char
 
@@ -44,9 +44,10 @@ async def run(api: str, token: str, town: str, total: int, concurrency: int) -> 
     for i in range(total):
         queue.put_nowait(i)
     run_id = uuid.uuid4().hex[:8]
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=30)
 
-    async with httpx.AsyncClient(base_url=api, limits=limits, timeout=30) as client:
+    async with aiohttp.ClientSession(api, connector=connector, timeout=timeout) as client:
 
         async def worker() -> None:
             while True:
@@ -69,12 +70,13 @@ async def run(api: str, token: str, town: str, total: int, concurrency: int) -> 
                 }
                 started = time.perf_counter()
                 try:
-                    answer = await client.post("/v1/cases", json=body, headers=headers)
-                    statuses[answer.status_code] += 1
-                except httpx.HTTPError:
+                    async with client.post("/v1/cases", json=body, headers=headers) as answer:
+                        await answer.read()
+                        statuses[answer.status] += 1
+                except (aiohttp.ClientError, TimeoutError):
                     statuses[0] += 1
                     continue
-                if answer.status_code == 202:
+                if answer.status == 202:
                     latencies_ms.append((time.perf_counter() - started) * 1000)
 
         started = time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 import re
 from datetime import date
 from typing import Annotated
@@ -130,7 +131,7 @@ def check_char(first17: str) -> str:
     """The GB 11643 check character (ISO 7064 MOD 11-2) of the first 17 digits."""
     if len(first17) != ID_LENGTH - 1 or not first17.isdigit() or not first17.isascii():
         raise InvalidResidentId("the check character needs exactly 17 digits")
-    total = sum(int(d) * w for d, w in zip(first17, _WEIGHTS, strict=True))
+    total = sum(map(operator.mul, map(int, first17), _WEIGHTS))
     return _CHECK_CHARS[total % 11]
 
 
@@ -178,7 +179,7 @@ def _keyed(prefix: str, domain: bytes, id_number: str, key: bytes) -> str:
         raise ValueError(f"the hashing key must be at least {MIN_KEY_BYTES} bytes")
     normalised = validate_resident_id(id_number)
     # The domain label keeps a person's ref and a household's ref of the same number apart.
-    digest = hmac.new(key, domain + normalised.encode("ascii"), hashlib.sha256).hexdigest()
+    digest = hmac.digest(key, domain + normalised.encode("ascii"), "sha256").hex()
     return prefix + digest[:REF_HEX_CHARS]
 
 

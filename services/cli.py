@@ -14,11 +14,14 @@ rejected, 3 when it is still pending at the end of the wait.
 from __future__ import annotations
 
 import asyncio
+import csv
+import hashlib
 import json
 import os
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +212,28 @@ town_option = click.option(
 )
 
 
+def file_options(f: Any) -> Any:
+    """--file and --report on a command that can send many at once (POST /v1/bulk)."""
+    f = click.option(
+        "--report",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="with --file: the per-line report (CSV; .ndjson for NDJSON) "
+        "[default: FILE.report.csv]",
+    )(f)
+    return click.option(
+        "--file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        default=None,
+        help="send every line of this file (NDJSON bodies, or CSV with the options' names "
+        "as columns) in one stream. Each line's Idempotency-Key is derived from the file's "
+        "content and the line's number (or from --key and the line's number), so running "
+        "the same file again is safe: lines already recorded answer their first answer, "
+        "nothing is recorded twice. Exit 1 if a line was rejected, 3 if a line's outcome is "
+        "unknown (run the same file again).",
+    )(f)
+
+
 @click.group()
 @click.option(
     "--api",
@@ -344,16 +369,21 @@ def case() -> None:
 )
 @click.option(
     "--category",
-    required=True,
     type=click.Choice(
         ["emergency", "transitional_living", "temporary_hardship", "serious_illness", "education"]
     ),
+    help="required without --file",
 )
-@click.option("--household-head-id", required=True, help="resident ID (hashed at the door)")
-@click.option("--yuan", "amount", required=True, help="amount requested, e.g. 800 or 1,234.50")
-@click.option("--reason", required=True)
+@click.option(
+    "--household-head-id", help="resident ID (hashed at the door); required without --file"
+)
+@click.option(
+    "--yuan", "amount", help="amount requested, e.g. 800 or 1,234.50; required without --file"
+)
+@click.option("--reason", help="required without --file")
 @click.option("--persons", type=int, default=1, show_default=True)
 @click.option("--incident-id", default=None)
+@file_options
 @key_option
 @wait_option
 @click.pass_context
@@ -362,14 +392,34 @@ def case_register(
     town: str,
     case_id: str | None,
     urgency: str,
-    category: str,
-    household_head_id: str,
-    amount: str,
-    reason: str,
+    category: str | None,
+    household_head_id: str | None,
+    amount: str | None,
+    reason: str | None,
     persons: int,
     incident_id: str | None,
+    file: Path | None,
+    report: Path | None,
     key: str | None,
 ) -> None:
+    """Register a case; with --file, every case of a file (NDJSON bodies or CSV)."""
+    if file is not None:
+        defaults = {"town": town, "urgency": urgency, "persons": persons}
+        _send_file(ctx, file, report, key, "register_case", defaults)
+        return
+    missing = [
+        name
+        for name, value in (
+            ("--category", category),
+            ("--household-head-id", household_head_id),
+            ("--yuan", amount),
+            ("--reason", reason),
+        )
+        if value is None
+    ]
+    if missing:
+        raise click.UsageError(f"missing {', '.join(missing)} (or give --file)")
+    assert amount is not None
     body = {
         "town": town,
         "case_id": case_id,
@@ -628,6 +678,272 @@ def deadlines(ctx: click.Context, town: str) -> None:
 
 
 # ---------------------------------------------------------------- bulk
+#
+# POST /v1/bulk (issue 14): many commands in one stream, one NDJSON line each, every line
+# answered on its own. The CLI sends a file in pieces of BULK_LINES_PER_REQUEST lines (a
+# half-duplex HTTP client sends its whole body before it reads: a piece's answers must
+# fit in the sockets' buffers meanwhile), each line with a key derived from the file.
+
+BULK_LINES_PER_REQUEST = 2_000
+BULK_PROBLEMS_SHOWN = 20
+EXIT_UNKNOWN = 3
+NDJSON = "application/x-ndjson"
+# CSV columns that are not text in the API's body
+_CSV_YUAN = {"yuan": "requested_fen"}
+_CSV_INTEGERS = frozenset({"persons"})
+
+
+class _FileLine:
+    """One line of the file: its number, and the command line to send or why not."""
+
+    def __init__(self, number: int, command: str | None, problem: str | None = None) -> None:
+        self.number = number
+        self.command = command
+        self.problem = problem
+
+
+def _file_prefix(path: Path, key: str | None) -> str:
+    if key is not None:
+        return key
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"file-{digest.hexdigest()[:20]}"
+
+
+def _csv_body(row: dict[str | Any, str | Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A CSV row (the single command's option names as columns) as the API's body; raises
+    click.BadParameter naming the column."""
+    body: dict[str, Any] = dict(defaults)
+    for column, cell in row.items():
+        if column is None or cell is None:
+            raise click.BadParameter("more cells than columns", param_hint="row")
+        name = str(column).strip().replace("-", "_")
+        text = str(cell).strip()
+        if not text:
+            continue
+        if name in _CSV_YUAN:
+            body[_CSV_YUAN[name]] = _fen(text, name)
+        elif name in _CSV_INTEGERS:
+            try:
+                body[name] = int(text)
+            except ValueError:
+                raise click.BadParameter(
+                    f"not a whole number: {text[:20]!r}", param_hint=name
+                ) from None
+        else:
+            body[name] = text
+    return body
+
+
+def _command_lines(
+    path: Path, kind: str | None, defaults: dict[str, Any], prefix: str
+) -> Iterator[_FileLine]:
+    """The file's lines as bulk command lines. `kind` None: the file holds command lines
+    already (`relief bulk`); else each line is a body of that kind (NDJSON or CSV)."""
+    if kind is not None and path.suffix.lower() == ".csv":
+        with path.open(encoding="utf-8-sig", newline="") as fh:
+            reader = csv.DictReader(fh)
+            start = 2
+            for row in reader:
+                number, start = start, reader.line_num + 1
+                try:
+                    body = _csv_body(row, defaults)
+                except click.BadParameter as exc:
+                    yield _FileLine(number, None, f"{exc.param_hint}: {exc.message}")
+                    continue
+                line = {"type": kind, "idempotency_key": f"{prefix}:{number}", "body": body}
+                yield _FileLine(number, json.dumps(line, ensure_ascii=False))
+        return
+    with path.open(encoding="utf-8-sig") as fh:
+        for number, text in enumerate(fh, start=1):
+            if not text.strip():
+                continue
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                yield _FileLine(number, None, f"malformed JSON: {exc.msg} at column {exc.colno}")
+                continue
+            if not isinstance(value, dict):
+                yield _FileLine(number, None, "a line is a JSON object")
+                continue
+            if kind is not None:
+                value = {"type": kind, "body": {**defaults, **value}}
+            value.setdefault("idempotency_key", f"{prefix}:{number}")
+            yield _FileLine(number, json.dumps(value, ensure_ascii=False))
+
+
+def _count_lines(path: Path) -> int:
+    with path.open("rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def _send_file(
+    ctx: click.Context,
+    path: Path,
+    report: Path | None,
+    key: str | None,
+    kind: str | None,
+    defaults: dict[str, Any],
+) -> None:
+    api = _api(ctx)
+    prefix = _file_prefix(path, key)
+    report = report or path.with_name(path.name + ".report.csv")
+    results: list[dict[str, Any]] = []
+    piece: list[_FileLine] = []
+
+    with httpx.Client(timeout=TIMEOUT_S) as http:
+
+        def send(lines: list[_FileLine]) -> None:
+            to_send = [x for x in lines if x.command is not None]
+            for x in lines:
+                if x.command is None:
+                    results.append({"line": x.number, "status": 422, "error": x.problem})
+            if not to_send:
+                return
+            body = "".join(f"{x.command}\n" for x in to_send).encode("utf-8")
+            try:
+                response = http.post(
+                    api.url + "/v1/bulk",
+                    content=body,
+                    headers=api._headers(content_type=NDJSON),
+                )
+            except httpx.HTTPError as exc:
+                why = f"no answer from {api.url}: {type(exc).__name__}"
+                results.extend({"line": x.number, "status": 503, "error": why} for x in to_send)
+                return
+            if response.status_code != 200:
+                try:
+                    data = response.json()
+                except ValueError:
+                    data = {"detail": response.text[:500]}
+                if response.status_code < 500:  # the whole request refused: every piece would be
+                    raise click.ClickException(
+                        _refusal(response.status_code, data, response.headers)
+                    )
+                why = _refusal(response.status_code, data, response.headers)
+                results.extend({"line": x.number, "status": 503, "error": why} for x in to_send)
+                return
+            answers = [json.loads(t) for t in response.text.splitlines() if t.strip()]
+            # the answer numbers the lines of this request: back to the file's numbers
+            for answer in answers:
+                answer["line"] = to_send[int(answer["line"]) - 1].number
+            results.extend(answers)
+            answered = {int(a["line"]) for a in answers}
+            results.extend(
+                {"line": x.number, "status": 503, "error": "no answer for this line"}
+                for x in to_send
+                if x.number not in answered
+            )
+
+        total = _count_lines(path)
+        with click.progressbar(length=total, label=f"sending {path.name}", file=sys.stderr) as bar:
+            done = 0
+            for line in _command_lines(path, kind, defaults, prefix):
+                piece.append(line)
+                if len(piece) >= BULK_LINES_PER_REQUEST:
+                    send(piece)
+                    bar.update(line.number - done)
+                    done, piece = line.number, []
+            if piece:
+                send(piece)
+            bar.update(total - done)
+
+    results.sort(key=lambda r: int(r["line"]))
+    _write_report(report, results)
+    accepted = [r for r in results if 200 <= int(r["status"]) < 300]
+    unknown = [r for r in results if int(r["status"]) >= 500]
+    rejected = [r for r in results if 400 <= int(r["status"]) < 500]
+    replayed = sum(1 for r in accepted if r.get("replayed"))
+    click.echo(
+        f"{len(accepted)} accepted, {len(rejected)} rejected, {len(unknown)} unknown"
+        + (f" ({replayed} replayed: recorded before)" if replayed else "")
+        + f" — report {report}, keys {prefix}:LINE"
+    )
+    for r in (rejected + unknown)[:BULK_PROBLEMS_SHOWN]:
+        click.echo(f"  line {r['line']}: {_problem_text(r)} ({r['status']})")
+    if len(rejected) + len(unknown) > BULK_PROBLEMS_SHOWN:
+        click.echo(f"  ... and more in {report}")
+    if unknown:
+        click.echo(
+            "the outcome of some lines is unknown: run the same command on the same file "
+            "again (the same keys: recorded at most once)"
+        )
+        sys.exit(EXIT_UNKNOWN)
+    if rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+def _problem_text(result: dict[str, Any]) -> str:
+    """`column: what` for a refused line (the body's fields are the file's columns)."""
+    detail = result.get("detail")
+    if isinstance(detail, list) and detail:
+        parts = []
+        for d in detail:
+            loc = [str(p) for p in d.get("loc", [])]
+            where = ".".join(loc[1:] if loc[:1] == ["body"] else loc)
+            if where == "requested_fen":
+                where = "yuan (requested_fen)"
+            parts.append(f"{where}: {d.get('msg')}" if where else str(d.get("msg")))
+        return "; ".join(parts)
+    return str(result.get("error", ""))
+
+
+REPORT_COLUMNS = ("line", "status", "event_id", "correlation_id", "replayed", "error")
+
+
+def _write_report(path: Path, results: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        if path.suffix.lower() in (".ndjson", ".jsonl"):
+            for r in results:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+            return
+        writer = csv.writer(fh)
+        writer.writerow(REPORT_COLUMNS)
+        for r in results:
+            error = _problem_text(r) if int(r["status"]) >= 300 else ""
+            writer.writerow(
+                [
+                    r["line"],
+                    r["status"],
+                    r.get("event_id", ""),
+                    r.get("correlation_id", ""),
+                    "yes" if r.get("replayed") else "",
+                    _csv_cell(error),
+                ]
+            )
+
+
+def _csv_cell(text: str) -> str:
+    # a spreadsheet runs a cell that starts with = + - @
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+@main.command("bulk")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="the per-line report (CSV; .ndjson for NDJSON) [default: FILE.report.csv]",
+)
+@click.option(
+    "--key",
+    default=None,
+    help="prefix of the lines' keys (default: derived from the file's content)",
+)
+@click.pass_context
+def bulk(ctx: click.Context, file: Path, report: Path | None, key: str | None) -> None:
+    """Send a file of commands (NDJSON: one {"type", "path", "body"} per line, as POST
+    /v1/bulk takes them) with a progress bar; write a per-line report; print the summary.
+
+    A line without an idempotency_key gets one derived from the file's content (or --key)
+    and its line number, so running the same file again is safe: what was recorded
+    answers its first answer and nothing is recorded twice. Exit 1 if a line was
+    rejected, 3 if a line's outcome is unknown (run the same file again)."""
+    _send_file(ctx, file, report, key, None, {})
 
 
 @main.command()

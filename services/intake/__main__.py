@@ -32,6 +32,9 @@ def openapi_text() -> str:
         async def send(self, key: bytes, value: bytes) -> object:
             raise RuntimeError("the OpenAPI document is built without Kafka")
 
+        async def send_many(self, items: object) -> object:
+            raise RuntimeError("the OpenAPI document is built without Kafka")
+
     app = create_app(
         IntakeSettings(id_hash_key="00" * 16),
         sink=_NoSink(),  # type: ignore[arg-type]

@@ -95,6 +95,7 @@ access_log = logging.getLogger("relief.intake.access")
 
 API_VERSION = "1.0.0"
 HARDSHIP_PATH = "/v1/hardship-lists"
+BULK_PATH = "/v1/bulk"  # services/intake/bulk_api.py
 CASE_ID = r"^[0-9A-Za-z_.:\-]+$"
 # How often the tokens file is checked for changes (`relief token add` needs no restart).
 TOKENS_RECHECK_S = 2.0
@@ -301,6 +302,10 @@ class BodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == BULK_PATH:
+            # read line by line as it arrives, each line bounded (bulk_api.py)
             await self.app(scope, receive, send)
             return
         limit = self.csv_max_bytes if scope["path"] == HARDSHIP_PATH else self.max_bytes
@@ -605,6 +610,8 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await purger
             if pool is not None:
+                if intake.keys is not None:
+                    await intake.keys.close()
                 intake.keys = None
                 await pool.close()
 
@@ -680,7 +687,9 @@ def create_app(
 
     bearer_scheme = HTTPBearer(auto_error=False, description="an intake token")
 
-    def authenticated(
+    # async: FastAPI runs a plain `def` dependency in a thread pool, a thread hop per
+    # request for work that never blocks (a dictionary lookup)
+    async def authenticated(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     ) -> Principal:
         if credentials is None:
@@ -690,8 +699,8 @@ def create_app(
             raise Refused(401, "unknown token")
         return principal
 
-    def role(action: Action) -> Callable[[Principal], Principal]:
-        def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
+    def role(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
+        async def check(principal: Annotated[Principal, Depends(authenticated)]) -> Principal:
             _check(may(principal, action))
             return principal
 
@@ -1142,6 +1151,12 @@ def create_app(
             {"csv": raw.decode("utf-8", "replace")},
             produce,
         )
+
+    # -------------------------------------------------------- bulk (issue 14)
+
+    from services.intake import bulk_api  # it builds on this module's write path
+
+    bulk_api.install(app, intake, authenticated)
 
     # -------------------------------------------------------- reads
 

@@ -54,6 +54,16 @@ class IntakeSettings(BaseSettings):
     intake_max_body_bytes: int = Field(default=256 * 1024, ge=1_024, le=8 * 1024 * 1024)
     intake_max_csv_bytes: int = Field(default=2 * 1024 * 1024, ge=1_024, le=16 * 1024 * 1024)
 
+    # Bulk intake (POST /v1/bulk, NDJSON): the body is read as it arrives, never whole.
+    # A line longer than this is answered 413 (the largest single body fits: an incident
+    # with 5,000 households is about 120 KB); lines are checked, claimed and produced in
+    # batches of at most this many lines (or bytes), with this many batches waiting for
+    # Kafka at once: memory is bounded by about (in flight + 1) x batch bytes.
+    intake_bulk_max_line_bytes: int = Field(default=256 * 1024, ge=1_024, le=1_048_576)
+    intake_bulk_batch_lines: int = Field(default=1_000, ge=1, le=10_000)
+    intake_bulk_batch_bytes: int = Field(default=1_048_576, ge=1_024, le=16 * 1_048_576)
+    intake_bulk_batches_in_flight: int = Field(default=4, ge=1, le=64)
+
     # Every write needs an Idempotency-Key (428 without one); a retry with it returns the
     # first answer for intake_idempotency_ttl_s (the retention stated in the API's
     # description), then the key is removed.

@@ -133,3 +133,49 @@ async def test_two_intake_processes_share_their_idempotency_keys(
         ("liu-at-once", 202),
         ("zhang-on-two-replicas", 202),
     ]
+
+
+async def test_concurrent_claims_share_a_transaction_and_each_key_is_held_once(
+    keys_db: str,
+) -> None:
+    """Claims and answers are committed in batches: 300 concurrent requests, 30 of them
+    repeating another's key (some in the same batch as the first), on real PostgreSQL."""
+    from services.intake.adapters.idempotency_store import Answered, Claimed, PostgresKeys
+    from services.intake.domain.idempotency import Answer, Fingerprint
+
+    pool = await asyncpg.create_pool(keys_db, min_size=1, max_size=4)
+    assert pool is not None
+    keys = PostgresKeys(pool, retention_s=3600, claim_s=30, wait_s=5, batch_max=64)
+    produced: list[str] = []
+
+    async def request(key: str) -> Answer:
+        fingerprint = Fingerprint("register_case", {"case_id": key})
+        found = await keys.claim("起凤镇人民政府", key, fingerprint)
+        if isinstance(found, Answered):
+            assert found.fingerprint == fingerprint
+            return found.answer
+        assert isinstance(found, Claimed)
+        produced.append(key)
+        await asyncio.sleep(0.01)  # Kafka's acknowledgement
+        answer = Answer(202, {"event_id": f"ev-{key}"})
+        await keys.complete("起凤镇人民政府", key, answer)
+        return answer
+
+    try:
+        names = [f"k{i}" for i in range(270)] + [f"k{i}" for i in range(0, 270, 9)]
+        answers = await asyncio.gather(*(request(k) for k in names))
+        assert sorted(produced) == sorted(set(names))  # each key produced once
+        for name, answer in zip(names, answers, strict=True):
+            assert answer == Answer(202, {"event_id": f"ev-{name}"})
+        # rows written by one transaction share its xmin: 270 answers, one commit each,
+        # would be 270 distinct ones
+        row = await pool.fetchrow(
+            "SELECT count(*), count(DISTINCT xmin::text) FROM intake.idempotency WHERE status = 202"
+        )
+        assert row is not None
+        stored, transactions = row
+        assert stored == 270
+        assert transactions <= 30, transactions
+    finally:
+        await keys.close()
+        await pool.close()
