@@ -396,8 +396,8 @@ def write_reliability(path: Path, figures: dict[str, Figures], outcomes: dict[st
     today = datetime.now(UTC).strftime("%Y-%m-%d")
     for name, outcome in outcomes.items():  # ran, and failed before it measured anything
         if name not in figures:
-            cells = "(failed before it measured) | | | | | "
-            rows[name] = f"| `{name}` | {cells}| {outcome} | {today} |"
+            empty = "(failed before it measured) | | | | | "
+            rows[name] = f"| `{name}` | {empty}| {outcome} | {today} |"
     for name, f in figures.items():
         recovery = "—" if f.recovery_s is None else f"{f.recovery_s:.0f}"
         rows[name] = (
