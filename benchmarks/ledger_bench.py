@@ -198,17 +198,17 @@ def python_work(items: list[IncomingPosting], batch: int) -> tuple[float, float]
 async def breakdown(server: str, items: list[IncomingPosting], batch: int, base_s: float) -> None:
     n = len(items)
     print(f"\nwhat each part costs ({n} postings, {batch} per transaction; each row one run)")
-    print(f"{'':<44}{'seconds':>9}{'postings/s':>12}{'its share':>11}")
-    print(f"{'everything (as above)':<44}{base_s:>9.2f}{n / base_s:>12,.0f}{'':>11}")
+    print(f"{'':<56}{'seconds':>9}{'postings/s':>12}{'its share':>11}")
+    print(f"{'everything (as above)':<56}{base_s:>9.2f}{n / base_s:>12,.0f}{'':>11}")
     for what, sql in WITHOUT.items():
         took = await one_store(server, items, batch, sql)
         share = (base_s - took) / base_s
-        print(f"{'without ' + what:<44}{took:>9.2f}{n / took:>12,.0f}{share:>11.0%}")
+        print(f"{'without ' + what:<56}{took:>9.2f}{n / took:>12,.0f}{share:>11.0%}")
     planned, sealed = python_work(items, batch)
     what = "the writer: plan (hash chain, checks)"
-    print(f"{what:<44}{planned:>9.2f}{'':>12}{planned / base_s:>11.0%}")
+    print(f"{what:<56}{planned:>9.2f}{'':>12}{planned / base_s:>11.0%}")
     print(
-        f"{'the writer: seals (HMAC per entry)':<44}{sealed:>9.2f}{'':>12}{sealed / base_s:>11.0%}"
+        f"{'the writer: seals (HMAC per entry)':<56}{sealed:>9.2f}{'':>12}{sealed / base_s:>11.0%}"
     )
 
 
