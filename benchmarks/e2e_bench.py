@@ -270,11 +270,50 @@ class Watch:
         pool = await asyncpg.create_pool(self.r.owner_database, min_size=1, max_size=2)
         assert pool is not None
         self.pool = pool
+        self.decided_at: dict[str, float] = {}  # sampled case -> when its decision was read
+        self._reader = asyncio.create_task(self._read_decisions())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
         await self.pool.close()
         await self.consumer.stop()
+
+    async def _read_decisions(self) -> None:
+        """Reads the decisions as they are written, noting when each sampled case's first
+        one arrives (a record's own stamp is the broker time of its request's batch, so
+        it cannot say when the decision was made)."""
+        reader = AIOKafkaConsumer(
+            **kafka_security.client_options(),
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        marker = b'"correlation_id":"'
+        try:
+            reader.assign(
+                [TopicPartition(self.r.topics["decisions"], p) for p in range(self.partitions)]
+            )
+            sent = self.clients.load.sent_at
+            while True:
+                batch = await reader.getmany(timeout_ms=500, max_records=20_000)
+                now = time.time()
+                for msgs in batch.values():
+                    for m in msgs:
+                        value = m.value or b""
+                        at = value.find(marker)
+                        if at < 0:
+                            continue
+                        end = value.find(b'"', at + len(marker))
+                        case = value[at + len(marker) : end].decode()
+                        if case in sent and case not in self.decided_at:
+                            self.decided_at[case] = now
+        finally:
+            await reader.stop()
         await self.admin.close()
 
     async def ends(self, topic: str) -> dict[int, int]:
@@ -460,17 +499,12 @@ async def account(r: Running, w: Watch, clients: Clients, bootstrap: str) -> Acc
 
 
 async def latencies(
-    pool: asyncpg.Pool, clients: Clients, postings_topic: str
+    pool: asyncpg.Pool, clients: Clients, postings_topic: str, decided_at: dict[str, float]
 ) -> dict[str, list[float]]:
-    """Request -> first decision (its Kafka stamp) and request -> ledger commit (the
+    """Request -> its first decision read from Kafka, and request -> ledger commit (the
     ledger's position row of the batch that stored the case's first posting), in ms."""
     sent = clients.load.sent_at
     cases = list(sent)
-    decided = await pool.fetch(
-        "SELECT case_id, min(recorded_at) AS at FROM casebook.decisions "
-        "WHERE case_id = ANY($1::text[]) GROUP BY case_id",
-        cases,
-    )
     stored = await pool.fetch(
         """SELECT e.correlation_id AS case_id, min(p.stored_at) AS at
              FROM ledger_entries e
@@ -483,12 +517,14 @@ async def latencies(
         cases,
         postings_topic,
     )
-    out: dict[str, list[float]] = {"decision": [], "ledger": []}
-    for name, rows in (("decision", decided), ("ledger", stored)):
-        for row in rows:
-            if row["at"] is not None:
-                out[name].append((row["at"].timestamp() - sent[row["case_id"]]) * 1000)
-        out[name].sort()
+    out: dict[str, list[float]] = {
+        "decision": sorted((at - sent[case]) * 1000 for case, at in decided_at.items()),
+        "ledger": [],
+    }
+    for row in stored:
+        if row["at"] is not None:
+            out["ledger"].append((row["at"].timestamp() - sent[row["case_id"]]) * 1000)
+    out["ledger"].sort()
     return out
 
 
@@ -688,7 +724,7 @@ async def real_pipeline(
         last = await watch.until_drained(began, loading, timeout_s)
         intake_s = clients.load.last_s - clients.load.first_s
         e2e_s = last.t
-        lat = await latencies(watch.pool, clients, running.topics["postings"])
+        lat = await latencies(watch.pool, clients, running.topics["postings"], watch.decided_at)
         accounts = await account(running, watch, clients, info.kafka_bootstrap)
     return clients, watch.samples, intake_s, e2e_s, lat, accounts
 
@@ -805,6 +841,18 @@ def summary(r: Result) -> list[str]:
     return lines
 
 
+def _per_second(t: Sequence[float], v: Sequence[int], window_s: float = 5.0) -> list[float]:
+    """The rate over the last `window_s` seconds at each sample (smooths Faust's commits)."""
+    out: list[float] = []
+    first = 0
+    for i in range(len(t)):
+        while t[i] - t[first] > window_s:
+            first += 1
+        span = t[i] - t[first]
+        out.append((v[i] - v[first]) / span if span > 0 else 0.0)
+    return out
+
+
 def plot(results: Sequence[Result], path: Path) -> None:
     try:
         import matplotlib
@@ -814,45 +862,39 @@ def plot(results: Sequence[Result], path: Path) -> None:
     except ImportError:
         print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
         return
-    fig, axes = plt.subplots(len(results), 2, figsize=(13, 4 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 3, figsize=(16, 4 * len(results)), squeeze=False)
     for row, r in zip(axes, results, strict=True):
-        ax, lag = row
+        bare, real, lag = row
+        if r.bare_samples:
+            bt = [s[0] for s in r.bare_samples]
+            for k, label in ((1, "produced (acks=all)"), (2, "consumed"), (3, "copied")):
+                bare.plot(bt, _per_second(bt, [s[k] for s in r.bare_samples]), label=label)
+        bare.set_title(f"{r.label}: bare pipeline (records/s, 5 s window)")
+        bare.set_xlabel("seconds")
+        bare.legend(fontsize=8)
         t = [s.t for s in r.samples]
         for name, label in (
             ("accepted", "intake: accepted"),
-            ("decided", "processor: decided"),
-            ("ledger", "ledger: stored"),
-            ("casebook", "casebook: stored"),
+            ("decided", "processor: decided (committed)"),
+            ("ledger", "ledger: postings stored"),
+            ("casebook", "casebook: decisions stored"),
         ):
-            v = [getattr(s, name) for s in r.samples]
-            per_s = [0.0] + [
-                (b - a) / max(t2 - t1, 1e-9)
-                for a, b, t1, t2 in zip(v, v[1:], t, t[1:], strict=False)
-            ]
-            ax.plot(t, per_s, label=label, linewidth=1)
-        if r.bare_samples:
-            bt = [s[0] for s in r.bare_samples]
-            bc = [s[3] for s in r.bare_samples]
-            rate = [0.0] + [
-                (b - a) / max(t2 - t1, 1e-9)
-                for a, b, t1, t2 in zip(bc, bc[1:], bt, bt[1:], strict=False)
-            ]
-            ax.plot(bt, rate, label="bare: copied", linewidth=1, linestyle="--", color="grey")
-        ax.set_title(f"{r.label}: throughput (records/s)")
-        ax.set_xlabel("seconds")
-        ax.legend(fontsize=8)
+            real.plot(t, _per_second(t, [getattr(s, name) for s in r.samples]), label=label)
+        real.set_title(f"{r.label}: the service (records/s, 5 s window)")
+        real.set_xlabel("seconds")
+        real.legend(fontsize=8)
         lag.plot(
             t,
             [s.accepted - min(s.decided, s.accepted) for s in r.samples],
-            label="processor lag (requests)",
+            label="processor (requests)",
         )
-        lag.plot(t, [s.postings - s.ledger for s in r.samples], label="ledger lag (postings)")
-        lag.plot(t, [s.decisions - s.casebook for s in r.samples], label="casebook lag (decisions)")
-        lag.set_title(f"{r.label}: lag")
+        lag.plot(t, [s.postings - s.ledger for s in r.samples], label="ledger (postings)")
+        lag.plot(t, [s.decisions - s.casebook for s in r.samples], label="casebook (decisions)")
+        lag.set_title(f"{r.label}: lag behind the stage before")
         lag.set_xlabel("seconds")
         lag.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     print(f"plot: {path}")
 
 
