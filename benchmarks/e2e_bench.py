@@ -841,7 +841,7 @@ def summary(r: Result) -> list[str]:
     return lines
 
 
-def _per_second(t: Sequence[float], v: Sequence[int], window_s: float = 5.0) -> list[float]:
+def _per_second(t: Sequence[float], v: Sequence[float], window_s: float = 5.0) -> list[float]:
     """The rate over the last `window_s` seconds at each sample (smooths Faust's commits)."""
     out: list[float] = []
     first = 0
