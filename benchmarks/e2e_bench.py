@@ -402,6 +402,33 @@ class Watch:
         return int(found or 0) >= self.clients.load.accepted
 
 
+def cpu_seconds(running: Running) -> dict[str, float]:
+    """CPU seconds used so far by each service (workers, intakes, ledgers summed), by
+    Kafka's brokers (java) and by PostgreSQL's processes, read from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def of(pid: int) -> float:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    out: dict[str, float] = {}
+    for name, proc in zip(running.names, running.procs, strict=True):
+        group = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
+        out[group] = out.get(group, 0.0) + of(proc.pid)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
+        except (OSError, IndexError):
+            continue
+        server = {"java": "kafka", "postgres": "postgresql"}.get(comm)
+        if server:
+            out[server] = out.get(server, 0.0) + of(int(stat.parent.name))
+    return out
+
+
 # ---------------------------------------------------------------- accounting
 
 
@@ -674,6 +701,7 @@ class Result:
     shape: Shape
     via: str
     skew: float
+    cpu: dict[str, float]  # CPU seconds each part used during the run
 
     @property
     def ratio(self) -> float:
@@ -714,19 +742,22 @@ async def real_pipeline(
     rate: float | None,
     skew: float,
     timeout_s: float,
-) -> tuple[Clients, list[Sample], float, float, dict[str, list[float]], Accounts]:
+) -> tuple[Clients, list[Sample], float, float, dict[str, list[float]], Accounts, dict[str, float]]:
     towns = load_county().codes()
     run = f"e2e{uuid.uuid4().hex[:6]}"
     clients = Clients(running.intake, running.tokens, run, towns, skew)
     async with Watch(running, info.kafka_bootstrap, clients, partitions) as watch:
+        cpu_before = cpu_seconds(running)
         began = time.time()
         loading = asyncio.create_task(clients.run_all(total, via, concurrency, rate))
         last = await watch.until_drained(began, loading, timeout_s)
+        cpu_after = cpu_seconds(running)
+        cpu = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
         intake_s = clients.load.last_s - clients.load.first_s
         e2e_s = last.t
         lat = await latencies(watch.pool, clients, running.topics["postings"], watch.decided_at)
         accounts = await account(running, watch, clients, info.kafka_bootstrap)
-    return clients, watch.samples, intake_s, e2e_s, lat, accounts
+    return clients, watch.samples, intake_s, e2e_s, lat, accounts, cpu
 
 
 async def one_run(args: argparse.Namespace, skew: float, label: str) -> Result:
@@ -759,7 +790,7 @@ async def one_run(args: argparse.Namespace, skew: float, label: str) -> Result:
     stack_cm = scratch(info, shape)
     running = await loop.run_in_executor(None, stack_cm.__enter__)
     try:
-        clients, samples, intake_s, e2e_s, lat, accounts = await real_pipeline(
+        clients, samples, intake_s, e2e_s, lat, accounts, cpu = await real_pipeline(
             info,
             running,
             args.partitions,
@@ -788,6 +819,7 @@ async def one_run(args: argparse.Namespace, skew: float, label: str) -> Result:
         shape,
         args.via,
         skew,
+        cpu,
     )
 
 
@@ -838,6 +870,17 @@ def summary(r: Result) -> list[str]:
         + ("ok" if a.verify_ok else "FAILED"),
     ]
     lines += [f"[{r.label}] PROBLEM: {p}" for p in a.problems]
+    if r.cpu and a.accepted:
+        total = sum(r.cpu.values())
+        parts = ", ".join(
+            f"{k} {v * 1000 / a.accepted:.2f}"
+            for k, v in sorted(r.cpu.items(), key=lambda kv: -kv[1])
+            if v > 0
+        )
+        lines.append(
+            f"[{r.label}] CPU ms a request: {parts}; all {total * 1000 / a.accepted:.2f} "
+            f"({total / r.e2e_s:.2f} of {os.cpu_count()} cores busy)"
+        )
     return lines
 
 

@@ -64,6 +64,7 @@ class Running:
     service_token: str
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # each process's program, as procs
     topics: dict[str, str] = field(default_factory=dict)
     database: str = ""  # the service role's URL
     owner_database: str = ""
@@ -271,6 +272,7 @@ def whole_stack(
     try:
         for name, (args, extra) in programs.items():
             out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the child writes it
+            running.names.append(name)
             running.procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", *args],
