@@ -10,6 +10,12 @@ stack), migrates it, then writes the same postings twice, in transactions of --b
 2. a bare `copy_records_to_table` of the same entry and line rows into tables without
    constraints, indexes or triggers: the floor of what the server can take.
 
+`--breakdown` then says what each part costs: the same postings into fresh databases
+with one guarantee taken away at a time (the balanced checks, the lines' checks of their
+entry and account, the secondary unique indexes; not the reserve guard, which keeps the
+running balances the writer reads), and the writer's own Python work (the hash chain and
+seals, planned in memory) timed apart.
+
 Not a test: it prints figures (docs/design.md "batched" quotes ~396k rows/s for bare COPY on a
 2-core machine with PostgreSQL 15).
 """
@@ -34,6 +40,7 @@ from deploy.local import stack as local_stack
 from relief_platform.secrets import Sealer
 from services.ledger.adapters import postgres
 from services.ledger.app import DEV_CHAIN_KEY_HEX
+from services.ledger.domain import seals
 from services.ledger.domain.entries import (
     IncomingPosting,
     Line,
@@ -132,10 +139,84 @@ def as_role(url: str, role: str, database: str) -> str:
     )
 
 
+# One guarantee taken away at a time (as the owner, on a scratch database): what it costs
+WITHOUT: dict[str, list[str]] = {
+    "entries' balanced check (deferred, per row)": [
+        "ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_balanced",
+    ],
+    "lines' checks (entry, account, balanced)": [
+        "ALTER TABLE ledger_lines DISABLE TRIGGER ledger_lines_balanced",
+    ],
+    "unique hash and (chain, seq)": [
+        "ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_hash_key",
+        "ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_chain_chain_seq_key",
+    ],
+    "the balances' index of lines": ["DROP INDEX ledger_lines_account"],
+}
+
+
+async def one_store(
+    server: str, items: list[IncomingPosting], batch: int, without: list[str]
+) -> float:
+    """store_batch of `items` into a fresh database with `without` applied first."""
+    name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(f"{server}/postgres")
+    await admin.execute(f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"')
+    try:
+        owner_url = as_role(f"{server}/x", local_stack.OWNER_ROLE, name)
+        app_url = as_role(f"{server}/x", local_stack.APP_ROLE, name)
+        await postgres.migrate(owner_url, local_stack.APP_ROLE)
+        if without:
+            owner = await asyncpg.connect(owner_url)
+            try:
+                for sql in without:
+                    await owner.execute(sql)
+            finally:
+                await owner.close()
+        pool = await postgres.connect_pool(app_url, 2)
+        try:
+            return await bench_store(pool, items, batch)
+        finally:
+            await pool.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def python_work(items: list[IncomingPosting], batch: int) -> tuple[float, float]:
+    """Seconds of the writer's own work: planning (hash chain, checks) and sealing."""
+    started = time.perf_counter()
+    plans = [plan_batch(items[s : s + batch], {}, {}, []) for s in range(0, len(items), batch)]
+    planned = time.perf_counter() - started
+    started = time.perf_counter()
+    for plan in plans:
+        for e, _ in plan.entries:
+            seals.seal_entry(SEALER, e.hash)
+    return planned, time.perf_counter() - started
+
+
+async def breakdown(server: str, items: list[IncomingPosting], batch: int, base_s: float) -> None:
+    n = len(items)
+    print(f"\nwhat each part costs ({n} postings, {batch} per transaction; each row one run)")
+    print(f"{'':<56}{'seconds':>9}{'postings/s':>12}{'its share':>11}")
+    print(f"{'everything (as above)':<56}{base_s:>9.2f}{n / base_s:>12,.0f}{'':>11}")
+    for what, sql in WITHOUT.items():
+        took = await one_store(server, items, batch, sql)
+        share = (base_s - took) / base_s
+        print(f"{'without ' + what:<56}{took:>9.2f}{n / took:>12,.0f}{share:>11.0%}")
+    planned, sealed = python_work(items, batch)
+    what = "the writer: plan (hash chain, checks)"
+    print(f"{what:<56}{planned:>9.2f}{'':>12}{planned / base_s:>11.0%}")
+    print(
+        f"{'the writer: seals (HMAC per entry)':<56}{sealed:>9.2f}{'':>12}{sealed / base_s:>11.0%}"
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--postings", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2_000)
+    parser.add_argument("--breakdown", action="store_true", help="what each part costs")
     args = parser.parse_args()
     info = local_stack.local_info()
     admin_url = os.environ.get("RELIEF_DATABASE_ADMIN_URL", info.admin_url)
@@ -174,6 +255,8 @@ async def main() -> None:
             f"ledger / bare: {bare_s / ledger_s:.0%}; verify ok={report.ok} "
             f"({report.entries_checked} entries), head {report.head_hash.hex()[:16]}…"
         )
+        if args.breakdown:
+            await breakdown(server, items, args.batch, ledger_s)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -26,6 +26,7 @@ import httpx
 
 from deploy.local import stack as local_stack
 from relief_platform.topics import ensure_topics
+from schemas.towns import load_county
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,7 @@ class Running:
     service_token: str
     logs: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)  # each process's program, as procs
     topics: dict[str, str] = field(default_factory=dict)
     database: str = ""  # the service role's URL
     owner_database: str = ""
@@ -179,12 +181,16 @@ def whole_stack(
             )
         )
     )
-    tokens = {name: f"{name}-{uuid.uuid4().hex}" for name in PRINCIPALS}
+    principals = dict(PRINCIPALS)
+    for town in load_county().towns:  # a clerk's token in every town of the county
+        office = "办事处" if town.name_zh.endswith("街道") else "人民政府"
+        principals.setdefault(f"town-{town.code}", ("town", town.name_zh + office, town.code))
+    tokens = {name: f"{name}-{uuid.uuid4().hex}" for name in principals}
     lines = []
-    for name, (role, org, town) in PRINCIPALS.items():
+    for name, (role, org, town_code) in principals.items():
         digest = hashlib.sha256(tokens[name].encode()).hexdigest()
         lines += ["[[tokens]]", f'sha256 = "{digest}"', f'role = "{role}"', f'org = "{org}"']
-        lines += [f'town = "{town}"'] if town else []
+        lines += [f'town = "{town_code}"'] if town_code else []
     (tmp / "tokens.toml").write_text("\n".join(lines) + "\n", encoding="utf-8")
     service = uuid.uuid4().hex
     service_hash = hashlib.sha256(service.encode()).hexdigest()
@@ -203,6 +209,7 @@ def whole_stack(
         "RELIEF_REJECTED_TOPIC": topics["rejected"],
         "RELIEF_CLAIMS_TOPIC": topics["claims"],
         "RELIEF_CLAIMS_APP_ID": f"test-{shape.name}-claims-{unique}",
+        "RELIEF_CLAIMS_METRICS_PORT": "0",
         "RELIEF_PARTITIONS": str(shape.partitions),
         "RELIEF_EMERGENCY_APP_ID": f"test-{shape.name}-{unique}",
         "RELIEF_EMERGENCY_METRICS_PORT": "0",
@@ -282,6 +289,7 @@ def whole_stack(
     try:
         for name, (args, extra) in programs.items():
             out = open(logs / f"{name}.log", "wb")  # noqa: SIM115 - the child writes it
+            running.names.append(name)
             running.procs.append(
                 subprocess.Popen(
                     [sys.executable, "-m", *args],

@@ -39,6 +39,8 @@ class EmergencySettings(BaseSettings):
     claims_topic: str = topics.CLAIMS
     claims_app_id: str = "relief-emergency-claims-v1"
     claims_web_port: int = Field(default=6067, ge=1, le=65535)
+    # the stage's /metrics (its batches' stages; 0: off)
+    claims_metrics_port: int = Field(default=9104, ge=0, le=65535)
     # Replicas of the processor's changelog topics (3 on a cluster of three brokers);
     # the worker refuses to start when the topics it finds have fewer.
     emergency_changelog_replication: int = Field(default=1, ge=1, le=7)

@@ -5,24 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import platform
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from deploy.local import stack as local_stack
 from relief_platform.topics import ensure_topics
-from tests.integration.emergency.test_worker import PARTITIONS, Env, stop_processes
+from schemas import decisions as d
+from schemas.envelope import Record
+from tests.integration.emergency.test_faults import feed
+from tests.integration.emergency.test_worker import PARTITIONS, Env, consume_until, stop_processes
 
 ROOT = Path(__file__).resolve().parents[2]
+RELIABILITY_DOC = ROOT / "docs" / "reliability.md"
 
 
 def free_ports() -> dict[str, str]:
@@ -177,3 +187,238 @@ async def cluster_database(cluster: Cluster, prefix: str) -> AsyncIterator[tuple
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+# --------------------------------------------------------------------- a steady load
+
+
+class Load:
+    """A steady stream of requests produced straight to the intake topic while a story
+    injects its fault. Records from a gate's index on wait until the story opens it, so
+    each phase of the fault has requests arriving during it, however fast the worker
+    decides. `fault_over()` marks the fault's end: from then on a watcher waits until
+    every request accepted before it is decided, and `recovery_s()` says how long that
+    took (the backlog the fault left, drained)."""
+
+    def __init__(self, env: Env, records: Sequence[Record], gates: dict[str, int]) -> None:
+        self.env = env
+        self.records = records
+        self.gates = {name: asyncio.Event() for name in gates}
+        self.gate_at = {at: self.gates[name] for name, at in gates.items()}
+        self.accepted = 0  # acknowledged by Kafka so far
+        self._fault_over_at: float | None = None
+        self._drained: asyncio.Task[float] | None = None
+
+    def open(self, gate: str) -> None:
+        self.gates[gate].set()
+
+    def acked(self, n: int) -> None:
+        self.accepted = n
+
+    def fault_over(self, caught_up: CaughtUp | None = None) -> None:
+        """The fault has ended. `caught_up(backlog)`: whether the part the fault hit has
+        taken in every case accepted before now (a story of the ledger asks the ledger);
+        by default, whether the processor has decided them."""
+        self._fault_over_at = time.monotonic()
+        backlog = {r.correlation_id for r in self.records[: self.accepted]}
+        if caught_up is None:
+            watch = drained_at(self.env, backlog, DRAIN_WATCH_S)
+        else:
+            watch = polled_until(caught_up, backlog, DRAIN_WATCH_S)
+        self._drained = asyncio.create_task(watch)
+
+    async def recovery_s(self) -> float | None:
+        """Seconds from the fault's end until its backlog was decided; None if the story
+        never marked the end or the backlog was not drained within the watch."""
+        if self._drained is None or self._fault_over_at is None:
+            return None
+        done_at = await self._drained
+        return None if done_at == float("inf") else max(0.0, done_at - self._fault_over_at)
+
+
+DRAIN_WATCH_S = 600.0
+CaughtUp = Callable[[set[str]], Awaitable[bool]]
+
+
+async def polled_until(caught_up: CaughtUp, backlog: set[str], timeout_s: float) -> float:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, asyncio.TimeoutError):  # a server still away
+            if await caught_up(backlog):
+                return time.monotonic()
+        await asyncio.sleep(0.5)
+    return float("inf")
+
+
+async def drained_at(env: Env, cases: set[str], timeout_s: float) -> float:
+    """The moment (monotonic) every case of `cases` has a decision on the decisions
+    topic; infinity if not within `timeout_s`."""
+
+    def done(got: list[Any]) -> bool:
+        return cases <= {r.correlation_id for r in got if isinstance(r, d.AdvanceGranted)}
+
+    got = await consume_until(env.bootstrap, env.decisions, done, timeout_s)
+    return time.monotonic() if done(got) else float("inf")
+
+
+@contextlib.asynccontextmanager
+async def steady_load(
+    env: Env,
+    records: Sequence[Record],
+    *,
+    chunk: int,
+    pause_s: float,
+    drain_s: float,
+    gates: dict[str, int] | None = None,
+) -> AsyncIterator[Load]:
+    """The load runs while the body injects the fault; after the body the rest of it is
+    produced (within `drain_s`); if the body fails, the load is stopped."""
+    load = Load(env, records, gates or {})
+    producing = asyncio.create_task(
+        feed(
+            env.bootstrap,
+            env.intake,
+            records,
+            chunk=chunk,
+            pause_s=pause_s,
+            gates=load.gate_at,
+            acked=load.acked,
+        )
+    )
+    try:
+        yield load
+        await asyncio.wait_for(producing, drain_s)
+    finally:
+        producing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await producing
+
+
+# ---------------------------------------------------------- the reliability table
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """What one fault story measured, for docs/reliability.md."""
+
+    fault: str  # what was done, in a few words
+    sent: int  # requests sent (distinct cases)
+    accepted: int  # answered 202 / acknowledged by Kafka
+    lost: int  # accepted and never decided
+    duplicated: int  # decided more than once (two decision ids, or refused as applied twice)
+    recovery_s: float | None  # from the fault's end until its backlog was decided
+
+
+_FIGURES: dict[str, Figures] = {}
+_OUTCOMES: dict[str, str] = {}
+
+
+def lost_and_duplicated(decisions: Sequence[Any], accepted: set[str]) -> tuple[int, int]:
+    ids: dict[str, set[uuid.UUID]] = defaultdict(set)
+    refused: set[str] = set()
+    for r in decisions:
+        if isinstance(r, d.AdvanceGranted):
+            ids[r.correlation_id].add(r.event_id)
+        elif isinstance(r, d.AdvanceRefused):
+            refused.add(r.correlation_id)
+    lost = len(accepted - set(ids))
+    duplicated = len({c for c, n in ids.items() if len(n) > 1} | (refused & set(ids)))
+    return lost, duplicated
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Callable[..., Figures]:
+    """Record the story's figures (before its assertions, so a failing story shows what
+    went wrong in the table too): `reliability(fault=..., sent=..., accepted=set of case
+    ids, decisions=[...], recovery_s=...)`."""
+
+    def record(
+        *,
+        fault: str,
+        sent: int,
+        accepted: set[str],
+        decisions: Sequence[Any],
+        recovery_s: float | None,
+    ) -> Figures:
+        lost, duplicated = lost_and_duplicated(decisions, accepted)
+        figures = Figures(fault, sent, len(accepted), lost, duplicated, recovery_s)
+        _FIGURES[request.node.name] = figures
+        return figures
+
+    return record
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _OUTCOMES[item.name] = report.outcome
+    return report
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _FIGURES:
+        write_reliability(RELIABILITY_DOC, _FIGURES, _OUTCOMES)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kib = int(Path("/proc/meminfo").read_text().split("\n")[0].split()[1])
+        memory = f", {kib / 1024 / 1024:.0f} GiB"
+    return (
+        f"{os.cpu_count()} × {cpu}{memory}, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+TABLE_HEAD = (
+    "| story | fault | sent | accepted | lost | duplicated | recovery s | result | measured |\n"
+    "|---|---|---:|---:|---:|---:|---:|---|---|\n"
+)
+
+
+def write_reliability(path: Path, figures: dict[str, Figures], outcomes: dict[str, str]) -> None:
+    """docs/reliability.md: this run's rows, and the rows of stories not run this time as
+    they were (each row says when it was measured)."""
+    rows: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| `test_") and len(cells) == 9:
+                rows[cells[0].strip("`")] = line
+    today = datetime.now(UTC).strftime("%Y-%m-%d")
+    for name, outcome in outcomes.items():  # ran, and failed before it measured anything
+        if name not in figures:
+            empty = "(failed before it measured) | | | | | "
+            rows[name] = f"| `{name}` | {empty}| {outcome} | {today} |"
+    for name, f in figures.items():
+        recovery = "—" if f.recovery_s is None else f"{f.recovery_s:.0f}"
+        rows[name] = (
+            f"| `{name}` | {f.fault} | {f.sent:,} | {f.accepted:,} | {f.lost} | "
+            f"{f.duplicated} | {recovery} | {outcomes.get(name, 'not finished')} | {today} |"
+        )
+    path.write_text(
+        "# Reliability: the fault suite's figures\n\n"
+        "Generated by `./run faults` (tests/faults/, `write_reliability` in its conftest.py):\n"
+        "do not edit by hand. Each story runs a steady load of urgent cases through a\n"
+        "three-broker Kafka cluster of its own, injects its fault, and accounts for every\n"
+        "request. **sent**: distinct cases sent; **accepted**: answered 202 by intake, or\n"
+        "acknowledged by Kafka where the story produces straight to the intake topic;\n"
+        "**lost**: accepted and never decided; **duplicated**: decided more than once;\n"
+        "**recovery s**: from the end of the fault until every case accepted before then\n"
+        "was decided (the backlog the fault left, drained), unless the row names another\n"
+        "recovery (the ledger's, the clock's). A row whose story did not run\n"
+        "in the last run keeps its earlier figures and date.\n\n"
+        f"Last run: {today}, on {machine()}.\n\n"
+        + TABLE_HEAD
+        + "\n".join(rows[name] for name in sorted(rows))
+        + "\n",
+        encoding="utf-8",
+    )

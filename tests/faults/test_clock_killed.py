@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ import pytest
 from deploy.prometheus import tools
 from schemas.towns import load_county
 from tests.conftest import need_tool
-from tests.faults.conftest import ROOT, Cluster
+from tests.faults.conftest import ROOT, Cluster, Figures, steady_load
 from tests.integration.emergency.test_faults import (
     AFTER_CRASH_S,
     AMOUNT_FEN,
@@ -135,7 +135,11 @@ async def ticks_after(http: httpx.AsyncClient, moment: float) -> set[str]:
 
 
 async def test_the_clock_killed_under_load_alerts_and_resumes(
-    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]], tmp_path: Path
+    cluster: Cluster,
+    env: Env,
+    worker: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+    reliability: Callable[..., Figures],
 ) -> None:
     towns = load_county().codes()
     n_cases = 1_800
@@ -148,51 +152,50 @@ async def test_the_clock_killed_under_load_alerts_and_resumes(
     clocks = [start_clock(env)]
     await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
     # about 180 s of requests: before, during and after the clock's absence
-    producing = asyncio.create_task(feed(env.bootstrap, env.intake, cases, chunk=10, pause_s=1))
     try:
-        with prometheus_scraping(metrics_port, tmp_path) as prometheus:
-            async with httpx.AsyncClient(base_url=prometheus, timeout=10) as http:
-                await granted_count_reaches(env, 100, workers=worker)
-                deadline = time.monotonic() + 60
-                while await ticks_after(http, time.time() - 10) != partitions:
-                    assert time.monotonic() < deadline, f"no ticks seen\n{logs(env)}"
-                    await asyncio.sleep(1)
-                assert not await stale_alerts(http)
+        async with contextlib.AsyncExitStack() as stack:
+            load = await stack.enter_async_context(
+                steady_load(env, cases, chunk=10, pause_s=1, drain_s=AFTER_CRASH_S)
+            )
+            prometheus = stack.enter_context(prometheus_scraping(metrics_port, tmp_path))
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=prometheus, timeout=10)
+            )
+            await granted_count_reaches(env, 100, workers=worker)
+            deadline = time.monotonic() + 60
+            while await ticks_after(http, time.time() - 10) != partitions:
+                assert time.monotonic() < deadline, f"no ticks seen\n{logs(env)}"
+                await asyncio.sleep(1)
+            assert not await stale_alerts(http)
 
-                clocks[0].send_signal(signal.SIGKILL)
-                assert await exited(clocks[0], 10) == -signal.SIGKILL
-                killed = time.monotonic()
-                while (alerts := await stale_alerts(http)) != dict.fromkeys(partitions, "firing"):
-                    assert time.monotonic() - killed < FIRES_WITHIN_S, (
-                        f"ReliefClockStale not firing for every partition: {alerts}"
-                    )
-                    assert worker[0].poll() is None, f"the worker exited\n{logs(env)}"
-                    await asyncio.sleep(1)
-                fired_after = time.monotonic() - killed
-                # the requests went on meanwhile: decided, with no tick among them
-                assert not producing.done(), "the stream ended before the alert fired"
-
-                restarted, restarted_at = time.monotonic(), time.time()
-                clocks.append(start_clock(env))
-                while await ticks_after(http, restarted_at) != partitions or await stale_alerts(
-                    http
-                ):
-                    assert time.monotonic() - restarted < RESUMES_WITHIN_S, (
-                        f"ticks after the restart: {await ticks_after(http, restarted_at)}, "
-                        f"alerts {await stale_alerts(http)}"
-                    )
-                    assert clocks[-1].poll() is None, "the clock exited"
-                    await asyncio.sleep(1)
-                print(
-                    f"ReliefClockStale fired {fired_after:.0f} s after the clock was killed; "
-                    f"ticks resumed and the alert cleared "
-                    f"{time.monotonic() - restarted:.0f} s after its restart"
+            clocks[0].send_signal(signal.SIGKILL)
+            assert await exited(clocks[0], 10) == -signal.SIGKILL
+            killed = time.monotonic()
+            while (alerts := await stale_alerts(http)) != dict.fromkeys(partitions, "firing"):
+                assert time.monotonic() - killed < FIRES_WITHIN_S, (
+                    f"ReliefClockStale not firing for every partition: {alerts}"
                 )
-        await asyncio.wait_for(producing, AFTER_CRASH_S)
+                assert worker[0].poll() is None, f"the worker exited\n{logs(env)}"
+                await asyncio.sleep(1)
+            fired_after = time.monotonic() - killed
+            # the requests went on meanwhile: decided, with no tick among them
+            assert load.accepted < n_cases, "the stream ended before the alert fired"
+
+            restarted, restarted_at = time.monotonic(), time.time()
+            clocks.append(start_clock(env))
+            while await ticks_after(http, restarted_at) != partitions or await stale_alerts(http):
+                assert time.monotonic() - restarted < RESUMES_WITHIN_S, (
+                    f"ticks after the restart: {await ticks_after(http, restarted_at)}, "
+                    f"alerts {await stale_alerts(http)}"
+                )
+                assert clocks[-1].poll() is None, "the clock exited"
+                await asyncio.sleep(1)
+            resumed_s = time.monotonic() - restarted
+            print(
+                f"ReliefClockStale fired {fired_after:.0f} s after the clock was killed; "
+                f"ticks resumed and the alert cleared {resumed_s:.0f} s after its restart"
+            )
     finally:
-        producing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producing
         for clock in clocks:
             if clock.poll() is None:
                 clock.terminate()
@@ -200,6 +203,14 @@ async def test_the_clock_killed_under_load_alerts_and_resumes(
 
     wanted = {c.correlation_id for c in cases}
     decisions = await all_granted(env, wanted, AFTER_CRASH_S, worker)
+    reliability(
+        fault="the clock service SIGKILLed until ReliefClockStale fired, restarted; "
+        "recovery: ticks on every partition and the alert resolved",
+        sent=n_cases,
+        accepted=wanted,
+        decisions=decisions,
+        recovery_s=resumed_s,
+    )
     grants = await granted_once(decisions, wanted, env)
     assert_reserves_in_sequence(grants)
     holds = held_once(await all_held(env, wanted), wanted)

@@ -18,11 +18,10 @@ grants leave.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
@@ -33,8 +32,9 @@ from relief_platform.topics import ensure_topics
 from schemas.topics import RejectedRecord
 from schemas.towns import load_county
 from services.ledger.adapters import postgres
-from tests.faults.conftest import Cluster
+from tests.faults.conftest import Cluster, Figures, steady_load
 from tests.faults.test_postgres_stopped import (
+    all_in_ledger,
     cluster_stack,
     fresh_pool,
     holds_in_book_on,
@@ -96,7 +96,10 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 
 
 async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
-    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]]
+    cluster: Cluster,
+    env: Env,
+    worker: list[subprocess.Popen[bytes]],
+    reliability: Callable[..., Figures],
 ) -> None:
     towns = load_county().codes()
     n_cases = 2_000
@@ -113,25 +116,17 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
         ledgers = [start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq)]
         worker.append(env.start_worker())
         await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
-        broken, mended = asyncio.Event(), asyncio.Event()
-        producing = asyncio.create_task(
-            feed(
-                env.bootstrap,
-                env.intake,
-                cases,
-                chunk=25,
-                pause_s=0.5,
-                gates={500: broken, 1_200: mended},
-            )
-        )
-        try:
+        gates = {"broken": 500, "mended": 1_200}
+        async with steady_load(
+            env, cases, chunk=25, pause_s=0.5, gates=gates, drain_s=AFTER_CRASH_S
+        ) as load:
             await granted_count_reaches(env, 200, workers=worker)
             leaders = await local_stack.partition_leaders(env.bootstrap, [dlq])
             victim = leaders[dlq][0]
             pid = cluster.pid(victim)
             assert pid is not None, f"broker {victim} leads {dlq} but does not run"
             os.killpg(pid, signal.SIGKILL)
-            broken.set()
+            load.open("broken")
             await slip_in(env.bootstrap, env.postings, towns)
             exits: list[int] = []
             deadline = asyncio.get_running_loop().time() + BROKER_DOWN_S
@@ -144,17 +139,12 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
             # nothing dead-lettered while the topic could not take it, nothing stepped over
             assert not await dead_letters(env.bootstrap, dlq)
             await asyncio.to_thread(cluster.up)  # the broker back
-            mended.set()
-            await asyncio.wait_for(producing, AFTER_CRASH_S)
-        finally:
-            producing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producing
+            load.fault_over(caught_up=lambda backlog: all_in_ledger(ledger_db, backlog))
+            load.open("mended")
 
         wanted = {c.correlation_id for c in cases}
-        grants = await granted_once(
-            await all_granted(env, wanted, AFTER_CRASH_S, worker), wanted, env
-        )
+        decisions = await all_granted(env, wanted, AFTER_CRASH_S, worker)
+        grants = await granted_once(decisions, wanted, env)
         ends = await end_offsets(env.bootstrap, env.postings)
         async with fresh_pool(ledger_db) as pool:
             deadline = asyncio.get_running_loop().time() + AFTER_CRASH_S
@@ -178,6 +168,14 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
             report = await postgres.verify(ledger_db.app_url, SEALER)
             assert report.ok, report.problems
             balances = await postgres.reserve_balances(pool)
+        reliability(
+            fault="the ledger's dead letters refused (a broker of their topic SIGKILLed for "
+            "45 s); recovery: the ledger's",
+            sent=n_cases,
+            accepted=wanted,
+            decisions=decisions,
+            recovery_s=await load.recovery_s(),
+        )
         ledgers[-1].terminate()
         await asyncio.to_thread(ledgers[-1].wait, 30)
 

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -31,7 +31,14 @@ import pytest
 from deploy.local import stack as local_stack
 from services.emergency.adapters.faust_app import EXIT_UNAVAILABLE
 from services.intake.adapters import idempotency_store
-from tests.faults.conftest import ROOT, Cluster, cluster_database, cluster_frozen
+from tests.faults.conftest import (
+    ROOT,
+    Cluster,
+    Figures,
+    cluster_database,
+    cluster_frozen,
+    drained_at,
+)
 from tests.integration.emergency.test_faults import (
     AFTER_CRASH_S,
     AMOUNT_FEN,
@@ -61,7 +68,10 @@ TOKENS = {SUOZHEN: "tok-suozhen", SHAOHAI: "tok-shaohai"}
 
 
 @contextlib.contextmanager
-def intake_process(env: Env, keys_url: str, tokens: Path) -> Iterator[str]:
+def intake_process(
+    env: Env, keys_url: str, tokens: Path, extra: dict[str, str] | None = None
+) -> Iterator[tuple[str, int]]:
+    """An intake process on a free port: its URL and its pid. `extra`: more settings."""
     port = free_port()
     log = env.log.with_name("intake.log")
     out = open(log, "ab")  # noqa: SIM115 - the child keeps it
@@ -76,6 +86,7 @@ def intake_process(env: Env, keys_url: str, tokens: Path) -> Iterator[str]:
             "RELIEF_INTAKE_TOKENS_FILE": str(tokens),
             "RELIEF_INTAKE_KEYS_DATABASE_URL": keys_url,
             "PYTHONUNBUFFERED": "1",
+            **(extra or {}),
         },
         stdout=out,
         stderr=subprocess.STDOUT,
@@ -90,7 +101,7 @@ def intake_process(env: Env, keys_url: str, tokens: Path) -> Iterator[str]:
                     break
             assert time.monotonic() < deadline, "intake did not start within 60 s"
             time.sleep(0.2)
-        yield url
+        yield url, proc.pid
     finally:
         proc.terminate()
         try:
@@ -161,7 +172,11 @@ class Clients:
 
 
 async def test_kafka_unreachable_from_intake_for_a_minute(
-    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]], tmp_path: Path
+    cluster: Cluster,
+    env: Env,
+    worker: list[subprocess.Popen[bytes]],
+    tmp_path: Path,
+    reliability: Callable[..., Figures],
 ) -> None:
     tokens = tmp_path / "tokens.toml"
     tokens.write_text(tokens_toml(), encoding="utf-8")
@@ -169,7 +184,7 @@ async def test_kafka_unreachable_from_intake_for_a_minute(
     await feed(env.bootstrap, env.intake, [flood(SUOZHEN), flood(SHAOHAI)], chunk=2, pause_s=0)
     async with cluster_database(cluster, "intake") as (owner_url, app_url):
         await idempotency_store.migrate(owner_url, local_stack.APP_ROLE)
-        with intake_process(env, app_url, tokens) as url:
+        with intake_process(env, app_url, tokens) as (url, _):
             clients = Clients(url)
             running = [asyncio.create_task(clients.run(c)) for c in range(CLIENTS)]
             # the processor cannot send either, and exits (69) after its output timeout:
@@ -184,6 +199,7 @@ async def test_kafka_unreachable_from_intake_for_a_minute(
                     await asyncio.sleep(OUTAGE_S)
                 clients.cut = False
                 back = time.monotonic()
+                backlog = asyncio.create_task(drained_at(env, set(clients.attempts), AFTER_CRASH_S))
                 await asyncio.sleep(AFTER_S)
                 clients.stop.set()
                 await asyncio.wait_for(asyncio.gather(*running[:CLIENTS]), AFTER_CRASH_S)
@@ -205,6 +221,15 @@ async def test_kafka_unreachable_from_intake_for_a_minute(
     wanted = set(clients.attempts)
     assert set(clients.accepted) == wanted, "a case never accepted"
     decisions = await all_granted(env, wanted, AFTER_CRASH_S, None)
+    drained = await backlog
+    reliability(
+        fault="Kafka unreachable from intake for 60 s (every broker SIGSTOPped); "
+        "clients retry 503s with the same key",
+        sent=len(wanted),
+        accepted=set(clients.accepted),
+        decisions=decisions,
+        recovery_s=None if drained == float("inf") else max(0.0, drained - back),
+    )
     assert set(supervisor.exit_codes) <= {EXIT_UNAVAILABLE}, supervisor.exit_codes
     grants = await granted_once(decisions, wanted, env)
     assert_reserves_in_sequence(grants)

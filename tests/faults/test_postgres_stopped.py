@@ -16,7 +16,7 @@ import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import asyncpg
@@ -25,7 +25,7 @@ import pytest
 from deploy.local import stack as local_stack
 from schemas.towns import load_county
 from services.ledger.adapters import postgres
-from tests.faults.conftest import ROOT, Cluster
+from tests.faults.conftest import ROOT, Cluster, Figures, steady_load
 from tests.integration.emergency.test_faults import (
     AMOUNT_FEN,
     all_granted,
@@ -95,7 +95,11 @@ def start_ledger(
 
 
 async def test_postgresql_stopped_dead_for_a_minute_under_load(
-    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]], ledger_db: LedgerDb
+    cluster: Cluster,
+    env: Env,
+    worker: list[subprocess.Popen[bytes]],
+    ledger_db: LedgerDb,
+    reliability: Callable[..., Figures],
 ) -> None:
     towns = load_county().codes()
     n_cases = 2_000
@@ -105,27 +109,22 @@ async def test_postgresql_stopped_dead_for_a_minute_under_load(
     restarts = 0
     worker.append(env.start_worker())
     await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
-    stopped = asyncio.Event()
-    producing = asyncio.create_task(
-        feed(env.bootstrap, env.intake, cases, chunk=50, pause_s=0.2, gates={700: stopped})
-    )
-    try:
+    async with steady_load(
+        env, cases, chunk=50, pause_s=0.2, gates={"stopped": 700}, drain_s=DRAIN_S
+    ) as load:
         await granted_count_reaches(env, 300, workers=worker)
         await asyncio.to_thread(pg_ctl, cluster, "-m", "immediate", "-w", "stop")
-        stopped.set()
+        load.open("stopped")
         deadline = asyncio.get_running_loop().time() + DOWN_S
         while asyncio.get_running_loop().time() < deadline:
             assert worker[0].poll() is None, f"the processor exited\n{logs(env)}"
             await asyncio.sleep(1)
         await asyncio.to_thread(cluster.up)  # PostgreSQL back (Kafka is running)
-        await asyncio.wait_for(producing, DRAIN_S)
-    finally:
-        producing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producing
+        load.fault_over(caught_up=lambda backlog: all_in_ledger(ledger_db, backlog))
 
     wanted = {c.correlation_id for c in cases}
-    grants = await granted_once(await all_granted(env, wanted, DRAIN_S, worker), wanted, env)
+    decisions = await all_granted(env, wanted, DRAIN_S, worker)
+    grants = await granted_once(decisions, wanted, env)
     # a new pool: the fixture's connections died with the server
     async with fresh_pool(ledger_db) as pool:
         deadline = asyncio.get_running_loop().time() + DRAIN_S
@@ -143,6 +142,13 @@ async def test_postgresql_stopped_dead_for_a_minute_under_load(
         report = await postgres.verify(ledger_db.app_url, SEALER)
         assert report.ok, report.problems
         balances = await postgres.reserve_balances(pool)
+    reliability(
+        fault="PostgreSQL stopped (pg_ctl -m immediate) for 60 s; recovery: the ledger's",
+        sent=n_cases,
+        accepted=wanted,
+        decisions=decisions,
+        recovery_s=await load.recovery_s(),
+    )
     ledger.terminate()
     await asyncio.to_thread(ledger.wait, 30)
     left_after: dict[str, int] = {}
@@ -170,3 +176,22 @@ async def holds_in_book_on(pool: asyncpg.Pool) -> int:
             "'escalated_advance')"
         )
     )
+
+
+async def all_in_ledger(db: LedgerDb, cases: set[str]) -> bool:
+    """Every case of `cases` has its hold in the ledger (False while PostgreSQL is away)."""
+    try:
+        conn = await asyncpg.connect(db.app_url, timeout=5)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    try:
+        held = await conn.fetchval(
+            "SELECT count(DISTINCT correlation_id) FROM ledger_entries WHERE kind IN "
+            "('advance_granted', 'escalated_advance') AND correlation_id = ANY($1)",
+            list(cases),
+        )
+        return int(held) == len(cases)
+    except asyncpg.PostgresError:
+        return False
+    finally:
+        await conn.close()

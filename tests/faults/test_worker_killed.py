@@ -13,16 +13,16 @@ exactly once, and each town's reserve figures must form one unbroken sequence of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 
 import pytest
 
 from schemas.towns import load_county
-from tests.faults.conftest import Cluster
+from tests.faults.conftest import Cluster, Figures, steady_load
 from tests.integration.emergency.test_faults import (
     AFTER_CRASH_S,
     AMOUNT_FEN,
@@ -47,7 +47,10 @@ RESTART_AFTER_S = 1.0  # the supervisor's first backoff
 
 
 async def test_a_worker_killed_five_times_in_a_row_under_load(
-    cluster: Cluster, env: Env, worker: list[subprocess.Popen[bytes]]
+    cluster: Cluster,
+    env: Env,
+    worker: list[subprocess.Popen[bytes]],
+    reliability: Callable[..., Figures],
 ) -> None:
     seed = int(time.time())
     print(f"kill moments from random seed {seed}")
@@ -58,8 +61,7 @@ async def test_a_worker_killed_five_times_in_a_row_under_load(
     worker.append(env.start_worker())
     await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
     # about 60 s of requests (25 every 0.5 s), so every kill lands in the middle of them
-    producing = asyncio.create_task(feed(env.bootstrap, env.intake, cases, chunk=25, pause_s=0.5))
-    try:
+    async with steady_load(env, cases, chunk=25, pause_s=0.5, drain_s=AFTER_CRASH_S) as load:
         await granted_count_reaches(env, 100, workers=worker)
         for _ in range(KILLS):
             await asyncio.sleep(rng.uniform(*BETWEEN_KILLS_S))
@@ -69,15 +71,17 @@ async def test_a_worker_killed_five_times_in_a_row_under_load(
             assert await exited(victim, 10) == -signal.SIGKILL
             await asyncio.sleep(RESTART_AFTER_S)
             worker.append(env.start_worker())
-        assert not producing.done() or producing.exception() is None
-        await asyncio.wait_for(producing, AFTER_CRASH_S)
-    finally:
-        producing.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await producing
+        load.fault_over()  # the last worker started
 
     wanted = {c.correlation_id for c in cases}
     decisions = await all_granted(env, wanted, AFTER_CRASH_S, [worker[-1]])
+    reliability(
+        fault=f"a processor worker SIGKILLed {KILLS} times in a row, restarted after 1 s",
+        sent=n_cases,
+        accepted=wanted,
+        decisions=decisions,
+        recovery_s=await load.recovery_s(),
+    )
     grants = await granted_once(decisions, wanted, env)
     assert_reserves_in_sequence(grants)
     holds = held_once(await all_held(env, wanted), wanted)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -58,15 +59,53 @@ def compose_env() -> dict[str, dict[str, str]]:
     return {_what(s["command"]): s.get("environment", {}) for s in doc["services"].values()}
 
 
-def k8s_secrets() -> dict[str, set[str]]:
-    out: dict[str, set[str]] = {}
-    for doc in yaml.safe_load_all((ROOT / "deploy/k8s/relief.yaml").read_text()):
-        if doc["kind"] not in ("Deployment", "StatefulSet", "Job"):
-            continue
-        for c in doc["spec"]["template"]["spec"]["containers"]:
-            refs: list[dict[str, Any]] = c.get("envFrom", [])
-            out[_what(c["command"])] = {r["secretRef"]["name"] for r in refs if "secretRef" in r}
+# Public CA certificates, which any client of Kafka or PostgreSQL may hold
+PUBLIC_SECRETS = {"relief-cluster-ca-cert", "relief-pg-ca"}
+
+
+def k8s_workloads() -> list[dict[str, Any]]:
+    """Every workload of the manifests that `kubectl apply -k deploy/k8s` applies."""
+    folder = ROOT / "deploy/k8s"
+    kustomization = yaml.safe_load((folder / "kustomization.yaml").read_text())
+    return [
+        doc
+        for name in kustomization["resources"]
+        for doc in yaml.safe_load_all((folder / name).read_text())
+        if doc and doc["kind"] in ("Deployment", "StatefulSet", "Job")
+    ]
+
+
+def k8s_containers() -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+    """Each container by what it runs -> (the container, its pod spec)."""
+    out = {}
+    for doc in k8s_workloads():
+        pod = doc["spec"]["template"]["spec"]
+        for c in pod["containers"]:
+            out[_what(c["command"])] = (c, pod)
     return out
+
+
+def container_secrets(container: dict[str, Any], pod: dict[str, Any]) -> set[str]:
+    """The Secrets a container reads: whole (envFrom), one key (env), or mounted."""
+    names = {r["secretRef"]["name"] for r in container.get("envFrom", []) if "secretRef" in r}
+    for e in container.get("env", []):
+        ref = e.get("valueFrom", {}).get("secretKeyRef")
+        if ref:
+            names.add(ref["name"])
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for mount in container.get("volumeMounts", []):
+        secret = volumes.get(mount["name"], {}).get("secret")  # (not a claim template)
+        if secret:
+            names.add(secret["secretName"])
+    return names - PUBLIC_SECRETS
+
+
+def k8s_secrets() -> dict[str, set[str]]:
+    return {what: container_secrets(c, pod) for what, (c, pod) in k8s_containers().items()}
+
+
+def k8s_env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container.get("env", [])}
 
 
 def test_compose_gives_each_secret_only_to_its_containers() -> None:
@@ -84,22 +123,55 @@ def test_compose_gives_each_secret_only_to_its_containers() -> None:
     assert all(e.get("RELIEF_ENV") == "production" for e in env.values())
 
 
+# Kubernetes: the URLs carry no password; each container gets its database role's password
+# (PGPASSWORD) from that role's basic-auth Secret, which CloudNativePG also sets on the role.
+K8S_SECRET = {
+    "RELIEF_ID_HASH_KEY": "relief-id-hash-key",
+    "RELIEF_LEDGER_CHAIN_KEY": "relief-ledger-chain-key",
+    "RELIEF_CASEBOOK_SEAL_KEY": "relief-casebook-seal-key",
+    "RELIEF_CASEBOOK_TOKEN": "relief-service-token",
+}
+ROLE_SECRET = {
+    "relief_owner": "relief-db-owner",
+    "relief_app": "relief-db-app",
+    "relief_read": "relief-db-read",
+}
+
+
 def test_kubernetes_gives_each_secret_only_to_its_containers() -> None:
+    containers = k8s_containers()
     secrets = k8s_secrets()
-    by_secret = {
-        "RELIEF_DATABASE_OWNER_URL": "relief-db-owner",
-        "RELIEF_ID_HASH_KEY": "relief-id-hash-key",
-        "RELIEF_LEDGER_CHAIN_KEY": "relief-ledger-chain-key",
-        "RELIEF_CASEBOOK_SEAL_KEY": "relief-casebook-seal-key",
-        "RELIEF_CASEBOOK_TOKEN": "relief-service-token",
-        "RELIEF_INTAKE_KEYS_DATABASE_URL": "relief-intake-keys-db",
-    }
-    for secret, name in by_secret.items():
+    for secret, name in K8S_SECRET.items():
         holders = {what for what, refs in secrets.items() if name in refs}
         assert holders == ALLOWED[secret], secret
+    assert {what for what, refs in secrets.items() if "relief-intake-tokens" in refs} == {
+        "intake serve"
+    }
+    # each database URL names one role, and the container holds that role's password only
+    urls = ("RELIEF_DATABASE_URL", "RELIEF_DATABASE_OWNER_URL", "RELIEF_INTAKE_KEYS_DATABASE_URL")
+    for what, (container, _) in containers.items():
+        env = k8s_env(container)
+        roles = {urlsplit(env[u]["value"]).username for u in urls if u in env}
+        held = secrets[what] & set(ROLE_SECRET.values())
+        assert held == {ROLE_SECRET[r] for r in roles if r}, what
+        assert len(roles) <= 1, what
+        for u in urls:
+            if u in env:
+                assert urlsplit(env[u]["value"]).password is None, (what, u)
+                assert "sslmode=verify-full" in env[u]["value"], (what, u)
+        if roles:
+            password = env["PGPASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert password == {"name": ROLE_SECRET[roles.pop()], "key": "password"}, what
+    for secret in ("RELIEF_DATABASE_OWNER_URL", "RELIEF_INTAKE_KEYS_DATABASE_URL"):
+        holders = {what for what, (c, _) in containers.items() if secret in k8s_env(c)}
+        assert holders == ALLOWED[secret], secret
     for what, role in DATABASE.items():
-        expected = set() if role is None else {f"relief-db-{role}"}
-        assert secrets[what] & {"relief-db-app", "relief-db-read", "relief-db-owner"} == expected
+        env = k8s_env(containers[what][0])
+        if role is None:
+            assert "RELIEF_DATABASE_URL" not in env, what
+        else:
+            user = urlsplit(env["RELIEF_DATABASE_URL"]["value"]).username
+            assert user == f"relief_{role}", (what, user)
     assert all("relief-secrets" not in refs for refs in secrets.values())
 
 
@@ -117,8 +189,17 @@ def test_compose_gives_each_service_its_own_kafka_principal() -> None:
 
 
 def test_kubernetes_gives_each_service_its_own_kafka_principal() -> None:
+    containers = k8s_containers()
     secrets = k8s_secrets()
     assert set(secrets) == set(KAFKA)
     for what, principal in KAFKA.items():
         kafka = {name for name in secrets[what] if name.startswith("relief-kafka-")}
         assert kafka == (set() if principal is None else {f"relief-kafka-{principal}"}), what
+        env = k8s_env(containers[what][0])
+        if principal is None:
+            assert "RELIEF_KAFKA_SASL_PASSWORD" not in env, what
+            continue
+        # the name Strimzi's KafkaUser has (its Secret: the prefix and the same name)
+        assert env["RELIEF_KAFKA_SASL_USERNAME"]["value"] == principal, what
+        password = env["RELIEF_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert password == {"name": f"relief-kafka-{principal}", "key": "password"}, what

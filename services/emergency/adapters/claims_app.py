@@ -31,6 +31,7 @@ from schemas import topics
 from schemas.claims import InvalidClaimRecord, decode_release
 from schemas.intake import ReliefRequested
 from schemas.registry import RecordError, UnknownRecordType, decode, encode
+from services.emergency.adapters import metrics
 from services.emergency.adapters.faust_app import (
     Engine,
     OutputSink,
@@ -103,7 +104,7 @@ class ClaimsEngine(Engine):
         return [Output(topics.INTAKE, record.town, encode(forward), forward)]
 
     def observe(self, outputs: list[Output], books: Mapping[str, Book], consumed: int) -> None:
-        pass  # (the towns' metrics are the processor's; the stage's lag is its group's)
+        pass  # (the stage exports its batches' stages; its lag is its consumer group's)
 
 
 def build_claims_app(settings: EmergencySettings, rules: Rules) -> faust.App:
@@ -159,6 +160,7 @@ def build_claims_app(settings: EmergencySettings, rules: Rules) -> faust.App:
 
     @app.agent(source)
     async def claim_requests(stream: Any) -> None:
+        metrics.serve(settings.claims_metrics_port, (), settings.metrics_host)
         quiet = logging.getLogger("aiokafka")
         if quiet.getEffectiveLevel() < logging.INFO:
             quiet.setLevel(logging.INFO)

@@ -94,27 +94,37 @@ class OutputSink:
             await self._producer.stop()
             self._producer = None
 
-    async def send_all(self, outputs: Sequence[Output]) -> None:
+    async def send_all(self, outputs: Sequence[Output], timestamp_ms: int | None = None) -> None:
+        """Every output, stamped `timestamp_ms` (the broker's time of the batch, never this
+        host's clock: see `Engine.broker_ms`)."""
         if not outputs:
             return
         if self._producer is None:
             raise RuntimeError("output sink used before it started")
         futures = [
             await self._producer.send(
-                self._topic_names.get(out.topic, out.topic), key=out.key.encode(), value=out.value
+                self._topic_names.get(out.topic, out.topic),
+                key=out.key.encode(),
+                value=out.value,
+                timestamp_ms=timestamp_ms,
             )
             for out in outputs
         ]
         await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
 
     async def send_raw(
-        self, topic: str, records: Sequence[tuple[int, bytes, bytes | None]]
+        self,
+        topic: str,
+        records: Sequence[tuple[int, bytes, bytes | None]],
+        timestamp_ms: int | None = None,
     ) -> list[Any]:
         """Records already encoded, each to its partition; their metadata, in order."""
         if self._producer is None:
             raise RuntimeError("output sink used before it started")
         futures = [
-            await self._producer.send(topic, key=key, value=value, partition=partition)
+            await self._producer.send(
+                topic, key=key, value=value, partition=partition, timestamp_ms=timestamp_ms
+            )
             for partition, key, value in records
         ]
         return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s))
@@ -180,6 +190,7 @@ class Engine:
         # (which cost more than deciding); None: `table` is a plain mapping.
         self.changelog = changelog
         self._pending: list[tuple[int, bytes, bytes | None]] = []
+        self.broker_ms = 0  # the latest broker stamp (LogAppendTime) of a record read, ms
         self._checked: set[str] = set()  # towns whose journal this process has read
         self.intake_topic: str | None = None  # the topic whose partitions `in_order` follows
         self.consumer: Any = None  # Faust's consumer, to read a partition again (a seek)
@@ -329,7 +340,7 @@ class Engine:
         pending, self._pending = self._pending, []
         if not pending or self.changelog is None:
             return
-        written = await self.sink.send_raw(self.changelog, pending)
+        written = await self.sink.send_raw(self.changelog, pending, self.broker_ms)
         last: dict[int, int] = {}
         for (partition, _, _), meta in zip(pending, written, strict=True):
             last[partition] = max(last.get(partition, -1), meta.offset)
@@ -442,6 +453,11 @@ class Engine:
         if not events:
             return
         last_of = {event.message.partition: event for event in events}
+        # Everything the batch writes is stamped with the broker's latest time, never this
+        # host's clock (docs/design.md "one clock for every deadline"): a host clock an
+        # hour ahead would have Kafka 4 refuse every record (its default
+        # log.message.timestamp.after.max.ms), and the worker could not send at all.
+        self.broker_ms = max(self.broker_ms, *(round(e.message.timestamp * 1000) for e in events))
         self.ticks = {}
         try:
             with metrics.stage_timer("decide"):
@@ -451,7 +467,7 @@ class Engine:
             os._exit(EXIT_BUG)
         try:
             with metrics.stage_timer("send"):
-                await self.sink.send_all(outputs)
+                await self.sink.send_all(outputs, self.broker_ms)
         except Exception:
             # Faust would restart the agent in this process and acknowledge the batch:
             # its records would be skipped for good. Exit instead, unacknowledged.

@@ -64,6 +64,8 @@ LEDGER_TABLES = (
     "ledger_alerts",
     "ledger_positions",
 )
+# Kept by the database's reserve guard, read by the writer: SELECT only (migration 0005)
+DERIVED_TABLES = ("ledger_reserve_balances",)
 # Entries read per round trip by `verify` and statements (bounded memory).
 VERIFY_CHUNK_ENTRIES = 5_000
 # Rows a statement may hold (a county's year is far below; STYLE "a limit on everything").
@@ -133,16 +135,17 @@ async def migrate(owner_url: str, app_role: str, read_role: str = "") -> list[st
             log.info("applied migration %s", m.name)
         role = _quote_ident(app_role)
         async with conn.transaction():
-            for table in (*LEDGER_TABLES, MIGRATIONS_TABLE):
+            for table in (*LEDGER_TABLES, *DERIVED_TABLES, MIGRATIONS_TABLE):
                 await conn.execute(f"REVOKE ALL ON {table} FROM PUBLIC")
                 await conn.execute(f"REVOKE ALL ON {table} FROM {role}")
             for table in LEDGER_TABLES:
                 # P10: the service appends and reads; it can neither change nor remove
                 await conn.execute(f"GRANT SELECT, INSERT ON {table} TO {role}")
-            await conn.execute(f"GRANT SELECT ON {MIGRATIONS_TABLE} TO {role}")
+            for table in (*DERIVED_TABLES, MIGRATIONS_TABLE):
+                await conn.execute(f"GRANT SELECT ON {table} TO {role}")
             if read_role and await role_exists(conn, read_role):
                 reader = quote_role(read_role)
-                for table in (*LEDGER_TABLES, MIGRATIONS_TABLE):
+                for table in (*LEDGER_TABLES, *DERIVED_TABLES, MIGRATIONS_TABLE):
                     await conn.execute(f"REVOKE ALL ON {table} FROM {reader}")
                     await conn.execute(f"GRANT SELECT ON {table} TO {reader}")
             elif read_role:
@@ -488,13 +491,12 @@ def _entry_row(e: Entry, p: IncomingPosting, seal: bytes) -> tuple[Any, ...]:
 
 
 async def _debits_minus_credits(conn: Conn, accounts: Sequence[str]) -> dict[str, int]:
-    # one index-only scan per account (ledger_lines_account), however large the book
+    # the reserve guard's running balances (migration 0005): one row per account, however
+    # large the book; a reserve with no line yet is 0
     rows = await conn.fetch(
-        """SELECT a.account,
-                  (SELECT coalesce(sum(CASE l.side WHEN 'debit' THEN l.amount_fen
-                                                   ELSE -l.amount_fen END), 0)
-                     FROM ledger_lines l WHERE l.account = a.account) AS balance_fen
-             FROM unnest($1::text[]) AS a(account)""",
+        """SELECT a.account, coalesce(b.balance_fen, 0) AS balance_fen
+             FROM unnest($1::text[]) AS a(account)
+             LEFT JOIN ledger_reserve_balances b ON b.account = a.account""",
         list(accounts),
     )
     return {r["account"]: int(r["balance_fen"]) for r in rows}
@@ -829,6 +831,17 @@ async def verify(
             for r in orphans:
                 verifier.note("*", f"lines of posting {r['posting_id']} have no journal entry")
             stored = {b.account: b.balance_fen for b in await balances(conn)}
+            # the guard's running balances agree with the lines (derived data, 0005)
+            for r in await conn.fetch(
+                "SELECT account, balance_fen FROM ledger_reserve_balances ORDER BY account"
+            ):
+                from_lines = stored.get(r["account"], 0)
+                if int(r["balance_fen"]) != from_lines:
+                    verifier.note(
+                        "*",
+                        f"running balance of {r['account']} is {r['balance_fen']} fen, "
+                        f"its lines sum to {from_lines} fen",
+                    )
         return verifier.report(stored)
     finally:
         await conn.close()

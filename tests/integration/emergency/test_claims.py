@@ -50,6 +50,7 @@ class ClaimsEnv(Env):
         self.claims = f"test.claims.{unique}"
         self.vars["RELIEF_CLAIMS_TOPIC"] = self.claims
         self.vars["RELIEF_CLAIMS_APP_ID"] = f"test-claims-{unique}"
+        self.vars["RELIEF_CLAIMS_METRICS_PORT"] = "0"
         self.claims_log = tmp / "claims.log"
 
     def start_claims(self) -> subprocess.Popen[bytes]:

@@ -32,7 +32,7 @@ import subprocess
 import uuid
 import zlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -113,10 +113,12 @@ async def feed(
     chunk: int,
     pause_s: float,
     gates: dict[int, asyncio.Event] | None = None,
+    acked: Callable[[int], None] | None = None,
 ) -> None:
     """Produce `records` as a stream: `chunk` at a time, `pause_s` apart. A gate holds
     back the records from its index on until it is set, so each phase of a story has
-    requests arriving during it, however fast the worker decides."""
+    requests arriving during it, however fast the worker decides. `acked` is told how
+    many records Kafka has acknowledged so far, after each chunk."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
@@ -129,6 +131,8 @@ async def feed(
                 for r in records[start : start + chunk]
             ]
             await asyncio.gather(*futures)
+            if acked is not None:
+                acked(min(start + chunk, len(records)))
             await asyncio.sleep(pause_s)
     finally:
         await producer.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import itertools
 import os
@@ -66,15 +67,16 @@ async def insert_raw(conn: postgres.Conn, p: IncomingPosting, chain_seq: int = 1
         e.hash,
         bytes(32),  # 32 bytes, but not the writer's seal: it does not hold the chain key
     )
-    for n, ln in enumerate(p.lines, start=1):
+    if p.lines:  # all in one statement, as the writer does (its checks see them whole)
         await conn.execute(
             "INSERT INTO ledger_lines (posting_id, line_no, account, side, amount_fen) "
-            "VALUES ($1, $2, $3, $4, $5)",
+            "SELECT $1, n, a, s, f FROM unnest($2::smallint[], $3::text[], $4::text[], "
+            "$5::bigint[]) AS l(n, a, s, f)",
             p.posting_id,
-            n,
-            ln.account,
-            ln.side,
-            ln.amount_fen,
+            list(range(1, len(p.lines) + 1)),
+            [ln.account for ln in p.lines],
+            [ln.side for ln in p.lines],
+            [ln.amount_fen for ln in p.lines],
         )
 
 
@@ -90,20 +92,59 @@ async def store(db: LedgerDb, postings: list[IncomingPosting]) -> postgres.Batch
 # ---------------------------------------------------------------- balanced, positive
 
 
-async def test_an_unbalanced_posting_is_refused_at_commit(ledger_db: LedgerDb) -> None:
+async def test_an_unbalanced_posting_is_refused(ledger_db: LedgerDb) -> None:
     lop = raw_incoming(
         SUOZHEN, [(f"town_reserve:{SUOZHEN}", "debit", 500), ("county_fund:county", "credit", 499)]
     )
     async with ledger_db.pool.acquire() as conn:
-        tx = conn.transaction()
-        await tx.start()
-        await insert_raw(conn, lop)  # each statement passes: the check waits for the commit
         with pytest.raises(asyncpg.CheckViolationError) as refused:
-            await tx.commit()
+            async with conn.transaction():
+                await insert_raw(conn, lop)  # refused by the statement inserting the lines
     assert refused.value.sqlstate == "23514"
     assert "not balanced" in str(refused.value)
     assert await count(ledger_db, "ledger_entries") == 0
     assert await count(ledger_db, "ledger_lines") == 0
+
+
+async def test_a_line_added_later_to_a_balanced_posting_is_refused(ledger_db: LedgerDb) -> None:
+    fair = raw_incoming(
+        SUOZHEN, [(f"town_reserve:{SUOZHEN}", "debit", 500), ("county_fund:county", "credit", 500)]
+    )
+    async with ledger_db.pool.acquire() as conn:
+        async with conn.transaction():
+            await insert_raw(conn, fair)
+        with pytest.raises(asyncpg.CheckViolationError, match="not balanced"):
+            await conn.execute(
+                "INSERT INTO ledger_lines (posting_id, line_no, account, side, amount_fen) "
+                "VALUES ($1, 3, $2, 'debit', 1)",
+                fair.posting_id,
+                f"town_reserve:{SUOZHEN}",
+            )
+    assert await count(ledger_db, "ledger_lines") == 2
+
+
+async def test_lines_one_at_a_time_are_refused_at_the_first(ledger_db: LedgerDb) -> None:
+    """The check runs per statement: a posting's lines come in one, or not at all."""
+    fair = raw_incoming(
+        SUOZHEN, [(f"town_reserve:{SUOZHEN}", "debit", 500), ("county_fund:county", "credit", 500)]
+    )
+    async with ledger_db.pool.acquire() as conn:
+        with pytest.raises(asyncpg.CheckViolationError, match="1 lines"):
+            async with conn.transaction():
+                await insert_raw(conn, dataclasses.replace(fair, lines=()))  # the entry alone
+                await conn.execute(
+                    "INSERT INTO ledger_accounts (code, kind, town, name, normal_side) "
+                    "VALUES ($1, 'town_reserve', $2, 'x', 'debit')",
+                    f"town_reserve:{SUOZHEN}",
+                    SUOZHEN,
+                )
+                await conn.execute(
+                    "INSERT INTO ledger_lines (posting_id, line_no, account, side, amount_fen) "
+                    "VALUES ($1, 1, $2, 'debit', 500)",
+                    fair.posting_id,
+                    f"town_reserve:{SUOZHEN}",
+                )
+    assert await count(ledger_db, "ledger_entries") == 0
 
 
 async def test_an_entry_without_lines_is_refused_at_commit(ledger_db: LedgerDb) -> None:
@@ -419,3 +460,36 @@ async def test_a_statement_cell_that_a_spreadsheet_would_run_is_escaped(
     memos = {r[4] for r in rows[1:]}
     assert "'" + bait in memos and "'@SUM(1+1)" in memos
     assert not any(cell.startswith(("=", "+", "@")) for r in rows for cell in r)
+
+
+async def test_the_reserve_guard_keeps_running_balances_that_verify_checks(
+    ledger_db: LedgerDb,
+) -> None:
+    """Migration 0005: the guard moves one balance row per reserve as lines arrive (its
+    cost no longer grows with the book); the service role can only read the rows; a row
+    edited by the owner no longer matches its lines and `verify` names it."""
+    story = [incoming(p, i) for i, p in enumerate(flood(60))]
+    await store(ledger_db, story)
+    from_lines = await postgres.reserve_balances(ledger_db.pool)
+    running = {
+        r["account"].split(":", 1)[1]: int(r["balance_fen"])
+        for r in await ledger_db.pool.fetch(
+            "SELECT account, balance_fen FROM ledger_reserve_balances"
+        )
+    }
+    assert running and running == {t: b for t, b in from_lines.items() if t in running}
+    assert (await postgres.verify(ledger_db.app_url, SEALER)).ok
+    async with ledger_db.pool.acquire() as conn:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute("UPDATE ledger_reserve_balances SET balance_fen = 0")
+    admin = await asyncpg.connect(ledger_db.admin_url)
+    try:
+        await admin.execute(
+            "UPDATE ledger_reserve_balances SET balance_fen = balance_fen + 1 WHERE account = $1",
+            f"town_reserve:{SUOZHEN}",
+        )
+    finally:
+        await admin.close()
+    report = await postgres.verify(ledger_db.app_url, SEALER)
+    assert not report.ok
+    assert any(f"town_reserve:{SUOZHEN}" in p.reason for p in report.problems), report.problems

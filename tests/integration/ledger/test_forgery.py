@@ -70,16 +70,16 @@ async def forge_entry(db: LedgerDb, posting: IncomingPosting) -> None:
             TOPIC,
             WRONG.seal("ledger.entry.v1", e.hash),
         )
-        for n, line in enumerate(e.lines, start=1):
-            await conn.execute(
-                "INSERT INTO ledger_lines (posting_id, line_no, account, side, amount_fen) "
-                "VALUES ($1, $2, $3, $4, $5)",
-                e.posting_id,
-                n,
-                line.account,
-                line.side,
-                line.amount_fen,
-            )
+        await conn.execute(  # one statement: the balanced check sees the posting whole
+            "INSERT INTO ledger_lines (posting_id, line_no, account, side, amount_fen) "
+            "SELECT $1, n, a, s, f FROM unnest($2::smallint[], $3::text[], $4::text[], "
+            "$5::bigint[]) AS l(n, a, s, f)",
+            e.posting_id,
+            list(range(1, len(e.lines) + 1)),
+            [line.account for line in e.lines],
+            [line.side for line in e.lines],
+            [line.amount_fen for line in e.lines],
+        )
 
 
 async def test_an_entry_forged_with_the_app_role_is_named_and_never_built_on(

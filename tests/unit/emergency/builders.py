@@ -45,6 +45,13 @@ CLOCK = Actor(role=Role.SYSTEM, org="relief-clock")
 _ids = itertools.count(1)
 
 
+def rules_with_reserve(size_fen: int) -> Rules:
+    """The county's rules with every town's reserve (R4) set to `size_fen`: a small
+    reserve reaches escalation to the county fund and the reserve-low alert in a few steps."""
+    towns = tuple(t.model_copy(update={"reserve_fen": size_fen}) for t in CONFIG.county.towns)
+    return Rules(policy=CONFIG.policy, county=CONFIG.county.model_copy(update={"towns": towns}))
+
+
 def hh(n: int) -> str:
     """A household_ref (the keyed hash the intake makes of an ID number)."""
     return f"h_{n:032x}"
@@ -162,6 +169,7 @@ class Town:
     # the same state rebuilt by folding the outputs (and the incident facts) with `evolve`
     rebuilt: dict[str, Any] = field(default_factory=dict)
     check_rebuild: bool = True  # after every record: the fold equals what decide left
+    rules: Rules = RULES  # e.g. `rules_with_reserve(...)`: small reserves reach escalation
     _facts_seen: set[str] = field(default_factory=set)
     claims_store: dict[str, Any] = field(default_factory=dict)
     claim_outputs: list[BaseModel] = field(default_factory=list)
@@ -208,7 +216,7 @@ class Town:
         outs: list[Output] = []
         for town in towns:
             book = Book(town, self.store.get)
-            verdict = decide(book, record, RULES)
+            verdict = decide(book, record, self.rules)
             for key, value in book.changes():
                 if value is None:
                     self.store.pop(key, None)
@@ -245,7 +253,7 @@ class Town:
             if town is None or town == "__clock__":
                 continue
             book = Book(town, self.rebuilt.get)
-            evolve(book, event, RULES)
+            evolve(book, event, self.rules)
             for key, value in book.changes():
                 if value is None:
                     self.rebuilt.pop(key, None)

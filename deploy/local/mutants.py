@@ -1,0 +1,198 @@
+"""Mutation testing of the pure core with cosmic-ray (`./run mutants [MODULE ...]`).
+
+Each module is mutated one change at a time (an operator swapped, a number moved, a
+condition negated ...) and only the unit tests that guard it run against each mutant:
+a mutant the tests do not kill is a change to the rules that nobody would notice.
+
+Why this shape:
+- cosmic-ray lives in a venv of its own (`.local/mutants-venv`): it runs a test command
+  per mutant, so it shares nothing with the project's `.venv` (mutmut >= 3.4 needs a
+  click that faust-streaming refuses, and mutmut 3.3 does not run under today's pytest).
+- it mutates files in place, so it works on a copy of the tree (`.local/mutants/tree`),
+  never on the work tree; the tests run there with the project's `.venv`, and the copy's
+  modules come first on `sys.path` (pytest's `pythonpath = ["."]`), ahead of the
+  editable install's finder.
+- one mutant at a time (cosmic-ray's `local` distributor): the machine's cores are shared.
+- operators that only make noise are filtered out (`_EXCLUDED`): an arithmetic
+  operator replaced by a bit shift, a power or a bitwise operator, and an ordering
+  comparison replaced by an identity or membership test — the tests kill such mutants
+  by a TypeError or a wild figure, which says nothing about the rules.
+
+Stdlib only: it runs under any Python >= 3.11 and calls cosmic-ray's commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".local" / "mutants"
+TOOLS = ROOT / ".local" / "mutants-venv" / "bin"
+
+_E = "tests/unit/emergency"
+_EXAMPLES = [
+    f"{_E}/test_boundaries_model.py",
+    f"{_E}/test_decide.py",
+    f"{_E}/test_policy_fidelity.py",
+    f"{_E}/test_finish.py",
+]
+# Module -> the unit tests that guard it, fastest first (pytest -x stops at the first
+# failure, so a killed mutant costs little). The stateful test runs its `mutants` profile.
+MODULES: dict[str, list[str]] = {
+    "services/emergency/domain/reserve.py": [
+        f"{_E}/test_reserve.py",
+        *_EXAMPLES,
+        f"{_E}/test_stateful.py",
+    ],
+    "services/emergency/domain/caps.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
+    "services/emergency/domain/deadlines.py": [
+        f"{_E}/test_deadlines.py",
+        *_EXAMPLES,
+        f"{_E}/test_stateful.py",
+    ],
+    "services/emergency/domain/advance.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
+    "services/emergency/domain/decide.py": [
+        *_EXAMPLES,
+        f"{_E}/test_in_order.py",
+        f"{_E}/test_stateful.py",
+    ],
+    "schemas/money.py": ["tests/unit/schemas/test_money.py"],
+    "schemas/identity.py": ["tests/unit/schemas/test_identity.py"],
+}
+DEFAULT = list(MODULES)
+
+_ARITHMETIC = "(Add|Sub|Mul|Div|FloorDiv|Mod|Pow|LShift|RShift|BitOr|BitAnd|BitXor)"
+_EXCLUDED = [
+    rf"core/ReplaceBinaryOperator_{_ARITHMETIC}_(Pow|LShift|RShift|BitOr|BitAnd|BitXor)$",
+    r"core/ReplaceComparisonOperator_(Eq|NotEq|Lt|LtE|Gt|GtE)_(Is|IsNot|In|NotIn)$",
+    r"core/VariableInserter",
+]
+
+
+def _copy_tree() -> Path:
+    """The work tree as it is now (committed or not), less what is not source."""
+    tree = WORK / "tree"
+    if tree.exists():
+        shutil.rmtree(tree)
+    ignore = shutil.ignore_patterns(
+        ".venv",
+        ".local",
+        ".git",
+        "__pycache__",
+        ".mypy_cache",
+        ".ruff_cache",
+        ".pytest_cache",
+        "test-artifacts",
+        "node_modules",
+    )
+    shutil.copytree(ROOT, tree, ignore=ignore)
+    return tree
+
+
+def _config(module: str, tests: list[str], timeout_s: float) -> str:
+    python = ROOT / ".venv" / "bin" / "python"
+    command = f"{python} -m pytest -x -q -p no:cacheprovider -p no:randomly {' '.join(tests)}"
+    excluded = ", ".join(json.dumps(e) for e in _EXCLUDED)
+    return (
+        "[cosmic-ray]\n"
+        f"module-path = {json.dumps(module)}\n"
+        f"timeout = {timeout_s}\n"
+        "excluded-modules = []\n"
+        f"test-command = {json.dumps(command)}\n"
+        "[cosmic-ray.distributor]\n"
+        'name = "local"\n'
+        "[cosmic-ray.filters.operators-filter]\n"
+        f"exclude-operators = [{excluded}]\n"
+    )
+
+
+def _tool(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RELIEF_KEEP_STACK": "1", "RELIEF_HYPOTHESIS_PROFILE": "mutants"}
+    return subprocess.run(
+        [str(TOOLS / name), *args], cwd=cwd, env=env, text=True, capture_output=True, check=False
+    )
+
+
+def _results(session: Path, tree: Path) -> tuple[int, int, list[str]]:
+    """(killed, run, survivors described) from the session's dump."""
+    dump = _tool("cosmic-ray", "dump", str(session), cwd=tree)
+    killed = run = 0
+    survivors: list[str] = []
+    for line in dump.stdout.splitlines():
+        job, result = json.loads(line)
+        if result is None or result.get("worker_outcome") == "skipped":
+            continue
+        run += 1
+        if result.get("test_outcome") == "survived":
+            mutation = job["mutations"][0]
+            survivors.append(
+                f"{mutation['module_path']}:{mutation['start_pos'][0]} "
+                f"{mutation['operator_name']} #{mutation['occurrence']}"
+            )
+        else:
+            killed += 1
+    return killed, run, survivors
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: {DEFAULT})")
+    parser.add_argument("--timeout-s", type=float, default=180.0, help="per mutant")
+    args = parser.parse_args()
+    modules = args.modules or DEFAULT
+    unknown = [m for m in modules if m not in MODULES]
+    if unknown:
+        known = "\n  ".join(MODULES)
+        print(f"mutants: no tests are mapped for {unknown}; known modules:\n  {known}")
+        return 2
+    WORK.mkdir(parents=True, exist_ok=True)
+    tree = _copy_tree()
+    summary: list[str] = []
+    total_killed = total_run = 0
+    for module in modules:
+        name = module.replace("/", ".").removesuffix(".py")
+        config = WORK / f"{name}.toml"
+        session = WORK / f"{name}.sqlite"
+        config.write_text(_config(module, MODULES[module], args.timeout_s), encoding="utf-8")
+        session.unlink(missing_ok=True)
+        for step in (
+            ("cosmic-ray", "init", str(config), str(session)),
+            ("cr-filter-operators", str(session), str(config)),
+            ("cosmic-ray", "baseline", str(config)),
+            ("cosmic-ray", "exec", str(config), str(session)),
+        ):
+            print(f"mutants: {module}: {' '.join(step[:2])}", flush=True)
+            done = _tool(*step, cwd=tree)
+            if done.returncode != 0:
+                print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
+                print(f"mutants: {module}: {step[1]} failed (exit {done.returncode})")
+                return 1
+        killed, run, survivors = _results(session, tree)
+        total_killed, total_run = total_killed + killed, total_run + run
+        (WORK / f"{name}.survivors.txt").write_text("\n".join(survivors) + "\n", encoding="utf-8")
+        score = 100 * killed / run if run else 100.0
+        line = f"{module}: {killed}/{run} killed ({score:.1f} %), {len(survivors)} survived"
+        summary.append(line)
+        print(f"mutants: {line}", flush=True)
+        for s in survivors:
+            print(f"    survived: {s}")
+    print("\nmutants: summary")
+    for line in summary:
+        print(f"  {line}")
+    if total_run:
+        print(f"  all: {total_killed}/{total_run} killed ({100 * total_killed / total_run:.1f} %)")
+    print(
+        f"  survivors per module: {WORK}/*.survivors.txt; a mutant shown by: "
+        f"{TOOLS}/cosmic-ray dump {WORK}/<module>.sqlite"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
