@@ -404,7 +404,8 @@ class Watch:
 
 def cpu_seconds(running: Running) -> dict[str, float]:
     """CPU seconds used so far by each service (workers, intakes, ledgers summed), by
-    Kafka's brokers (java) and by PostgreSQL's processes, read from /proc."""
+    the local stack's Kafka brokers and its PostgreSQL, read from /proc (servers of
+    another machine are not counted)."""
     tick = os.sysconf("SC_CLK_TCK")
 
     def of(pid: int) -> float:
@@ -414,18 +415,30 @@ def cpu_seconds(running: Running) -> dict[str, float]:
             return 0.0
         return (int(fields[11]) + int(fields[12])) / tick
 
-    out: dict[str, float] = {}
+    me = os.times()  # this benchmark: the clients, the sampling, the decisions reader
+    out: dict[str, float] = {"benchmark client": me.user + me.system}
     for name, proc in zip(running.names, running.procs, strict=True):
         group = name.rsplit("-", 1)[0] if name[-1].isdigit() else name
         out[group] = out.get(group, 0.0) + of(proc.pid)
+    # the servers of this stack only: its brokers (their command line names its folder)
+    # and its PostgreSQL (the postmaster and its children)
+    kafka_home = str(local_stack.kafka_dir())
+    try:
+        postmaster = int((local_stack.pg_dir() / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        postmaster = -1
     for stat in Path("/proc").glob("[0-9]*/stat"):
+        pid = int(stat.parent.name)
         try:
-            comm = stat.read_text().split("(", 1)[1].split(")", 1)[0]
-        except (OSError, IndexError):
+            text = stat.read_text()
+            comm = text.split("(", 1)[1].split(")", 1)[0]
+            ppid = int(text.rsplit(")", 1)[1].split()[1])
+            if comm == "java" and kafka_home in (stat.parent / "cmdline").read_text():
+                out["kafka"] = out.get("kafka", 0.0) + of(pid)
+            elif comm == "postgres" and postmaster in (pid, ppid):
+                out["postgresql"] = out.get("postgresql", 0.0) + of(pid)
+        except (OSError, IndexError, ValueError):
             continue
-        server = {"java": "kafka", "postgres": "postgresql"}.get(comm)
-        if server:
-            out[server] = out.get(server, 0.0) + of(int(stat.parent.name))
     return out
 
 
