@@ -492,13 +492,19 @@ class Intake:
     def stamp(self, principal: Principal, event_id: uuid.UUID, now: datetime) -> rq.Stamp:
         return rq.Stamp(event_id, now, principal.actor, self.hash_key, self.county)
 
-    async def send(self, record: Record) -> Ack:
+    def route(self, record: Record) -> tuple[bytes, bytes, str | None]:
+        """(key, value, topic) of a record; topic None: the intake topic. Both the
+        single and the bulk path send through it."""
         claims = self.settings.claims_topic_in_use()
         if claims is not None and isinstance(record, ReliefRequested):
             # P6 across towns: every request for relief passes the county's claims stage,
             # which forwards it to the town (docs/design.md "one household, many towns")
-            return await self.sink.send(CLAIMS_KEY.encode(), encode(record), topic=claims)
-        return await self.sink.send(record.town.encode("utf-8"), encode(record))
+            return CLAIMS_KEY.encode(), encode(record), claims
+        return record.town.encode("utf-8"), encode(record), None
+
+    async def send(self, record: Record) -> Ack:
+        key, value, topic = self.route(record)
+        return await self.sink.send(key, value, topic=topic)
 
     async def send_one(self, record: Record) -> Answer:
         ack = await self.send(record)

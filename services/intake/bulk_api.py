@@ -33,7 +33,6 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive, Scope, Send
 
-from schemas.registry import encode
 from services.intake.adapters.idempotency_store import Answered, Claimed, KeyBusy, PostgresKeys
 from services.intake.adapters.kafka import Ack, ProduceUnavailable
 from services.intake.api import BULK_PATH, WRITE_RESPONSES, Intake, Refused, accepted
@@ -240,9 +239,8 @@ class BulkWriter:
             elif isinstance(outcome, Claimed):
                 claimed.append(line)
         records = [p.record for p in _prepared(claimed)]
-        acks = await self.intake.sink.send_many(
-            [(r.town.encode("utf-8"), encode(r)) for r in records]
-        )
+        # each to where the single path sends it: requests for relief to the claims stage
+        acks = await self.intake.sink.send_many([self.intake.route(r) for r in records])
         return asyncio.create_task(self._finish(batch, claimed, acks, store))
 
     async def _finish(

@@ -55,7 +55,7 @@ class RecordSink(Protocol):
 
     async def send(self, key: bytes, value: bytes, topic: str | None = None) -> Ack: ...
 
-    async def send_many(self, items: Sequence[tuple[bytes, bytes]]) -> Acks: ...
+    async def send_many(self, items: Sequence[tuple[bytes, bytes, str | None]]) -> Acks: ...
 
 
 # What `send_many` hands back once every record is queued: awaiting it gives each
@@ -139,8 +139,9 @@ class KafkaSink:
             raise ProduceUnavailable(f"Kafka refused the record: {type(exc).__name__}") from exc
         return Ack(meta.topic, meta.partition, meta.offset, meta.timestamp)
 
-    async def send_many(self, items: Sequence[tuple[bytes, bytes]]) -> Acks:
-        """Queue every (key, value) with the producer in the given order (records of one
+    async def send_many(self, items: Sequence[tuple[bytes, bytes, str | None]]) -> Acks:
+        """Queue every (key, value, topic or None for the intake topic) with the producer in
+        the given order (records of one
         town keep their order on its partition), returning once all are queued; the
         result, awaited, is each record's acknowledgement — many records share one round
         trip to the brokers instead of paying one each (issue 14, bulk intake). The
@@ -152,14 +153,14 @@ class KafkaSink:
             producer = await self._ensure_started()
         except ProduceUnavailable as exc:
             return _settled([exc] * len(items))
-        for key, value in items:
+        for key, value, topic in items:
             remaining_s = deadline - loop.time()
             try:
                 if remaining_s <= 0:
                     raise TimeoutError
                 futures.append(
                     await asyncio.wait_for(
-                        producer.send(self.topic, value=value, key=key), remaining_s
+                        producer.send(topic or self.topic, value=value, key=key), remaining_s
                     )
                 )
             except TimeoutError:

@@ -19,7 +19,7 @@ from services.cli import main
 from services.intake.adapters import idempotency_store
 from services.intake.api import create_app
 from services.intake.settings import IntakeSettings
-from tests.integration.intake.conftest import Topic, settings_for
+from tests.integration.intake.conftest import PARTITIONS, Topic, settings_for
 from tests.integration.intake.test_refusals import case
 from tests.integration.servers import serving
 from tests.unit.intake.people import SHAOHAI, SUOZHEN, bad_check, make_id, token_table
@@ -232,3 +232,33 @@ def test_cli_sends_a_file_and_resends_it_safely(server: str, topic: Topic, tmp_p
     assert again.exit_code == 1 and "2 accepted, 2 rejected, 0 unknown" in again.output
     assert "2 replayed" in again.output
     assert asyncio.run(topic.end_offsets()) == before
+
+
+async def test_bulk_requests_for_relief_pass_the_county_claims_stage_as_single_ones_do(
+    stack: local_stack.StackInfo, topic: Topic, keys_db: str, unique: str
+) -> None:
+    """P6 across towns: a request for relief sent in bulk goes to the claims topic (keyed
+    by county), exactly as the single endpoint sends it; a payment goes to the town."""
+    from relief_platform.topics import ensure_topics
+
+    claims = Topic(stack.kafka_bootstrap, f"test.claims.{unique}")
+    await ensure_topics(stack.kafka_bootstrap, PARTITIONS, 1, names={claims.name: {}})
+    settings = _settings(stack, topic, keys_db).model_copy(update={"claims_topic": claims.name})
+    text = "\n".join(
+        [
+            line("register_case", "req-1", case(case_id="c-1", household_head_id=make_id(501))),
+            line(
+                "confirm_payment",
+                "pay-1",
+                {"town": SUOZHEN, "amount_fen": 50_000, "bank_reference": "B-1"},
+                case_id="c-0",
+            ),
+        ]
+    )
+    with serving(create_app(settings, tokens=token_table())) as url:
+        results = await post_bulk(url, text + "\n")
+    assert [r["status"] for r in results] == [202, 202], results
+    [request] = await claims.records()
+    assert request.key == b"county" and str(request.record.event_id) == results[0]["event_id"]
+    [payment] = await topic.records()
+    assert payment.key == SUOZHEN.encode() and payment.record.type == "PaymentConfirmed"
