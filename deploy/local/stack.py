@@ -42,7 +42,9 @@ ROOT = HERE.parent.parent
 KAFKA_PORT = int(os.environ.get("RELIEF_LOCAL_KAFKA_PORT", "19092"))
 KAFKA_CONTROLLER_PORT = int(os.environ.get("RELIEF_LOCAL_KAFKA_CONTROLLER_PORT", "19093"))
 PG_PORT = int(os.environ.get("RELIEF_LOCAL_PG_PORT", "15432"))
-KAFKA_HEAP = os.environ.get("RELIEF_LOCAL_KAFKA_HEAP", "512m")
+# 1 GiB: a development broker that keeps every test run's topics (thousands of partitions)
+# ran out of 512 MiB and stopped
+KAFKA_HEAP = os.environ.get("RELIEF_LOCAL_KAFKA_HEAP", "1g")
 
 # Generous on a 2-core machine: a cold JVM takes 10-20 s, a first Maven resolve a minute.
 KAFKA_START_TIMEOUT_S = 120.0
