@@ -27,6 +27,7 @@ from tests.e2e.stack_procs import Running, whole_stack
 pytestmark = pytest.mark.e2e
 
 QIFENG = "370321101"
+TIANZHUANG = "370321102"
 RESERVE_FEN = 5_000_000  # R4: 50,000 yuan
 AMOUNT_FEN = 80_000  # under the 1,000-yuan advance cap (P3): granted whole, at once
 N_CASES, N_PAID, N_CANCELLED = 24, 8, 4
@@ -183,3 +184,71 @@ async def test_a_flood_through_every_service_accounts_for_every_fen(running: Run
         )
         assert verified.status_code == 200, verified.text[:300]
         assert verified.json()["ok"] is True, verified.json()
+
+
+async def decided(client: httpx.AsyncClient, token: str, event_id: str) -> dict[str, Any]:
+    """The submission once decided (its decisions), waiting at most DECIDED_S."""
+    await all_decided(client, token, [event_id])
+    got = await client.get(
+        f"/v1/submissions/{event_id}", headers={"Authorization": f"Bearer {token}"}
+    )
+    return dict(got.json())
+
+
+async def test_the_same_household_in_another_town_is_refused_naming_the_first_grant(
+    running: Running,
+) -> None:
+    """P6 across towns, through intake, the county's claims stage and both towns' worker:
+    a household granted emergency relief in Qifeng asks in Tianzhuang for the same cause
+    and is refused in writing, the first grant named; once Qifeng cancels its case, the
+    household's request in Tianzhuang is granted."""
+    qifeng, tianzhuang = running.tokens["qifeng"], running.tokens["tianzhuang"]
+    head = resident_id(9_001)
+    body: dict[str, Any] = {
+        "urgency": "urgent",
+        "category": "emergency",
+        "household_head_id": head,
+        "requested_fen": AMOUNT_FEN,
+        "reason": "房屋倒塌",
+    }
+    async with httpx.AsyncClient(base_url=running.intake, timeout=30) as api:
+        first = await decided(
+            api,
+            qifeng,
+            await write(
+                api, qifeng, "/v1/cases",
+                {**body, "town": QIFENG, "case_id": "move-q"}, "p6-q",
+            ),
+        )  # fmt: skip
+        assert [x["type"] for x in first["decisions"]][:1] == ["AdvanceGranted"], first
+        second = await decided(
+            api,
+            tianzhuang,
+            await write(
+                api, tianzhuang, "/v1/cases",
+                {**body, "town": TIANZHUANG, "case_id": "move-t"}, "p6-t",
+            ),
+        )  # fmt: skip
+        [refused] = [x for x in second["decisions"] if x["type"] == "AdvanceRefused"]
+        assert refused["rule"] == "P6", refused
+        assert refused["figures"]["previous_case_id"] == "move-q", refused
+        assert refused["reason"] and "move-q" in refused["reason"], refused
+        assert not [x for x in second["decisions"] if x["type"] == "AdvanceGranted"]
+        voided = await decided(
+            api,
+            qifeng,
+            await write(
+                api, qifeng, "/v1/cases/move-q/cancellation",
+                {"town": QIFENG, "reason": "户主已迁往田庄镇"}, "p6-q-cancel",
+            ),
+        )  # fmt: skip
+        assert "AdvanceVoided" in [x["type"] for x in voided["decisions"]], voided
+        third = await decided(
+            api,
+            tianzhuang,
+            await write(
+                api, tianzhuang, "/v1/cases",
+                {**body, "town": TIANZHUANG, "case_id": "move-t2"}, "p6-t2",
+            ),
+        )  # fmt: skip
+        assert "AdvanceGranted" in [x["type"] for x in third["decisions"]], third

@@ -50,7 +50,7 @@ from faust.types import TP
 
 from relief_platform import kafka_security
 from schemas import topics
-from schemas.intake import ClockTick
+from schemas.intake import ClockTick, ReliefRequested
 from schemas.registry import RecordError, decode
 from services.emergency.adapters import metrics
 from services.emergency.adapters.outputs import Output, rejected_record, to_output
@@ -133,6 +133,21 @@ class OutputSink:
 def _stamp(message: Any) -> datetime:
     """The broker's LogAppendTime stamp of an intake record: its `recorded_at`."""
     return datetime.fromtimestamp(message.timestamp, UTC)
+
+
+def recorded_when_claimed(record: Any) -> Any:
+    """A request forwarded by the county's claims stage was recorded when the claims
+    topic took it (intake's 202), not when the stage forwarded it: R5's 24 hours run from
+    then, so a stage that was down or behind cannot move a household's deadline later."""
+    claim = getattr(record, "claim", None)
+    if (
+        isinstance(record, ReliefRequested)
+        and claim is not None
+        and record.recorded_at is not None
+        and claim.claimed_at < record.recorded_at
+    ):
+        return record.model_copy(update={"recorded_at": claim.claimed_at})
+    return record
 
 
 def raw_key(key: str) -> bytes:
@@ -403,7 +418,7 @@ class Engine:
         for event in events:
             msg = event.message
             try:
-                record = decode(msg.value, recorded_at=_stamp(msg))
+                record = recorded_when_claimed(decode(msg.value, recorded_at=_stamp(msg)))
             except RecordError as exc:
                 outputs.append(
                     rejected_record(msg.topic, msg.partition, msg.offset, str(exc), msg.value)

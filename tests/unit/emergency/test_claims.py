@@ -215,3 +215,23 @@ def test_civil_affairs_grants_a_second_time_across_towns_with_the_first_named() 
     [allowed] = [r for r in out if isinstance(r, d.SecondGrantAllowed)]
     assert allowed.previous_case_id == "em-q" and allowed.figures["previous_town"] == QIFENG
     assert any(isinstance(r, d.AdvanceGranted) for r in out)
+
+
+def test_a_forwarded_request_keeps_the_time_the_county_recorded_it() -> None:
+    """R5's 24 hours run from intake's 202 (the claims topic's stamp), not from when the
+    stage forwarded the request: a stage an hour behind moves no deadline later."""
+    from datetime import timedelta
+
+    from services.emergency.adapters.faust_app import recorded_when_claimed
+
+    claimed = claims.forwarded(
+        urgent("q-9", town=QIFENG, at=T0 + timedelta(hours=1)),
+        i.Claim(verdict=i.ClaimVerdict.FREE, claimed_at=T0),
+    )
+    assert recorded_when_claimed(claimed).recorded_at == T0
+    plain = urgent("q-10", town=QIFENG, at=T0 + timedelta(hours=1))
+    assert recorded_when_claimed(plain) is plain  # no claim: as the intake topic says
+    later = claims.forwarded(
+        plain, i.Claim(verdict=i.ClaimVerdict.FREE, claimed_at=T0 + timedelta(hours=2))
+    )
+    assert recorded_when_claimed(later).recorded_at == T0 + timedelta(hours=1)
