@@ -925,9 +925,9 @@ def plot(results: Sequence[Result], path: Path) -> None:
             bt = [s[0] for s in r.bare_samples]
             for k, label in ((1, "produced (acks=all)"), (2, "consumed"), (3, "copied")):
                 bare.plot(bt, _per_second(bt, [s[k] for s in r.bare_samples]), label=label)
+            bare.legend(fontsize=8)
         bare.set_title(f"{r.label}: bare pipeline (records/s, 5 s window)")
         bare.set_xlabel("seconds")
-        bare.legend(fontsize=8)
         t = [s.t for s in r.samples]
         for name, label in (
             ("accepted", "intake: accepted"),
