@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -47,16 +48,20 @@ def worker(loglevel: str) -> None:
         )
     except PreflightFailed as failed:
         failed.exit()
-    app = create_app(settings)
-    # A local copy ahead of its changelog would stop Faust at every start: drop it.
     from services.emergency.adapters.faust_app import STATE_TABLE
+
+    _run_worker(create_app(settings), settings, STATE_TABLE, settings.emergency_app_id, loglevel)
+
+
+def _run_worker(
+    app: Any, settings: EmergencySettings, table: str, app_id: str, loglevel: str
+) -> None:
+    """Run a Faust worker; first drop a local copy of its table that is ahead of the
+    changelog (it would stop Faust at every start)."""
     from services.emergency.adapters.local_store import check_local_store
 
     check_local_store(
-        settings.kafka_bootstrap,
-        Path(app.conf.tabledir),
-        STATE_TABLE,
-        f"{settings.emergency_app_id}-{STATE_TABLE}-changelog",
+        settings.kafka_bootstrap, Path(app.conf.tabledir), table, f"{app_id}-{table}-changelog"
     )
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
@@ -73,7 +78,6 @@ def claims(loglevel: str) -> None:
     """Run the county's claims stage (P6 across towns): one worker holds it at a time;
     start two for a warm standby."""
     from services.emergency.adapters.claims_app import CLAIMS_TABLE
-    from services.emergency.adapters.local_store import check_local_store
     from services.emergency.adapters.preflight import PreflightFailed, require_world
     from services.emergency.app import create_claims_app
 
@@ -89,15 +93,9 @@ def claims(loglevel: str) -> None:
         )
     except PreflightFailed as failed:
         failed.exit()
-    app = create_claims_app(settings)
-    check_local_store(
-        settings.kafka_bootstrap,
-        Path(app.conf.tabledir),
-        CLAIMS_TABLE,
-        f"{settings.claims_app_id}-{CLAIMS_TABLE}-changelog",
+    _run_worker(
+        create_claims_app(settings), settings, CLAIMS_TABLE, settings.claims_app_id, loglevel
     )
-    sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
-    app.main()
 
 
 @cli.command()

@@ -26,7 +26,6 @@ from typing import Any
 
 import faust
 
-from relief_platform import kafka_security
 from schemas import topics
 from schemas.claims import InvalidClaimRecord, decode_release
 from schemas.intake import ReliefRequested
@@ -39,6 +38,8 @@ from services.emergency.adapters.faust_app import (
     _current,
     _stamp,
     finish,
+    new_app,
+    raw_topic,
 )
 from services.emergency.adapters.outputs import Output, rejected_record
 from services.emergency.domain import claims
@@ -108,35 +109,14 @@ class ClaimsEngine(Engine):
 
 
 def build_claims_app(settings: EmergencySettings, rules: Rules) -> faust.App:
-    folder = settings.emergency_data_dir / settings.claims_app_id
-    folder.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = new_app(
+        settings,
         settings.claims_app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        broker_credentials=kafka_security.faust_credentials(),
-        store="rocksdb://",
-        datadir=str(folder),
-        # docs/design.md "Effectively once": as the town processor
-        processing_guarantee="at_least_once",
-        topic_partitions=1,  # one partition, keyed by county: claims are serialised
-        topic_replication_factor=settings.emergency_changelog_replication,
-        table_standby_replicas=1,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        broker_commit_every=1_000,
-        broker_session_timeout=settings.emergency_session_timeout_s,
-        broker_heartbeat_interval=settings.emergency_session_timeout_s / 3,
-        web_port=settings.claims_web_port,
-        web_host="127.0.0.1",
+        settings.emergency_data_dir / settings.claims_app_id,
+        1,  # one partition, keyed by county: claims are serialised
+        settings.claims_web_port,
     )
-    source = app.topic(
-        settings.claims_topic,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=1,
-    )
+    source = raw_topic(app, settings.claims_topic, 1)
     replicated = settings.emergency_changelog_replication >= 3
     table = app.Table(
         CLAIMS_TABLE,

@@ -571,16 +571,20 @@ def data_dir(settings: EmergencySettings) -> Path:
     return settings.emergency_data_dir / settings.emergency_app_id
 
 
-def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> faust.App:
-    data_dir(settings).mkdir(parents=True, exist_ok=True)
-    app = faust.App(
-        settings.emergency_app_id,
+def new_app(
+    settings: EmergencySettings, app_id: str, folder: Path, partitions: int, web_port: int
+) -> faust.App:
+    """A Faust app as the town processor and the claims stage both run: RocksDB state in
+    `folder`, acks from every in-sync replica, a warm standby of the state."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         # TLS / SASL-SCRAM as every other client (RELIEF_KAFKA_*; issue 13)
         broker_credentials=kafka_security.faust_credentials(),
         store="rocksdb://",
         # one folder per app id: a new state format never reads an old one's files
-        datadir=str(data_dir(settings)),
+        datadir=str(folder),
         # docs/design.md "Effectively once": Faust's transactional guarantee is
         # experimental; correctness comes from deterministic ids, the ack-before-store
         # order above and the state's own positions.
@@ -597,17 +601,32 @@ def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> fau
         # it, restarted) quickly; heartbeats go every third of it
         broker_session_timeout=settings.emergency_session_timeout_s,
         broker_heartbeat_interval=settings.emergency_session_timeout_s / 3,
-        web_port=settings.emergency_web_port,
+        web_port=web_port,
         web_host="127.0.0.1",
     )
-    intake = app.topic(
-        settings.intake_topic,
+
+
+def raw_topic(app: faust.App, name: str, partitions: int) -> Any:
+    """A topic read as bytes: the worker decodes records itself (schemas.registry)."""
+    return app.topic(
+        name,
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",
         value_serializer="raw",
         partitions=partitions,
     )
+
+
+def build_app(settings: EmergencySettings, rules: Rules, partitions: int) -> faust.App:
+    app = new_app(
+        settings,
+        settings.emergency_app_id,
+        data_dir(settings),
+        partitions,
+        settings.emergency_web_port,
+    )
+    intake = raw_topic(app, settings.intake_topic, partitions)
     # Keys name what they hold ("t/<town>", "c/<town>/<case>", ... see domain/book.py);
     # values are JSON objects (Faust's json codec) that the domain's models validate.
     # Replicated changelogs are written to two replicas before an ack, like every topic of
