@@ -18,21 +18,24 @@ grants leave.
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from deploy.local import stack as local_stack
-from relief_platform.topics import ensure_topics
-from schemas.topics import RejectedRecord
 from schemas.towns import load_county
 from services.ledger.adapters import postgres
 from tests.faults.conftest import Cluster, Figures, steady_load
+from tests.faults.dead_letters import (
+    BROKER_DOWN_S,
+    dead_letters,
+    end_offsets,
+    kill_a_broker_of,
+    restart_if_exited,
+    slip_in,
+    strict_topic,
+    supervise,
+)
 from tests.faults.test_postgres_stopped import (
     all_in_ledger,
     cluster_stack,
@@ -47,52 +50,14 @@ from tests.integration.emergency.test_faults import (
     feed,
     granted_count_reaches,
     granted_once,
-    logs,
     requests_over,
 )
-from tests.integration.emergency.test_worker import PARTITIONS, Env, flood
+from tests.integration.emergency.test_worker import Env, flood
 from tests.integration.ledger.conftest import SEALER, ledger_database
 
 pytestmark = pytest.mark.faults
 
-BROKER_DOWN_S = 45.0  # past the dead-letter producer's 40 s request timeout
 BAD = [b"{not json", b'{"type": "Posting"}', b"\xff\xfe", b"[]", b'{"type": "Nothing"}']
-
-
-async def slip_in(bootstrap: str, topic: str, towns: Sequence[str]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for n, value in enumerate(BAD):
-            await producer.send_and_wait(topic, key=towns[n % len(towns)].encode(), value=value)
-    finally:
-        await producer.stop()
-
-
-async def dead_letters(bootstrap: str, topic: str) -> list[RejectedRecord]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    got: list[RejectedRecord] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=2_000):
-            for msgs in batch.values():
-                got.extend(RejectedRecord.model_validate_json(m.value or b"") for m in msgs)
-    finally:
-        await consumer.stop()
-    return got
-
-
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await consumer.start()
-    try:
-        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        ends: dict[Any, int] = await consumer.end_offsets(tps)
-        return {tp.partition: offset for tp, offset in ends.items()}
-    finally:
-        await consumer.stop()
 
 
 async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
@@ -105,15 +70,15 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
     n_cases = 2_000
     cases = requests_over(towns, n_cases, "dlq")
     dlq = f"{env.rejected}.ledger"
-    await ensure_topics(
-        env.bootstrap,
-        partitions=PARTITIONS,
-        replication_factor=3,
-        names={dlq: {"min.insync.replicas": "3"}},
-    )
+    await strict_topic(env.bootstrap, dlq)
     async with ledger_database(cluster_stack(cluster)) as ledger_db:
         ledger_log = env.log.with_name("ledger.log")
-        ledgers = [start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq)]
+
+        def ledger() -> subprocess.Popen[bytes]:
+            return start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq)
+
+        ledgers = [ledger()]
+        exits: list[int] = []
         worker.append(env.start_worker())
         await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
         gates = {"broken": 500, "mended": 1_200}
@@ -121,21 +86,10 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
             env, cases, chunk=25, pause_s=0.5, gates=gates, drain_s=AFTER_CRASH_S
         ) as load:
             await granted_count_reaches(env, 200, workers=worker)
-            leaders = await local_stack.partition_leaders(env.bootstrap, [dlq])
-            victim = leaders[dlq][0]
-            pid = cluster.pid(victim)
-            assert pid is not None, f"broker {victim} leads {dlq} but does not run"
-            os.killpg(pid, signal.SIGKILL)
+            await kill_a_broker_of(cluster, env.bootstrap, dlq)
             load.open("broken")
-            await slip_in(env.bootstrap, env.postings, towns)
-            exits: list[int] = []
-            deadline = asyncio.get_running_loop().time() + BROKER_DOWN_S
-            while asyncio.get_running_loop().time() < deadline:
-                if (code := ledgers[-1].poll()) is not None:  # the supervisor's part
-                    exits.append(code)
-                    ledgers.append(start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq))
-                assert worker[0].poll() is None, f"the processor exited\n{logs(env)}"
-                await asyncio.sleep(1)
+            await slip_in(env.bootstrap, env.postings, towns, BAD)
+            await supervise(BROKER_DOWN_S, ledgers, ledger, exits, env, worker[0])
             # nothing dead-lettered while the topic could not take it, nothing stepped over
             assert not await dead_letters(env.bootstrap, dlq)
             await asyncio.to_thread(cluster.up)  # the broker back
@@ -156,9 +110,7 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
                     f"ledger at {positions} of {ends}; its log:\n"
                     f"{ledger_log.read_text(errors='replace')[-3000:]}"
                 )
-                if (code := ledgers[-1].poll()) is not None:
-                    exits.append(code)
-                    ledgers.append(start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq))
+                restart_if_exited(ledgers, ledger, exits)
                 await asyncio.sleep(1)
             assert await holds_in_book_on(pool) == n_cases
             ids = [

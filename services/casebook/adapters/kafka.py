@@ -203,8 +203,10 @@ class CasebookConsumer:
                         raise RecordError(f"{record.type} is not a decision")
                 except RecordError as exc:
                     log.warning("rejected %s/%d@%d: %s", r.topic, r.partition, r.offset, exc)
+                    # stamped with the failing record's broker time, as every output is
+                    # (not the host clock): a re-sent letter is the same letter
                     dead = RejectedRecord.of(
-                        r.topic, r.partition, r.offset, str(exc), r.value, datetime.now(UTC)
+                        r.topic, r.partition, r.offset, str(exc), r.value, _stamp(r)
                     )
                     dead_letters.append(
                         await producer.send(self.rejected_topic, key=r.key, value=encode(dead))

@@ -41,14 +41,18 @@ TOPIC_WAIT_S = 1.0
 TOPIC_WAIT_MAX_S = 300.0
 
 
+def broker_time(timestamp_ms: int | None) -> datetime | None:
+    """The broker's stamp of a record (its log-append or create time), as a datetime."""
+    return None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+
+
 def parse_record(
     topic: str, partition: int, offset: int, timestamp_ms: int | None, value: bytes | None
 ) -> IncomingPosting:
     """A Kafka record as a posting the book can take, else PostingError / RecordError."""
     if value is None:
         raise PostingError("empty record value")
-    recorded_at = None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    posting = decode_as(value, Posting, recorded_at=recorded_at)
+    posting = decode_as(value, Posting, recorded_at=broker_time(timestamp_ms))
     incoming = IncomingPosting(
         posting_id=posting.posting_id,
         kind=posting.kind,
@@ -191,8 +195,10 @@ class LedgerConsumer:
             except (RecordError, PostingError, UnicodeDecodeError) as exc:
                 reason = str(exc) or type(exc).__name__
                 log.warning("rejected %s/%d@%d: %s", r.topic, r.partition, r.offset, reason)
+                # stamped with the failing record's broker time, as every output is (not
+                # the host clock): a re-sent letter is the same letter, byte for byte
                 rejected = RejectedRecord.of(
-                    r.topic, r.partition, r.offset, reason, r.value, datetime.now(UTC)
+                    r.topic, r.partition, r.offset, reason, r.value, broker_time(r.timestamp)
                 )
                 dead_letters.append(
                     await producer.send(self.rejected_topic, key=r.key, value=encode(rejected))

@@ -165,13 +165,20 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
 
 
 async def produce(
-    bootstrap: str, topic: str, values: Sequence[tuple[str, bytes]]
+    bootstrap: str,
+    topic: str,
+    values: Sequence[tuple[str, bytes]],
+    timestamp_ms: int | None = None,
 ) -> list[tuple[int, int]]:
-    """(key, value) pairs onto `topic`; their (partition, offset)s."""
+    """(key, value) pairs onto `topic` (stamped `timestamp_ms` where the topic keeps the
+    producer's time; the broker's now by default); their (partition, offset)s."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:
-        sent = [await producer.send(topic, key=k.encode(), value=v) for k, v in values]
+        sent = [
+            await producer.send(topic, key=k.encode(), value=v, timestamp_ms=timestamp_ms)
+            for k, v in values
+        ]
         metas = await asyncio.gather(*sent)
         return [(m.partition, m.offset) for m in metas]
     finally:

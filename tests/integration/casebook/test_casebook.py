@@ -8,7 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Awaitable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -17,6 +17,7 @@ import pytest
 from deploy.local import stack as local_stack
 from schemas.decisions import AdvanceGranted, Decision
 from schemas.registry import encode
+from schemas.topics import RejectedRecord
 from services.casebook.adapters import postgres as casebook_postgres
 from services.casebook.app import rebuild
 from tests.integration.casebook.conftest import (
@@ -279,24 +280,38 @@ async def test_an_unreadable_decision_is_a_dead_letter_and_the_rest_flow(
         [(r.town, encode(r)) for r in (incident(FLOOD), urgent("case-9", 80_000, inc=FLOOD))],
     )
     bad = b'{"type": "Nonsense"}' if unreadable == "not a decision" else _nul_in_a_figure()
-    await produce(stack.kafka_bootstrap, topics.decisions, [(QIFENG, bad)])
+    # stamped by its producer an hour ago: the dead letter carries that stamp, not the
+    # casebook's clock (every output is stamped with the broker's time of its record)
+    stamped = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    await produce(
+        stack.kafka_bootstrap,
+        topics.decisions,
+        [(QIFENG, bad)],
+        timestamp_ms=int(stamped.timestamp() * 1000),
+    )
     good = [r for r in await processor.step() if isinstance(r, Decision)]
+    letters: list[RejectedRecord] = []
+
+    async def sent() -> bool:
+        letters[:] = await _dead_letters(stack.kafka_bootstrap, topics.rejected, topics.decisions)
+        return bool(letters)
+
     async with running(settings):
         await eventually(lambda: _at_least(casebook_db, "decisions", len(good)), "the good ones")
-        await eventually(
-            lambda: _dead_letters(stack.kafka_bootstrap, topics.rejected, topics.decisions),
-            "the dead letter",
-        )
+        await eventually(sent, "the dead letter")
+    assert [(r.offset, r.rejected_at) for r in letters] == [(0, stamped)]
 
 
-async def _dead_letters(bootstrap: str, topic: str, source: str) -> bool:
+async def _dead_letters(bootstrap: str, topic: str, source: str) -> list[RejectedRecord]:
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     await consumer.start()
     try:
         batch = await consumer.getmany(timeout_ms=1_000)
-        return any(source.encode() in (m.value or b"") for ms in batch.values() for m in ms)
+        values = [m.value or b"" for ms in batch.values() for m in ms]
+        letters = [RejectedRecord.model_validate_json(v) for v in values]
+        return [r for r in letters if r.source_topic == source]
     finally:
         await consumer.stop()
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,10 @@ async def make_topics(stack: local_stack.StackInfo, unique: str) -> tuple[str, s
 
 
 async def produce(
-    stack: local_stack.StackInfo, topic: str, values: Sequence[tuple[str, bytes]]
+    stack: local_stack.StackInfo,
+    topic: str,
+    values: Sequence[tuple[str, bytes]],
+    timestamp_ms: int | None = None,
 ) -> None:
     producer = AIOKafkaProducer(
         bootstrap_servers=stack.kafka_bootstrap, enable_idempotence=True, acks="all", linger_ms=5
@@ -50,7 +54,10 @@ async def produce(
     await producer.start()
     try:
         # keyed by town (contracts.md): one town's postings stay in order on one partition
-        sends = [await producer.send(topic, key=k.encode(), value=v) for k, v in values]
+        sends = [
+            await producer.send(topic, key=k.encode(), value=v, timestamp_ms=timestamp_ms)
+            for k, v in values
+        ]
         await asyncio.gather(*sends)
     finally:
         await producer.stop()
@@ -159,17 +166,21 @@ async def test_an_unreadable_record_goes_to_rejected_and_later_records_flow(
     fund, grant = funded(SUOZHEN), granted(SUOZHEN, 1, 10_000)
     unbalanced = json.loads(encode(granted(SUOZHEN, 2, 500)))
     unbalanced["lines"][0]["amount_fen"] = 501
+    # the bad ones stamped by their producer an hour ago: their dead letters carry that
+    # stamp, not the ledger's clock (every output is stamped with its record's broker time)
+    stamped = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    await produce(stack, topic, [(SUOZHEN, encode(fund))])
     await produce(
         stack,
         topic,
         [
-            (SUOZHEN, encode(fund)),
             (SUOZHEN, b"{not json"),
             (SUOZHEN, json.dumps(unbalanced).encode()),
             (SUOZHEN, b'{"type": "Nonsense", "schema_version": 1}'),
-            (SUOZHEN, encode(grant)),
         ],
+        timestamp_ms=int(stamped.timestamp() * 1000),
     )
+    await produce(stack, topic, [(SUOZHEN, encode(grant))])
     consumers.start(ledger_db, stack, topic, rejected)
     await wait_for(ledger_db, 2)
 
@@ -194,6 +205,7 @@ async def test_an_unreadable_record_goes_to_rejected_and_later_records_flow(
     reasons = " | ".join(str(g["reason"]) for g in got)
     assert "not JSON" in reasons and "unbalanced" in reasons and "Nonsense" in reasons
     assert [g["offset"] for g in got] == [1, 2, 3]
+    assert {datetime.fromisoformat(str(g["rejected_at"])) for g in got} == {stamped}
     assert (await postgres.reserve_balances(ledger_db.pool))[SUOZHEN] == 5_000_000 - 10_000
     positions = await postgres.LedgerStore(ledger_db.pool, SEALER).positions(topic)
     assert sum(positions.values()) == 5  # the dead letters' positions are stored too
