@@ -130,6 +130,25 @@ async def env(cluster: Cluster, unique: str, tmp_path: Path) -> AsyncIterator[En
     yield e
 
 
+def start_service(
+    args: Sequence[str], log: Path, settings: dict[str, str], drop_prefix: str
+) -> subprocess.Popen[bytes]:
+    """`python -m ARGS` from the project's folder, its output appended to `log`: this
+    process's environment without the variables starting with `drop_prefix` (the
+    service's own settings), plus `settings`."""
+    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
+    return subprocess.Popen(
+        [sys.executable, "-m", *args],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith(drop_prefix)},
+            **settings,
+        },
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
+
+
 @pytest.fixture
 def worker(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []

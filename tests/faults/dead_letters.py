@@ -5,22 +5,86 @@ onto the topic it reads, and the letters read back."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from deploy.local import stack as local_stack
 from relief_platform.topics import ensure_topics
+from schemas.envelope import Record
 from schemas.topics import RejectedRecord
-from tests.faults.conftest import Cluster
-from tests.integration.emergency.test_faults import logs
-from tests.integration.emergency.test_worker import PARTITIONS, Env
+from tests.faults.conftest import CaughtUp, Cluster, Load, steady_load
+from tests.integration.emergency.test_faults import (
+    AFTER_CRASH_S,
+    feed,
+    granted_count_reaches,
+    logs,
+)
+from tests.integration.emergency.test_worker import PARTITIONS, Env, flood
 
 BROKER_DOWN_S = 45.0  # past the dead-letter producers' 40 s request timeout
+
+
+Start = Callable[[], subprocess.Popen[bytes]]
+Slipped = list[tuple[int, int]]  # (partition, offset) of each bad record
+
+
+@dataclasses.dataclass
+class Refused:
+    """What the fault left: the load (for its recovery), where the bad records went, and
+    the exit codes of the consumer while its dead letters were refused."""
+
+    load: Load
+    slipped: Slipped
+    exits: list[int]
+
+
+async def refuse_dead_letters(
+    cluster: Cluster,
+    env: Env,
+    worker: list[subprocess.Popen[bytes]],
+    *,
+    towns: Sequence[str],
+    cases: Sequence[Record],
+    dlq: str,
+    onto: str,
+    bad: Sequence[bytes],
+    consumers: list[subprocess.Popen[bytes]],
+    start: Start,
+    caught_up: CaughtUp,
+    while_down: Callable[[Slipped], Awaitable[None]] | None = None,
+) -> Refused:
+    """The story's fault under a steady load of `cases`: once the processor (started
+    here) has granted 200, the broker leading `dlq` (a `strict_topic`) is SIGKILLed, `bad`
+    slipped onto `onto` (the topic the consumer reads), the consumer (the last of
+    `consumers`) supervised for BROKER_DOWN_S; then no dead letter may be on `dlq`, and
+    `while_down` looks at the consumer's state before the broker is started again. The
+    rest of the load is produced before this returns."""
+    exits: list[int] = []
+    worker.append(env.start_worker())
+    await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
+    gates = {"broken": 500, "mended": 1_200}
+    async with steady_load(
+        env, cases, chunk=25, pause_s=0.5, gates=gates, drain_s=AFTER_CRASH_S
+    ) as load:
+        await granted_count_reaches(env, 200, workers=worker)
+        await kill_a_broker_of(cluster, env.bootstrap, dlq)
+        load.open("broken")
+        slipped = await slip_in(env.bootstrap, onto, towns, bad)
+        await supervise(BROKER_DOWN_S, consumers, start, exits, env, worker[0])
+        # nothing dead-lettered while the topic could not take it
+        assert not await dead_letters(env.bootstrap, dlq)
+        if while_down is not None:
+            await while_down(slipped)
+        await asyncio.to_thread(cluster.up)  # the broker back
+        load.fault_over(caught_up=caught_up)
+        load.open("mended")
+    return Refused(load, slipped, exits)
 
 
 async def strict_topic(bootstrap: str, topic: str) -> None:
@@ -44,7 +108,7 @@ async def kill_a_broker_of(cluster: Cluster, bootstrap: str, topic: str) -> None
 
 def restart_if_exited(
     procs: list[subprocess.Popen[bytes]],
-    start: Callable[[], subprocess.Popen[bytes]],
+    start: Start,
     exits: list[int],
 ) -> None:
     """The supervisor's part: the last of `procs` exited, its code noted, another started."""
@@ -56,7 +120,7 @@ def restart_if_exited(
 async def supervise(
     seconds: float,
     procs: list[subprocess.Popen[bytes]],
-    start: Callable[[], subprocess.Popen[bytes]],
+    start: Start,
     exits: list[int],
     env: Env,
     worker: subprocess.Popen[bytes],
@@ -71,13 +135,18 @@ async def supervise(
 
 async def slip_in(
     bootstrap: str, topic: str, towns: Sequence[str], values: Sequence[bytes]
-) -> None:
-    """`values` onto `topic`, keyed by town in turn (so they land among a town's records)."""
+) -> Slipped:
+    """`values` onto `topic`, keyed by town in turn (so they land among a town's records);
+    their (partition, offset)s."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
     await producer.start()
     try:
+        sent = []
         for n, value in enumerate(values):
-            await producer.send_and_wait(topic, key=towns[n % len(towns)].encode(), value=value)
+            key = towns[n % len(towns)].encode()
+            meta = await producer.send_and_wait(topic, key=key, value=value)
+            sent.append((meta.partition, meta.offset))
+        return sent
     finally:
         await producer.stop()
 

@@ -25,16 +25,13 @@ import pytest
 
 from schemas.towns import load_county
 from services.ledger.adapters import postgres
-from tests.faults.conftest import Cluster, Figures, steady_load
+from tests.faults.conftest import Cluster, Figures
 from tests.faults.dead_letters import (
-    BROKER_DOWN_S,
     dead_letters,
     end_offsets,
-    kill_a_broker_of,
+    refuse_dead_letters,
     restart_if_exited,
-    slip_in,
     strict_topic,
-    supervise,
 )
 from tests.faults.test_postgres_stopped import (
     all_in_ledger,
@@ -47,12 +44,10 @@ from tests.integration.emergency.test_faults import (
     AFTER_CRASH_S,
     AMOUNT_FEN,
     all_granted,
-    feed,
-    granted_count_reaches,
     granted_once,
     requests_over,
 )
-from tests.integration.emergency.test_worker import Env, flood
+from tests.integration.emergency.test_worker import Env
 from tests.integration.ledger.conftest import SEALER, ledger_database
 
 pytestmark = pytest.mark.faults
@@ -78,23 +73,20 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
             return start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq)
 
         ledgers = [ledger()]
-        exits: list[int] = []
-        worker.append(env.start_worker())
-        await feed(env.bootstrap, env.intake, [flood(t) for t in towns], chunk=100, pause_s=0)
-        gates = {"broken": 500, "mended": 1_200}
-        async with steady_load(
-            env, cases, chunk=25, pause_s=0.5, gates=gates, drain_s=AFTER_CRASH_S
-        ) as load:
-            await granted_count_reaches(env, 200, workers=worker)
-            await kill_a_broker_of(cluster, env.bootstrap, dlq)
-            load.open("broken")
-            await slip_in(env.bootstrap, env.postings, towns, BAD)
-            await supervise(BROKER_DOWN_S, ledgers, ledger, exits, env, worker[0])
-            # nothing dead-lettered while the topic could not take it, nothing stepped over
-            assert not await dead_letters(env.bootstrap, dlq)
-            await asyncio.to_thread(cluster.up)  # the broker back
-            load.fault_over(caught_up=lambda backlog: all_in_ledger(ledger_db, backlog))
-            load.open("mended")
+        refused = await refuse_dead_letters(
+            cluster,
+            env,
+            worker,
+            towns=towns,
+            cases=cases,
+            dlq=dlq,
+            onto=env.postings,
+            bad=BAD,
+            consumers=ledgers,
+            start=ledger,
+            caught_up=lambda backlog: all_in_ledger(ledger_db, backlog),
+        )
+        exits = refused.exits
 
         wanted = {c.correlation_id for c in cases}
         decisions = await all_granted(env, wanted, AFTER_CRASH_S, worker)
@@ -126,7 +118,7 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
             sent=n_cases,
             accepted=wanted,
             decisions=decisions,
-            recovery_s=await load.recovery_s(),
+            recovery_s=await refused.load.recovery_s(),
         )
         ledgers[-1].terminate()
         await asyncio.to_thread(ledgers[-1].wait, 30)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import pytest
 from deploy.local import stack as local_stack
 from schemas.towns import load_county
 from services.ledger.adapters import postgres
-from tests.faults.conftest import ROOT, Cluster, Figures, steady_load
+from tests.faults.conftest import Cluster, Figures, start_service, steady_load
 from tests.integration.emergency.test_faults import (
     AMOUNT_FEN,
     all_granted,
@@ -76,12 +74,10 @@ async def ledger_db(cluster: Cluster) -> AsyncIterator[LedgerDb]:
 def start_ledger(
     db: LedgerDb, env: Env, log: Path, rejected_topic: str | None = None
 ) -> subprocess.Popen[bytes]:
-    out = open(log, "ab")  # noqa: SIM115 - the child keeps it
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.ledger", "run"],
-        cwd=ROOT,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("RELIEF_LEDGER_")},
+    return start_service(
+        ["services.ledger", "run"],
+        log,
+        {
             "RELIEF_KAFKA_BOOTSTRAP": env.bootstrap,
             "RELIEF_DATABASE_URL": db.app_url,
             "RELIEF_DATABASE_OWNER_URL": db.owner_url,
@@ -89,8 +85,7 @@ def start_ledger(
             "RELIEF_LEDGER_REJECTED_TOPIC": rejected_topic or env.rejected,
             "RELIEF_METRICS_PORT": "0",
         },
-        stdout=out,
-        stderr=subprocess.STDOUT,
+        drop_prefix="RELIEF_LEDGER_",
     )
 
 
