@@ -3,7 +3,11 @@ into PostgreSQL, exactly once.
 
 No consumer group: the positions are PostgreSQL's, stored with the rows of each batch,
 and the consumer seeks to them at start. A decision that cannot be read goes to
-relief.rejected.v1 with its reason (acknowledged before the position passes it). An
+relief.rejected.v1 with its reason, stamped with the record's broker time; the position
+passes it only once Kafka has acknowledged the letter: while Kafka refuses it the
+consumer waits on the send (the producer retries), and if the send fails it exits with
+the position before the record, to read it again when restarted
+(tests/faults/test_casebook_dead_letter_send_fails.py). An
 intake record or a dead letter the casebook cannot read is skipped and counted: the
 processor dead-letters intake records itself, and a dead letter is never sent on again.
 
