@@ -90,8 +90,6 @@ class _Line(BaseModel):
     body: dict[str, Any]
 
 
-
-
 # ---------------------------------------------------------------- a line, prepared
 
 

@@ -67,9 +67,7 @@ def event_id(command: Command, fields: Mapping[str, Any], org: str, key: str) ->
 _PathModelConfig = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 CaseIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=CASE_ID_PATTERN)]
 TownText = Annotated[str, Field(min_length=6, max_length=12, pattern=rq.TOWN_PATTERN)]
-PeriodText = Annotated[
-    str, Field(min_length=7, max_length=7, pattern=DISCLOSURE_PERIOD_PATTERN)
-]
+PeriodText = Annotated[str, Field(min_length=7, max_length=7, pattern=DISCLOSURE_PERIOD_PATTERN)]
 RowIndex = Annotated[int, Field(ge=0, lt=MAX_HARDSHIP_ROWS, strict=True)]
 
 
