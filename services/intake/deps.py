@@ -32,11 +32,12 @@ bearer_scheme = HTTPBearer(auto_error=False, description="an intake token")
 
 async def authenticated(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    intake: IntakeDep,
+    request: Request,
 ) -> Principal:
     if credentials is None:
         raise Refused(401, "missing bearer token (Authorization: Bearer <token>)")
-    principal = intake.tokens.table().lookup(credentials.credentials)
+    # the request, not IntakeDep: every call pays for each dependency FastAPI resolves
+    principal = (await service(request)).tokens.table().lookup(credentials.credentials)
     if principal is None:
         raise Refused(401, "unknown token")
     return principal

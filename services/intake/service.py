@@ -170,8 +170,10 @@ class Intake:
     ) -> Answer:
         stamp = rq.Stamp(event_id, self.clock(), principal.actor, self.hash_key, self.county)
         records = command.records(stamp)
-        # a department's list is many records: queued together, acknowledged together
-        acks = await asyncio.gather(*(self.send(record) for record in records))
+        if len(records) == 1:
+            acks: Sequence[Ack] = [await self.send(records[0])]
+        else:  # a department's list: its records queued together, acknowledged together
+            acks = await asyncio.gather(*(self.send(record) for record in records))
         return Answer(202, answering(records, acks))
 
     # -------------------------------------------------------- shared with reads and bulk
