@@ -335,7 +335,8 @@ def test_a_ledger_shard_is_within_its_count() -> None:
     import pydantic
     import pytest
 
-    from services.ledger.app import LedgerSettings, shard_of
+    from relief_platform.positioned import shard_of
+    from services.ledger.app import LedgerSettings
 
     assert shard_of(LedgerSettings(ledger_shard="1/2").ledger_shard) == (1, 2)
     assert shard_of(LedgerSettings().ledger_shard) is None
