@@ -156,6 +156,15 @@ def worker(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
     stop_processes(procs, wait_s=60)
 
 
+@pytest.fixture
+def consumers(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """A story's consumer processes (the ledger's, the casebook's), each restart appended:
+    whatever still runs when the story ends, passed or failed, is stopped."""
+    procs: list[subprocess.Popen[bytes]] = []
+    yield procs
+    stop_processes(procs, wait_s=30)
+
+
 @contextlib.contextmanager
 def cluster_frozen(cluster: Cluster, longest_s: float) -> Iterator[None]:
     """Every broker of the cluster stopped (SIGSTOP) for the body, resumed (SIGCONT) after

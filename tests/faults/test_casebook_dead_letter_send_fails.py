@@ -152,6 +152,7 @@ async def test_casebook_dead_letters_refused_by_kafka_under_load_skip_nothing(
     cluster: Cluster,
     env: Env,
     worker: list[subprocess.Popen[bytes]],
+    consumers: list[subprocess.Popen[bytes]],
     reliability: Callable[..., Figures],
 ) -> None:
     towns = load_county().codes()
@@ -176,7 +177,8 @@ async def test_casebook_dead_letters_refused_by_kafka_under_load_skip_nothing(
                 at = held.get((env.decisions, partition), 0)
                 assert at <= offset, f"the casebook stepped over {partition}@{offset}: {at}"
 
-        casebooks = [casebook()]
+        casebooks = consumers
+        casebooks.append(casebook())
         refused = await refuse_dead_letters(
             cluster,
             env,
@@ -243,6 +245,7 @@ async def test_casebook_dead_letters_refused_by_kafka_under_load_skip_nothing(
 
         # a replay of the same topics into an empty database gives the same rows
         replay = start_casebook("rebuild", replayed, env, casebook_log, rejected_topic=dlq)
+        consumers.append(replay)  # stopped, should it not finish
         code = await asyncio.to_thread(replay.wait, AFTER_CRASH_S)
         assert code == 0, f"the replay exited {code}:\n{its_log()}"
         again = await rows(replayed.app_url)

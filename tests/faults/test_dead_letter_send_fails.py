@@ -59,6 +59,7 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
     cluster: Cluster,
     env: Env,
     worker: list[subprocess.Popen[bytes]],
+    consumers: list[subprocess.Popen[bytes]],
     reliability: Callable[..., Figures],
 ) -> None:
     towns = load_county().codes()
@@ -72,7 +73,8 @@ async def test_dead_letters_refused_by_kafka_under_load_skip_nothing(
         def ledger() -> subprocess.Popen[bytes]:
             return start_ledger(ledger_db, env, ledger_log, rejected_topic=dlq)
 
-        ledgers = [ledger()]
+        ledgers = consumers
+        ledgers.append(ledger())
         refused = await refuse_dead_letters(
             cluster,
             env,
