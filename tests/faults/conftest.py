@@ -157,7 +157,7 @@ def worker(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 @pytest.fixture
-def consumers(env: Env) -> Iterator[list[subprocess.Popen[bytes]]]:
+def consumers() -> Iterator[list[subprocess.Popen[bytes]]]:
     """A story's consumer processes (the ledger's, the casebook's), each restart appended:
     whatever still runs when the story ends, passed or failed, is stopped."""
     procs: list[subprocess.Popen[bytes]] = []
