@@ -47,6 +47,15 @@ def test_only_a_positive_amount_up_to_what_is_available_is_covered() -> None:
     assert not r.covers(-1)
 
 
+@pytest.mark.parametrize("paid", [0, -1, 1_001])
+def test_a_payment_of_nothing_or_more_than_the_hold_is_a_bug_that_says_so(paid: int) -> None:
+    # a payment settles its hold with 1 fen up to the hold, never more and never nothing
+    r = Reserve.opened(SIZE).hold(1_000)
+    with pytest.raises(ReserveInvariantBroken, match=f"payment {paid} fen outside hold 1000 fen"):
+        r.pay(held_fen=1_000, paid_fen=paid)
+    assert r.pay(held_fen=1_000, paid_fen=1_000).paid_fen == 1_000
+
+
 def test_replenishing_above_the_size_is_refused() -> None:
     r = Reserve.opened(SIZE).hold(1_000)
     with pytest.raises(ReserveInvariantBroken):
@@ -108,3 +117,15 @@ def test_each_broken_invariant_alone_is_a_bug_that_names_itself(
     with pytest.raises(ReserveInvariantBroken, match=re.escape(named)):
         Reserve(size_fen=100, **figures).checked()
     assert Reserve(size_fen=100, available_fen=100).checked().available_fen == 100
+
+
+@pytest.mark.parametrize("amount", [0, -1])
+def test_a_release_or_replenishment_of_nothing_or_less_is_a_bug(amount: int) -> None:
+    # a negative release would quietly move available money into "held" with every sum
+    # still balanced (R4): only a positive amount moves money
+    r = Reserve.opened(SIZE).hold(1_000).pay(held_fen=1_000, paid_fen=500).hold(1_000)
+    for move in (r.release, r.replenish):
+        with pytest.raises(ReserveInvariantBroken, match=f"amount must be positive, got {amount}"):
+            move(amount)
+    with pytest.raises(ReserveInvariantBroken, match=f"amount must be positive, got {amount}"):
+        r.pay(held_fen=amount, paid_fen=amount)
