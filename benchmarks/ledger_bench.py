@@ -10,6 +10,10 @@ stack), migrates it, then writes the same postings twice, in transactions of --b
 2. a bare `copy_records_to_table` of the same entry and line rows into tables without
    constraints, indexes or triggers: the floor of what the server can take.
 
+`--dashboard` measures what finance's dashboard pays as the book grows: at each tenth of
+the postings, one snapshot (balances, today's figures, counts by kind, last postings, head)
+and the minute's carried-on `verify`, beside a full `verify` of the same book.
+
 `--breakdown` then says what each part costs: the same postings into fresh databases
 with one guarantee taken away at a time (the balanced checks, the lines' checks of their
 entry and account, the secondary unique indexes; not the reserve guard, which keeps the
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -132,6 +138,43 @@ async def bench_bare_copy(
     return time.perf_counter() - started
 
 
+async def dashboard_as_the_book_grows(
+    pool: asyncpg.Pool, app_url: str, items: list[IncomingPosting], batch: int
+) -> None:
+    """Snapshot and verify costs at each tenth of the book: flat is the goal (0008)."""
+    from schemas.towns import load_county
+    from services.ledger.domain.verify import Verifier
+    from services.ledger.web import snapshot
+
+    county = load_county()
+    store = postgres.LedgerStore(pool, SEALER)
+    verifier = Verifier(None)
+    step = max(batch, len(items) // 10)
+    print(f"\nthe dashboard as the book grows ({batch} postings per transaction)")
+    print(f"{'postings':>10}{'snapshot ms':>13}{'verify carried on ms':>22}{'full verify ms':>16}")
+    for start in range(0, len(items), step):
+        for at in range(start, min(start + step, len(items)), batch):
+            chunk = items[at : min(at + batch, start + step, len(items))]
+            await store.store_batch(chunk, {(TOPIC, 0): chunk[-1].source.offset + 1})
+        now = START + timedelta(seconds=min(start + step, len(items)))
+        began = time.perf_counter()
+        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            await snapshot.read(
+                conn, county, timedelta(hours=24), now, open_cases=None, max_postings=50
+            )
+        snap_ms = 1000 * (time.perf_counter() - began)
+        began = time.perf_counter()
+        carried = await postgres.verify(app_url, None, verifier=verifier)
+        carried_ms = 1000 * (time.perf_counter() - began)
+        began = time.perf_counter()
+        full = await postgres.verify(app_url, None)
+        full_ms = 1000 * (time.perf_counter() - began)
+        if not (carried.ok and full.ok and carried.head_hash == full.head_hash):
+            raise SystemExit(f"verify disagrees: {carried.problems[:3]} {full.problems[:3]}")
+        done = min(start + step, len(items))
+        print(f"{done:>10,}{snap_ms:>13.1f}{carried_ms:>22.1f}{full_ms:>16.1f}")
+
+
 def as_role(url: str, role: str, database: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(
@@ -152,13 +195,18 @@ WITHOUT: dict[str, list[str]] = {
         "ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_chain_chain_seq_key",
     ],
     "the balances' index of lines": ["DROP INDEX ledger_lines_account"],
+    "the dashboard's running figures (0008)": [
+        "ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_counted",
+        "ALTER TABLE ledger_lines DISABLE TRIGGER ledger_lines_summed",
+    ],
 }
 
 
-async def one_store(
-    server: str, items: list[IncomingPosting], batch: int, without: list[str]
-) -> float:
-    """store_batch of `items` into a fresh database with `without` applied first."""
+@contextlib.asynccontextmanager
+async def scratch_ledger(
+    server: str, without: list[str]
+) -> AsyncIterator[tuple[str, asyncpg.Pool]]:
+    """A fresh, migrated ledger database with `without` applied first: (app url, pool)."""
     name = f"ledger_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(f"{server}/postgres")
     await admin.execute(f'CREATE DATABASE "{name}" OWNER "{local_stack.OWNER_ROLE}"')
@@ -175,12 +223,20 @@ async def one_store(
                 await owner.close()
         pool = await postgres.connect_pool(app_url, 2)
         try:
-            return await bench_store(pool, items, batch)
+            yield app_url, pool
         finally:
             await pool.close()
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+async def one_store(
+    server: str, items: list[IncomingPosting], batch: int, without: list[str]
+) -> float:
+    """store_batch of `items` into a fresh database with `without` applied first."""
+    async with scratch_ledger(server, without) as (_, pool):
+        return await bench_store(pool, items, batch)
 
 
 def python_work(items: list[IncomingPosting], batch: int) -> tuple[float, float]:
@@ -217,6 +273,9 @@ async def main() -> None:
     parser.add_argument("--postings", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=2_000)
     parser.add_argument("--breakdown", action="store_true", help="what each part costs")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="the dashboard's costs as the book grows"
+    )
     args = parser.parse_args()
     info = local_stack.local_info()
     admin_url = os.environ.get("RELIEF_DATABASE_ADMIN_URL", info.admin_url)
@@ -257,6 +316,9 @@ async def main() -> None:
         )
         if args.breakdown:
             await breakdown(server, items, args.batch, ledger_s)
+        if args.dashboard:
+            async with scratch_ledger(server, []) as (url, fresh):
+                await dashboard_as_the_book_grows(fresh, url, items, args.batch)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()

@@ -19,7 +19,7 @@ def openapi_text() -> str:
     """The document checked in at docs/openapi.json (a test fails when they drift)."""
     from schemas.towns import load_county
     from services.intake.adapters.reads import NoReadSource
-    from services.intake.api import create_app
+    from services.intake.app import create_app
     from services.intake.domain.tokens import TokenTable
 
     class _NoSink:
@@ -64,7 +64,7 @@ def serve(host: str, port: int, log_level: str, reuse_port: bool) -> None:
     """Serve the API with uvicorn (Kafka: RELIEF_KAFKA_BOOTSTRAP)."""
     import uvicorn
 
-    from services.intake.api import create_app
+    from services.intake.app import create_app
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     settings = IntakeSettings()

@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.positioned import SHARD_PATTERN, shard_of
 from relief_platform.secrets import (
     MIN_SEAL_KEY_BYTES,
     Sealer,
@@ -54,16 +55,13 @@ class LedgerSettings(BaseSettings):
     # "k/n": this consumer stores the partitions p with p % n == k (towns live on one
     # partition each, and each town's chain is its own, so shards never wait on each
     # other); empty: every partition
-    ledger_shard: str = Field(default="", pattern=r"^([0-9]{1,3}/[1-9][0-9]{0,2})?$")
+    ledger_shard: str = Field(default="", pattern=SHARD_PATTERN)
     ledger_batch_max_postings: int = Field(default=2_000, ge=1, le=20_000)
 
     @field_validator("ledger_shard")
     @classmethod
     def _shard_within_its_count(cls, value: str) -> str:
-        if value:
-            k, n = (int(part) for part in value.split("/"))
-            if k >= n:
-                raise ValueError(f"shard {k} of {n}: a shard is 0 to {n - 1}")
+        shard_of(value)
         return value
 
     ledger_poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
@@ -92,16 +90,6 @@ class LedgerSettings(BaseSettings):
             backoff_base_s=self.ledger_pg_retry_base_s,
             backoff_max_s=self.ledger_pg_retry_max_s,
         )
-
-
-def shard_of(text: str) -> tuple[int, int] | None:
-    """ "k/n" as (k, n); None for every partition. A shard outside its count is refused."""
-    if not text:
-        return None
-    k, n = (int(part) for part in text.split("/"))
-    if not 0 <= k < n:
-        raise ValueError(f"RELIEF_LEDGER_SHARD {text!r}: the shard must be 0 to {n - 1}")
-    return k, n
 
 
 async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = None) -> None:

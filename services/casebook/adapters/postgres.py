@@ -839,7 +839,7 @@ async def open_cases(db: Pool, town: str | None, limit: int) -> OpenCases:
     with their 24-hour deadline as the decisions stand."""
     rows = await db.fetch(
         """SELECT c.town, c.case_id, c.status, c.funded_by, c.granted_fen, c.granted_at,
-                   d.due_at, d.state, count(*) OVER () AS total
+                   d.due_at, d.state
               FROM casebook.cases c
               LEFT JOIN casebook.deadlines d
                 ON d.town = c.town AND d.case_id = c.case_id AND d.kind = 'relief_24h'
@@ -863,11 +863,13 @@ async def open_cases(db: Pool, town: str | None, limit: int) -> OpenCases:
         town,
         timeout=QUERY_TIMEOUT_S,
     )
+    by_town = {
+        r["town"]: TownOpen(open=int(r["open"]), breached=int(r["breached"])) for r in counts
+    }
     return OpenCases(
-        by_town={
-            r["town"]: TownOpen(open=int(r["open"]), breached=int(r["breached"])) for r in counts
-        },
-        total=int(rows[0]["total"]) if rows else 0,
+        by_town=by_town,
+        # the towns' counts add up to the total: one pass over the open cases, not two
+        total=sum(t.open for t in by_town.values()),
         cases=[
             OpenCase(
                 town=r["town"],

@@ -88,6 +88,20 @@ class Decision:
 ALLOW = Decision(True)
 
 
+class Forbidden(Exception):
+    """403: the principal may not do this, and why (the reason is the answer's detail)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def check(decision: Decision) -> None:
+    """Raise Forbidden unless the decision allows."""
+    if not decision.allowed:
+        raise Forbidden(decision.reason)
+
+
 def may(principal: Principal, action: Action) -> Decision:
     """The role check alone (before the request's town is known)."""
     if principal.role not in ALLOWED[action]:

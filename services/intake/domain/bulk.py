@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -26,28 +27,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.envelope import Record
 from schemas.identity import scrub_ids
-from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS
 from schemas.towns import County
 from services.intake.domain import requests as rq
-from services.intake.domain.authz import (
-    Action,
-    Decision,
-    may,
-    may_for_town,
-    may_register,
-)
-from services.intake.domain.idempotency import (
-    KEY_PATTERN,
-    MAX_KEY_CHARS,
-    Fingerprint,
-    event_id_for,
-)
+from services.intake.domain.authz import Forbidden, check, may
+from services.intake.domain.commands import KINDS, SPECS, Write, event_id
+from services.intake.domain.idempotency import KEY_PATTERN, MAX_KEY_CHARS, Fingerprint
 from services.intake.domain.tokens import Principal
 
 # A line holds one command: the largest single body (an incident with 5,000 households,
 # about 120 KB) fits; the server's setting may lower it (STYLE "a limit on everything").
 MAX_LINE_BYTES_DEFAULT = 256 * 1024
-CASE_ID_PATTERN = r"^[0-9A-Za-z_.:\-]+$"  # as the single endpoints' path parameter
 
 Loc = tuple[str | int, ...]
 
@@ -76,6 +65,17 @@ def _where(loc: Loc, msg: str) -> str:
     return f"{'.'.join(map(str, loc))}: {msg}" if loc else msg
 
 
+@contextmanager
+def _as_line_refusal() -> Iterator[None]:
+    """The single endpoint's 403 and 422, as a line's answer."""
+    try:
+        yield
+    except rq.RequestInvalid as exc:
+        raise LineRefused(422, exc.problems, "value_error") from None
+    except Forbidden as exc:
+        raise LineRefused(403, [((), exc.reason)], "forbidden") from None
+
+
 # ---------------------------------------------------------------- the line's shape
 
 
@@ -88,203 +88,6 @@ class _Line(BaseModel):
     )
     path: dict[str, Any] = Field(default_factory=dict)
     body: dict[str, Any]
-
-
-_PathModelConfig = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
-CaseIdText = Annotated[str, Field(min_length=1, max_length=64, pattern=CASE_ID_PATTERN)]
-TownText = Annotated[str, Field(min_length=6, max_length=12, pattern=rq.TOWN_PATTERN)]
-
-
-class NoPath(BaseModel):
-    model_config = _PathModelConfig
-
-
-class CasePath(BaseModel):
-    model_config = _PathModelConfig
-    case_id: CaseIdText
-
-
-class IncidentPath(BaseModel):
-    model_config = _PathModelConfig
-    incident_id: CaseIdText
-
-
-class TownPath(BaseModel):
-    model_config = _PathModelConfig
-    town: TownText
-
-
-class DisclosurePath(BaseModel):
-    model_config = _PathModelConfig
-    town: TownText
-    period: Annotated[str, Field(min_length=7, max_length=7, pattern=DISCLOSURE_PERIOD_PATTERN)]
-
-
-class FollowUpPath(BaseModel):
-    model_config = _PathModelConfig
-    list_event_id: uuid.UUID
-    row: Annotated[int, Field(ge=0, lt=MAX_HARDSHIP_ROWS, strict=True)]
-
-
-# ---------------------------------------------------------------- the commands
-
-
-def _body_town(action: Action) -> Callable[[Principal, County, Any, Any], None]:
-    """The single endpoints' `place`: a town the county has, and the principal may act
-    there (a town only for itself)."""
-
-    def check(principal: Principal, county: County, path: Any, body: Any) -> None:
-        del path
-        _known(county, body.town, ("body", "town"))
-        _allowed(may_for_town(principal, action, body.town))
-
-    return check
-
-
-def _path_town(action: Action) -> Callable[[Principal, County, Any, Any], None]:
-    def check(principal: Principal, county: County, path: Any, body: Any) -> None:
-        del body
-        _known(county, path.town, ("path", "town"))
-        _allowed(may_for_town(principal, action, path.town))
-
-    return check
-
-
-def _known(county: County, town: str, loc: Loc) -> None:
-    try:
-        rq.check_town(county, town, loc)
-    except rq.RequestInvalid as exc:
-        raise LineRefused(422, exc.problems, "value_error") from None
-
-
-def _allowed(decision: Decision) -> None:
-    if not decision.allowed:
-        raise LineRefused(403, [((), decision.reason)], "forbidden")
-
-
-def _register(principal: Principal, county: County, path: Any, body: Any) -> None:
-    del path
-    req: rq.RegisterCase = body
-    _known(county, req.town, ("body", "town"))
-    # section 八, P6: as POST /v1/cases
-    _allowed(may_register(principal, req.town, req.urgency, req.second_grant_reason is not None))
-
-
-@dataclass(frozen=True)
-class Spec:
-    """One command kind as its single endpoint takes it."""
-
-    action: Action
-    model: type[BaseModel]
-    path_model: type[BaseModel]
-    operation: Callable[[Any], str]  # the single endpoint's method and route
-    build: Callable[[Any, Any, rq.Stamp], Record]
-    authorize: Callable[[Principal, County, Any, Any], None]
-
-
-def _case(suffix: str, action: Action, model: type[BaseModel], mapper: Any) -> Spec:
-    return Spec(
-        action,
-        model,
-        CasePath,
-        lambda p: f"POST /v1/cases/{p.case_id}/{suffix}",
-        lambda p, b, s: mapper(p.case_id, b, s),
-        _body_town(action),
-    )
-
-
-def _incident(suffix: str, action: Action, model: type[BaseModel], mapper: Any) -> Spec:
-    return Spec(
-        action,
-        model,
-        IncidentPath,
-        lambda p: f"POST /v1/incidents/{p.incident_id}/{suffix}",
-        lambda p, b, s: mapper(p.incident_id, b, s),
-        _body_town(action),
-    )
-
-
-def _reserve(suffix: str, action: Action, mapper: Any) -> Spec:
-    return Spec(
-        action,
-        rq.MoveReserve,
-        TownPath,
-        lambda p: f"POST /v1/towns/{p.town}/reserve/{suffix}",
-        lambda p, b, s: mapper(p.town, b, s),
-        _path_town(action),
-    )
-
-
-# Keyed by the single endpoints' operation ids (docs/openapi.json), so a line names its
-# command as the API reference does.
-SPECS: Mapping[str, Spec] = {
-    "report_incident": Spec(
-        Action.REPORT_INCIDENT,
-        rq.ReportIncident,
-        NoPath,
-        lambda p: "POST /v1/incidents",
-        lambda p, b, s: rq.report_incident(b, s),
-        _body_town(Action.REPORT_INCIDENT),
-    ),
-    "update_incident": _incident(
-        "updates", Action.UPDATE_INCIDENT, rq.UpdateIncident, rq.update_incident
-    ),
-    "close_incident": _incident(
-        "close", Action.CLOSE_INCIDENT, rq.CloseIncident, rq.close_incident
-    ),
-    "emergency_period_emergency_period": _incident(
-        "emergency-period",
-        Action.DECLARE_EMERGENCY_PERIOD,
-        rq.DeclareEmergencyPeriod,
-        rq.declare_emergency_period,
-    ),
-    "emergency_period_end": _incident(
-        "emergency-period/end",
-        Action.DECLARE_EMERGENCY_PERIOD,
-        rq.EndEmergencyPeriod,
-        rq.end_emergency_period,
-    ),
-    "register_case": Spec(
-        Action.REGISTER_CASE,
-        rq.RegisterCase,
-        NoPath,
-        lambda p: "POST /v1/cases",
-        lambda p, b, s: rq.register_case(b, s),
-        _register,
-    ),
-    "confirm_payment": _case(
-        "payments", Action.CONFIRM_PAYMENT, rq.ConfirmPayment, rq.confirm_payment
-    ),
-    "complete_paperwork": _case(
-        "paperwork", Action.COMPLETE_PAPERWORK, rq.CompletePaperwork, rq.complete_paperwork
-    ),
-    "cancel_advance": _case(
-        "cancellation", Action.CANCEL_ADVANCE, rq.CancelAdvance, rq.cancel_advance
-    ),
-    "review_case": _case("reviews", Action.REVIEW_CASE, rq.ReviewCase, rq.review_case),
-    "decide_deliberation": _case(
-        "deliberations", Action.DECIDE_DELIBERATION, rq.DecideDeliberation, rq.decide_deliberation
-    ),
-    "replenish_reserve": _reserve("replenishments", Action.REPLENISH_RESERVE, rq.replenish_reserve),
-    "fund_reserve": _reserve("fundings", Action.FUND_RESERVE, rq.fund_reserve),
-    "publish_disclosure": Spec(
-        Action.PUBLISH_DISCLOSURE,
-        rq.PublishDisclosure,
-        DisclosurePath,
-        lambda p: f"POST /v1/towns/{p.town}/disclosures/{p.period}/published",
-        lambda p, b, s: rq.publish_disclosure(p.town, p.period, b, s),
-        _path_town(Action.PUBLISH_DISCLOSURE),
-    ),
-    "follow_up_hardship": Spec(
-        Action.FOLLOW_UP_HARDSHIP,
-        rq.FollowUpHardship,
-        FollowUpPath,
-        lambda p: f"POST /v1/hardship-lists/{p.list_event_id}/rows/{p.row}/follow-ups",
-        lambda p, b, s: rq.follow_up_hardship(p.list_event_id, p.row, b, s),
-        _body_town(Action.FOLLOW_UP_HARDSHIP),
-    ),
-}
-KINDS = tuple(SPECS)
 
 
 # ---------------------------------------------------------------- a line, prepared
@@ -361,7 +164,8 @@ def prepare(
     place, then the mapping to a record, which checks ID numbers); raises LineRefused."""
     line = parse(raw, max_line_bytes)
     spec = SPECS[line.type]
-    _allowed(may(principal, spec.action))
+    with _as_line_refusal():
+        check(may(principal, spec.action))
     if line.idempotency_key is None:
         if require_key:
             raise LineRefused(
@@ -386,17 +190,15 @@ def prepare(
         body = spec.model.model_validate(line.body)
     except ValidationError as exc:
         raise _invalid(exc, ("body",)) from None
-    spec.authorize(principal, county, path, body)
-    operation = spec.operation(path)
-    fields = body.model_dump(mode="json")
-    town = fields.get("town")
-    # the same event id as the single endpoint for this key (domain/idempotency.py)
-    event_id = event_id_for(operation, town, principal.org, key)
-    stamp = rq.Stamp(event_id, now, principal.actor, hash_key, county)
-    try:
-        record = spec.build(path, body, stamp)
-    except rq.RequestInvalid as exc:
-        raise LineRefused(422, exc.problems, "value_error") from None
+    command = Write(spec, path, body)
+    fields = command.fields()
+    stamp = rq.Stamp(
+        event_id(command, fields, principal.org, key), now, principal.actor, hash_key, county
+    )
+    with _as_line_refusal():
+        command.authorize(principal, county)
+        (record,) = command.records(stamp)
+    operation = command.operation
     return Prepared(key, operation, Fingerprint.of(operation, fields, hash_key), record)
 
 

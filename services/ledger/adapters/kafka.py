@@ -1,10 +1,10 @@
 """The consumer of ledger.postings.v1: exactly once into PostgreSQL.
 
 Positions live in PostgreSQL, written in the same transaction as the postings they
-produced; the consumer assigns itself the topic's partitions and seeks to the stored
-positions on start, and never commits offsets to Kafka (docs/design.md "effectively once").
-A record that cannot be parsed goes to relief.rejected.v1 with its reason — acknowledged
-by Kafka before its position is stored — and later records still flow.
+produced (relief_platform.positioned: no consumer group, seek to the stored positions on
+start, never an offset committed to Kafka; docs/design.md "effectively once"). A record
+that cannot be parsed goes to relief.rejected.v1 with its reason — acknowledged by Kafka
+before its position is stored — and later records still flow.
 """
 
 from __future__ import annotations
@@ -15,16 +15,18 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-
-from relief_platform import kafka_security
+from relief_platform.positioned import (
+    DeadLetters,
+    Position,
+    PositionedConsumer,
+    Record,
+    broker_time,
+    next_offsets,
+)
 from schemas.postings import Posting
-from schemas.registry import RecordError, decode_as, encode
-from schemas.topics import RejectedRecord
-from services.ledger.adapters.postgres import BatchResult, LedgerStore
+from schemas.registry import RecordError, decode_as
+from services.ledger.adapters.postgres import LedgerStore
 from services.ledger.domain.entries import (
     IncomingPosting,
     Line,
@@ -35,11 +37,6 @@ from services.ledger.domain.entries import (
 
 log = logging.getLogger("relief.ledger.consumer")
 
-# How long to wait for the postings topic to exist before each new look (the ledger may
-# start before the processor has created it).
-TOPIC_WAIT_S = 1.0
-TOPIC_WAIT_MAX_S = 300.0
-
 
 def parse_record(
     topic: str, partition: int, offset: int, timestamp_ms: int | None, value: bytes | None
@@ -47,8 +44,7 @@ def parse_record(
     """A Kafka record as a posting the book can take, else PostingError / RecordError."""
     if value is None:
         raise PostingError("empty record value")
-    recorded_at = None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
-    posting = decode_as(value, Posting, recorded_at=recorded_at)
+    posting = decode_as(value, Posting, recorded_at=broker_time(timestamp_ms))
     incoming = IncomingPosting(
         posting_id=posting.posting_id,
         kind=posting.kind,
@@ -64,28 +60,6 @@ def parse_record(
     )
     check_posting(incoming)  # the book's own rules, once more (STYLE "every invariant twice")
     return incoming
-
-
-async def topic_partitions(
-    bootstrap: str, topic: str, stop: asyncio.Event
-) -> list[TopicPartition] | None:
-    """A topic's partitions, waiting (bounded) for the topic to exist; None if stopped."""
-    admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        waited = 0.0
-        while not stop.is_set():
-            (described,) = await admin.describe_topics([topic])
-            found = sorted(p["partition"] for p in described.get("partitions", []))
-            if described.get("error_code", 0) == 0 and found:
-                return [TopicPartition(topic, p) for p in found]
-            if waited >= TOPIC_WAIT_MAX_S:
-                raise RuntimeError(f"topic {topic} does not exist after {waited:.0f} s")
-            await asyncio.sleep(TOPIC_WAIT_S)
-            waited += TOPIC_WAIT_S
-        return None
-    finally:
-        await admin.close()
 
 
 class LedgerConsumer:
@@ -121,86 +95,32 @@ class LedgerConsumer:
         self.duplicates = 0
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        stop = stop or asyncio.Event()
-        consumer = AIOKafkaConsumer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self.bootstrap,
-            group_id=None,  # no group: positions are PostgreSQL's, not Kafka's
-            enable_auto_commit=False,
-            # postings from an aborted transaction of the processor never reach the book
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=1_048_576,
-        )
-        producer = AIOKafkaProducer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self.bootstrap,
-            enable_idempotence=True,  # forces acks="all": a dead letter is never lost
-            acks="all",
-            linger_ms=5,
-        )
-        await consumer.start()
-        await producer.start()
-        try:
-            partitions = await self._partitions(stop)
-            if partitions is None:
-                return
-            stored = await self.store.positions(self.topic)
-            consumer.assign(partitions)
-            for tp in partitions:
-                if tp.partition in stored:
-                    consumer.seek(tp, stored[tp.partition])
-                else:
-                    await consumer.seek_to_beginning(tp)
-            log.info(
-                "consuming %s partitions %s from stored positions %s",
-                self.topic,
-                [tp.partition for tp in partitions],
-                stored,
-            )
-            while not stop.is_set():
-                batch = await consumer.getmany(
-                    timeout_ms=self.poll_timeout_ms, max_records=self.batch_max_postings
-                )
-                records = [r for tp in sorted(batch, key=lambda t: t.partition) for r in batch[tp]]
-                if records:
-                    await self.handle(records, producer)
-        finally:
-            await producer.stop()
-            await consumer.stop()
+        stored = self.store.positions
 
-    async def _partitions(self, stop: asyncio.Event) -> list[TopicPartition] | None:
-        found = await topic_partitions(self.bootstrap, self.topic, stop)
-        if found is None or self.shard is None:
-            return found
-        k, n = self.shard
-        return [tp for tp in found if tp.partition % n == k]
+        async def positions() -> dict[Position, int]:
+            return {(self.topic, p): offset for p, offset in (await stored(self.topic)).items()}
 
-    async def handle(
-        self, records: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
-    ) -> BatchResult:
+        consumer = PositionedConsumer(
+            bootstrap=self.bootstrap,
+            topics=[self.topic],
+            dead_letter_topic=self.rejected_topic,
+            batch_max=self.batch_max_postings,
+            poll_timeout_ms=self.poll_timeout_ms,
+            shard=self.shard,
+        )
+        await consumer.run(positions, self.handle, stop or asyncio.Event())
+
+    async def handle(self, records: Sequence[Record], letters: DeadLetters) -> dict[Position, int]:
+        """Store a batch with its positions (what it answers), its dead letters first."""
         postings: list[IncomingPosting] = []
-        positions: dict[tuple[str, int], int] = {}
-        dead_letters = []
         for r in records:
-            positions[(r.topic, r.partition)] = max(
-                positions.get((r.topic, r.partition), 0), r.offset + 1
-            )
             try:
                 postings.append(parse_record(r.topic, r.partition, r.offset, r.timestamp, r.value))
             except (RecordError, PostingError, UnicodeDecodeError) as exc:
-                reason = str(exc) or type(exc).__name__
-                log.warning("rejected %s/%d@%d: %s", r.topic, r.partition, r.offset, reason)
-                rejected = RejectedRecord.of(
-                    r.topic, r.partition, r.offset, reason, r.value, datetime.now(UTC)
-                )
-                dead_letters.append(
-                    await producer.send(self.rejected_topic, key=r.key, value=encode(rejected))
-                )
-        if dead_letters:
-            # acknowledged before the position passes them: a crash re-sends, never loses
-            await asyncio.gather(*dead_letters)
-            self.rejected += len(dead_letters)
+                await letters.send(r, str(exc) or type(exc).__name__)
+        # acknowledged before the position passes them: a crash re-sends, never loses
+        self.rejected += await letters.acknowledged()
+        positions = next_offsets(records)
         started = time.perf_counter()
         result = await self.store.store_batch(postings, positions)
         if self.on_batch_stored is not None:
@@ -212,4 +132,4 @@ class LedgerConsumer:
         if self.crash_after_commits is not None and self.commits >= self.crash_after_commits:
             # tests only: die between the PostgreSQL commit and anything after it
             os.kill(os.getpid(), signal.SIGKILL)
-        return result
+        return positions

@@ -47,7 +47,14 @@ from services.ledger.domain.plan import (
     reserve_accounts_touched,
 )
 from services.ledger.domain.reconcile import ReserveDifference, reconcile
-from services.ledger.domain.verify import BAD_SEAL, NOT_SEALED, Verifier, VerifyReport
+from services.ledger.domain.verify import (
+    BAD_SEAL,
+    NOT_SEALED,
+    DayFigure,
+    DayKey,
+    Verifier,
+    VerifyReport,
+)
 
 log = logging.getLogger("relief.ledger.postgres")
 
@@ -64,8 +71,9 @@ LEDGER_TABLES = (
     "ledger_alerts",
     "ledger_positions",
 )
-# Kept by the database's reserve guard, read by the writer: SELECT only (migration 0005)
-DERIVED_TABLES = ("ledger_reserve_balances",)
+# Kept by the database's triggers as lines arrive, read by the writer and the dashboard:
+# SELECT only (the reserve guard's balances, 0005; every account's and each day's, 0008)
+DERIVED_TABLES = ("ledger_reserve_balances", "ledger_balances", "ledger_day_figures")
 # Entries read per round trip by `verify` and statements (bounded memory).
 VERIFY_CHUNK_ENTRIES = 5_000
 # Rows a statement may hold (a county's year is far below; STYLE "a limit on everything").
@@ -517,14 +525,14 @@ class AccountBalance:
 
 
 async def balances(db: Pool | Conn, town: str | None = None) -> list[AccountBalance]:
-    """Every account's balance (or the accounts of one town), from the lines."""
+    """Every account's balance (or the accounts of one town), from the running balances
+    the lines keep (0008: one row an account however large the book; `verify` checks
+    them against the journal)."""
     rows = await db.fetch(
         """SELECT a.code, a.kind, a.town, a.name,
-                  coalesce(sum(l.amount_fen) FILTER (WHERE l.side = 'debit'), 0) AS debit_fen,
-                  coalesce(sum(l.amount_fen) FILTER (WHERE l.side = 'credit'), 0) AS credit_fen
-             FROM ledger_accounts a LEFT JOIN ledger_lines l ON l.account = a.code
+                  coalesce(b.debit_fen, 0) AS debit_fen, coalesce(b.credit_fen, 0) AS credit_fen
+             FROM ledger_accounts a LEFT JOIN ledger_balances b ON b.account = a.code
             WHERE $1::text IS NULL OR a.town = $1
-            GROUP BY a.code, a.kind, a.town, a.name
             ORDER BY a.town, a.kind""",
         town,
     )
@@ -548,6 +556,22 @@ async def balances_by_town(db: Pool | Conn) -> dict[str, dict[str, int]]:
     for b in await balances(db):
         out.setdefault(b.town, {})[b.kind] = b.balance_fen
     return out
+
+
+async def day_figures(db: Pool | Conn, day: date | None = None) -> dict[DayKey, DayFigure]:
+    """The running day figures (0008): {(CST day, town, kind): postings, debits, paid},
+    of one day or of every day."""
+    rows = await db.fetch(
+        """SELECT day, town, kind, postings, debit_fen, paid_fen FROM ledger_day_figures
+            WHERE $1::date IS NULL OR day = $1""",
+        day,
+    )
+    return {
+        (r["day"], r["town"], r["kind"]): DayFigure(
+            int(r["postings"]), int(r["debit_fen"]), int(r["paid_fen"])
+        )
+        for r in rows
+    }
 
 
 async def reserve_balances(db: Pool | Conn) -> dict[str, int]:
@@ -748,63 +772,128 @@ async def reconcile_reserves(
 # ---------------------------------------------------------------- verify
 
 
-async def _stored_entries(conn: Conn) -> AsyncIterator[Entry]:
-    last: tuple[str, int] | None = None  # keyset pagination over (chain, chain_seq)
-    while True:
-        rows = await conn.fetch(
-            """SELECT posting_id, chain, chain_seq, kind, town, correlation_id, causation_id,
-                      occurred_at, memo, prev_hash, hash, seal
-                 FROM ledger_entries
-                WHERE (chain, chain_seq) > ($1, $2)
-                ORDER BY chain, chain_seq LIMIT $3""",
-            "" if last is None else last[0],
-            0 if last is None else last[1],
-            VERIFY_CHUNK_ENTRIES,
+_ENTRY_SELECT = """SELECT posting_id, chain, chain_seq, kind, town, correlation_id,
+                          causation_id, occurred_at, memo, prev_hash, hash, seal
+                     FROM ledger_entries"""
+
+# every chain, one index probe each (a skip scan of (chain, chain_seq)), not the journal
+CHAINS_SQL = """
+WITH RECURSIVE c(chain) AS (
+    SELECT min(chain) FROM ledger_entries
+    UNION ALL
+    SELECT (SELECT min(e.chain) FROM ledger_entries e WHERE e.chain > c.chain)
+      FROM c WHERE c.chain IS NOT NULL)
+SELECT chain FROM c WHERE chain IS NOT NULL"""
+
+
+async def _stored_entries(
+    conn: Conn, after: Mapping[str, int] | None = None
+) -> AsyncIterator[Entry]:
+    """Entries in (chain, chain_seq) order, in chunks; with `after` (chain -> position),
+    only those past each chain's position (a chain not named: from its start)."""
+    if after is None:
+        last: tuple[str, int] | None = None  # keyset pagination over (chain, chain_seq)
+        while True:
+            rows = await conn.fetch(
+                f"{_ENTRY_SELECT} WHERE (chain, chain_seq) > ($1, $2) "
+                "ORDER BY chain, chain_seq LIMIT $3",
+                "" if last is None else last[0],
+                0 if last is None else last[1],
+                VERIFY_CHUNK_ENTRIES,
+            )
+            if not rows:
+                return
+            for entry in await _with_lines(conn, rows):
+                yield entry
+            last = (rows[-1]["chain"], int(rows[-1]["chain_seq"]))
+    for chain in [r["chain"] for r in await conn.fetch(CHAINS_SQL)]:
+        position = after.get(chain, 0)
+        while True:
+            rows = await conn.fetch(
+                f"{_ENTRY_SELECT} WHERE chain = $1 AND chain_seq > $2 ORDER BY chain_seq LIMIT $3",
+                chain,
+                position,
+                VERIFY_CHUNK_ENTRIES,
+            )
+            if not rows:
+                break
+            for entry in await _with_lines(conn, rows):
+                yield entry
+            position = int(rows[-1]["chain_seq"])
+
+
+async def _with_lines(conn: Conn, rows: Sequence[asyncpg.Record]) -> list[Entry]:
+    lines: dict[uuid.UUID, list[Line]] = {}
+    for r in await conn.fetch(
+        "SELECT posting_id, account, side, amount_fen FROM ledger_lines "
+        "WHERE posting_id = ANY($1::uuid[]) ORDER BY posting_id, line_no",
+        [r["posting_id"] for r in rows],
+    ):
+        lines.setdefault(r["posting_id"], []).append(
+            Line(r["account"], r["side"], int(r["amount_fen"]))
         )
-        if not rows:
-            return
-        lines: dict[uuid.UUID, list[Line]] = {}
-        for r in await conn.fetch(
-            "SELECT posting_id, account, side, amount_fen FROM ledger_lines "
-            "WHERE posting_id = ANY($1::uuid[]) ORDER BY posting_id, line_no",
-            [r["posting_id"] for r in rows],
-        ):
-            lines.setdefault(r["posting_id"], []).append(
-                Line(r["account"], r["side"], int(r["amount_fen"]))
-            )
-        for r in rows:
-            yield Entry(
-                posting_id=r["posting_id"],
-                chain=r["chain"],
-                chain_seq=int(r["chain_seq"]),
-                kind=r["kind"],
-                town=r["town"],
-                correlation_id=r["correlation_id"],
-                causation_id=r["causation_id"],
-                occurred_at=r["occurred_at"],
-                memo=r["memo"],
-                lines=tuple(lines.get(r["posting_id"], ())),
-                prev_hash=bytes(r["prev_hash"]),
-                hash=bytes(r["hash"]),
-                seal=_optional_bytes(r["seal"]),
-            )
-        last = (rows[-1]["chain"], int(rows[-1]["chain_seq"]))
+    return [
+        Entry(
+            posting_id=r["posting_id"],
+            chain=r["chain"],
+            chain_seq=int(r["chain_seq"]),
+            kind=r["kind"],
+            town=r["town"],
+            correlation_id=r["correlation_id"],
+            causation_id=r["causation_id"],
+            occurred_at=r["occurred_at"],
+            memo=r["memo"],
+            lines=tuple(lines.get(r["posting_id"], ())),
+            prev_hash=bytes(r["prev_hash"]),
+            hash=bytes(r["hash"]),
+            seal=_optional_bytes(r["seal"]),
+        )
+        for r in rows
+    ]
 
 
 async def verify(
     db_url: str,
     sealer: Sealer | None,
     published: Sequence[PublishedHead] = (),
+    *,
+    verifier: Verifier | None = None,
 ) -> VerifyReport:
     """Recompute every chain and every balance from the journal (one consistent snapshot).
     With the chain key (`sealer`), every entry, alert and position must carry the writer's
     seal; each `published` head must still be in its chain, at its place, with its hash
-    (history the database cannot rewrite unnoticed)."""
+    (history the database cannot rewrite unnoticed).
+
+    `verifier`: the caller's, kept between runs (the dashboard's, every minute). Fresh, it
+    makes a full run. Fed by an earlier run, it carries on: only the entries appended since
+    are checked, after the heads it verified are found unchanged in their chains, and the
+    running balances and day figures are compared with its sums - a cost that of what was
+    appended, not of the book. The rest of the whole recomputation (lines without an entry,
+    the seals of alerts and positions) is the full run's: finance's `verify` and the
+    dashboard's "verify now"."""
     conn = await asyncpg.connect(db_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            verifier = Verifier(sealer)
-            if sealer is not None:
+            verifier = verifier if verifier is not None else Verifier(sealer)
+            verified = verifier.positions()
+            after: dict[str, int] | None = None
+            if verified:
+                after = {}
+                for chain, (position, hash_) in verified.items():
+                    stored = await conn.fetchval(
+                        "SELECT hash FROM ledger_entries WHERE chain = $1 AND chain_seq = $2",
+                        chain,
+                        position,
+                    )
+                    if stored is None or bytes(stored) != hash_:
+                        verifier.note(
+                            chain,
+                            f"the entry verified at #{position} ({hash_.hex()[:16]}…) is "
+                            + ("missing" if stored is None else "a different entry now")
+                            + ": history was rewritten",
+                        )
+                    after[chain] = position
+            elif sealer is not None:
                 await _check_sealed_rows(conn, verifier, sealer)
             for head in published:
                 stored = await conn.fetchval(
@@ -820,29 +909,28 @@ async def verify(
                         + ("missing" if stored is None else "a different entry now")
                         + ": history was rewritten",
                     )
-            async for entry in _stored_entries(conn):
+            async for entry in _stored_entries(conn, after):
                 verifier.feed(entry)
-            orphans = await conn.fetch(
-                """SELECT DISTINCT l.posting_id FROM ledger_lines l
-                    WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e
-                                       WHERE e.posting_id = l.posting_id)
-                    LIMIT 10"""
-            )
-            for r in orphans:
-                verifier.note("*", f"lines of posting {r['posting_id']} have no journal entry")
-            stored = {b.account: b.balance_fen for b in await balances(conn)}
-            # the guard's running balances agree with the lines (derived data, 0005)
-            for r in await conn.fetch(
-                "SELECT account, balance_fen FROM ledger_reserve_balances ORDER BY account"
-            ):
-                from_lines = stored.get(r["account"], 0)
-                if int(r["balance_fen"]) != from_lines:
-                    verifier.note(
-                        "*",
-                        f"running balance of {r['account']} is {r['balance_fen']} fen, "
-                        f"its lines sum to {from_lines} fen",
-                    )
-        return verifier.report(stored)
+            if after is None:
+                orphans = await conn.fetch(
+                    """SELECT DISTINCT l.posting_id FROM ledger_lines l
+                        WHERE NOT EXISTS (SELECT 1 FROM ledger_entries e
+                                           WHERE e.posting_id = l.posting_id)
+                        LIMIT 10"""
+                )
+                for r in orphans:
+                    verifier.note("*", f"lines of posting {r['posting_id']} have no journal entry")
+            # what the dashboard and the reserve guard read, compared with the journal:
+            # every account's balance and the day figures (0008), the guard's reserves (0005)
+            stored_balances = {b.account: b.balance_fen for b in await balances(conn)}
+            stored_days = await day_figures(conn)
+            stored_reserves = {
+                r["account"]: int(r["balance_fen"])
+                for r in await conn.fetch(
+                    "SELECT account, balance_fen FROM ledger_reserve_balances"
+                )
+            }
+        return verifier.report(stored_balances, stored_days, stored_reserves)
     finally:
         await conn.close()
 
@@ -883,6 +971,7 @@ __all__ = [
     "balances",
     "balances_by_town",
     "connect_pool",
+    "day_figures",
     "migrate",
     "read_positions",
     "reconcile_reserves",

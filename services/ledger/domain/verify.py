@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Mapping
+from datetime import date
 
 from relief_platform.secrets import Sealer
+from schemas.envelope import CST
 from services.ledger.domain import seals
 from services.ledger.domain.accounts import (
     AccountError,
@@ -21,6 +23,21 @@ from services.ledger.domain.accounts import (
     parse_account,
 )
 from services.ledger.domain.entries import GENESIS_HASH, Entry, entry_hash, head_hash
+
+PAID_PREFIX = "relief_paid:"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DayFigure:
+    """Postings of one China Standard Time day, town and kind: how many, their debits,
+    and the part paid out to households (relief_paid) - migration 0008's row."""
+
+    postings: int = 0
+    debit_fen: int = 0
+    paid_fen: int = 0
+
+
+DayKey = tuple[date, str, str]  # (CST day, town, kind)
 
 NOT_SEALED = (
     "not sealed by the ledger writer (inserted around it, or stored before the chain key: "
@@ -78,6 +95,7 @@ class Verifier:
         self._chains: dict[str, _Chain] = {}
         self._debits: dict[str, int] = {}
         self._credits: dict[str, int] = {}
+        self._days: dict[DayKey, DayFigure] = {}
         self._problems: list[Problem] = []
         self._checked = 0
 
@@ -108,15 +126,28 @@ class Verifier:
         if problem is not None:
             self._fail(state, entry, problem)
             return
+        debit_fen = paid_fen = 0
         for line in entry.lines:
             book = self._debits if line.side == Side.DEBIT else self._credits
             book[line.account] = book.get(line.account, 0) + line.amount_fen
+            if line.side == Side.DEBIT:
+                debit_fen += line.amount_fen
+                if line.account.startswith(PAID_PREFIX):
+                    paid_fen += line.amount_fen
+        key = (entry.occurred_at.astimezone(CST).date(), entry.town, entry.kind)
+        day = self._days.get(key, DayFigure())
+        self._days[key] = DayFigure(
+            day.postings + 1, day.debit_fen + debit_fen, day.paid_fen + paid_fen
+        )
         state.seq = entry.chain_seq
         state.hash = entry.hash
 
     def note(self, chain: str, reason: str) -> None:
-        """A problem found outside the chains (e.g. lines without an entry)."""
-        self._problems.append(Problem(chain, None, None, reason))
+        """A problem found outside the chains (e.g. lines without an entry); once, however
+        many runs carrying on find it again."""
+        problem = Problem(chain, None, None, reason)
+        if problem not in self._problems:
+            self._problems.append(problem)
 
     def balances_fen(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -127,9 +158,25 @@ class Verifier:
             )
         return out
 
-    def report(self, stored_balances_fen: Mapping[str, int] | None = None) -> VerifyReport:
+    def day_figures(self) -> dict[DayKey, DayFigure]:
+        """The day figures recomputed from the entries fed so far."""
+        return dict(self._days)
+
+    def positions(self) -> dict[str, tuple[int, bytes]]:
+        """chain -> (position, hash) of its last verified entry: where to carry on."""
+        return {chain: (s.seq, s.hash) for chain, s in self._chains.items() if not s.broken}
+
+    def report(
+        self,
+        stored_balances_fen: Mapping[str, int] | None = None,
+        stored_days: Mapping[DayKey, DayFigure] | None = None,
+        stored_reserves_fen: Mapping[str, int] | None = None,
+    ) -> VerifyReport:
         """`stored_balances_fen`: the balances the read side serves (normal side), compared
-        with the ones recomputed from the verified entries."""
+        with the ones recomputed from the verified entries; `stored_days`: the running day
+        figures (0008) and `stored_reserves_fen` the reserve guard's balances (0005),
+        compared likewise. Only when the chains hold: after a broken link the sums are of
+        the entries before it, and would differ anyway."""
         balances = self.balances_fen()
         problems = list(self._problems)
         total_debits = sum(self._debits.values())
@@ -155,6 +202,32 @@ class Verifier:
                             None,
                             f"balance of {account}: read side {stored} fen, "
                             f"recomputed from the journal {recomputed} fen",
+                        )
+                    )
+        if stored_reserves_fen is not None and not problems:
+            for account, stored in sorted(stored_reserves_fen.items()):
+                if balances.get(account, 0) != stored:
+                    problems.append(
+                        Problem(
+                            "*",
+                            None,
+                            None,
+                            f"running balance of {account} is {stored} fen, the journal's "
+                            f"lines sum to {balances.get(account, 0)} fen",
+                        )
+                    )
+        if stored_days is not None and not problems:
+            for key in sorted(set(self._days) | set(stored_days)):
+                if self._days.get(key, DayFigure()) != stored_days.get(key, DayFigure()):
+                    day, town, kind = key
+                    problems.append(
+                        Problem(
+                            town,
+                            None,
+                            None,
+                            f"day figures of {kind} on {day}: read side "
+                            f"{stored_days.get(key, DayFigure())}, recomputed from the "
+                            f"journal {self._days.get(key, DayFigure())}",
                         )
                     )
         heads = {chain: state.hash for chain, state in sorted(self._chains.items())}

@@ -30,7 +30,9 @@ class DashboardSettings(BaseSettings):
     dashboard_port: int = Field(default=8090, ge=1, le=65535)
     # A fresh snapshot is read this often; it is pushed only when it changed.
     dashboard_interval_s: float = Field(default=1.0, gt=0, le=60)
-    # The hash chain and balances are re-verified this often (a full read of the journal).
+    # The hash chains, balances and day figures are verified this often, carrying on from
+    # the heads verified last time (what was appended since); at start and on "verify now"
+    # every chain from its first entry.
     dashboard_verify_interval_s: float = Field(default=60.0, gt=0, le=86_400)
     # Limits on everything (STYLE): SSE clients at once, rows per list on the page.
     dashboard_max_clients: int = Field(default=100, ge=1, le=10_000)

@@ -20,7 +20,7 @@ from schemas import decisions as d
 from schemas.envelope import Role
 from services.intake.adapters.kafka import KafkaSink
 from services.intake.adapters.reads import NoReadSource
-from services.intake.api import create_app
+from services.intake.app import create_app
 from services.intake.domain.tokens import Principal, TokenTable, token_hash
 from tests.integration.emergency.test_worker import (
     QIFENG,

@@ -28,7 +28,7 @@ from services.casebook.adapters.http import create_app as casebook_app
 from services.casebook.settings import CasebookSettings
 from services.intake.adapters.kafka import KafkaSink
 from services.intake.adapters.reads import NoReadSource
-from services.intake.api import create_app
+from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from services.ledger.adapters import postgres as ledger_postgres
 from services.ledger.adapters.metrics import LedgerMetrics

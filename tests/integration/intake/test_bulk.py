@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from deploy.local import stack as local_stack
 from services.cli import main
 from services.intake.adapters import idempotency_store
-from services.intake.api import create_app
+from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
 from tests.integration.intake.conftest import PARTITIONS, Topic, settings_for
 from tests.integration.intake.test_refusals import case

@@ -13,7 +13,7 @@ from deploy.local import stack as local_stack
 from relief_platform.topics import ensure_topics
 from schemas.identity import check_char
 from services.cli import main
-from services.intake.api import create_app
+from services.intake.app import create_app
 from services.intake.domain.tokens import parse_tokens, token_hash
 from tests.integration.casebook.conftest import CasebookDb, Processor, Topics, running
 from tests.integration.casebook.conftest import settings_for as casebook_settings

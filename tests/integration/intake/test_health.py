@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from deploy.local import stack as local_stack
 from services.intake.adapters.reads import NoReadSource
-from services.intake.api import create_app
+from services.intake.app import create_app
 from tests.integration.intake.conftest import PARTITIONS, Topic, settings_for
 from tests.unit.intake.people import token_table
 

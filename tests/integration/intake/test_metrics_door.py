@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from deploy.local import stack as local_stack
 from services.casebook.adapters.http import create_app as casebook_app
 from services.casebook.settings import CasebookSettings
-from services.intake.api import create_app
+from services.intake.app import create_app
 from services.ledger.adapters.metrics import LedgerMetrics
 from services.ledger.web.app import build_app as ledger_app
 from services.ledger.web.settings import DashboardSettings

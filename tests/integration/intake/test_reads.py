@@ -17,7 +17,7 @@ from schemas.decisions import AdvanceGranted
 from services.casebook.adapters.http import create_app as casebook_app
 from services.intake.adapters.kafka import KafkaSink
 from services.intake.adapters.reads import HttpReadSource
-from services.intake.api import create_app
+from services.intake.app import create_app
 from tests.integration.casebook.conftest import (
     TOKEN,
     CasebookDb,

@@ -13,7 +13,7 @@ import pytest
 from deploy.local import stack as local_stack
 from services.intake.adapters.kafka import KafkaSink
 from services.intake.adapters.reads import NoReadSource
-from services.intake.api import create_app
+from services.intake.app import create_app
 from tests.integration.intake.conftest import Topic, settings_for
 from tests.unit.intake.people import SHAOHAI, SUOZHEN, auth, bad_check, make_id, token_table
 

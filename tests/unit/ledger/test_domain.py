@@ -26,7 +26,7 @@ from services.ledger.domain.entries import (
 )
 from services.ledger.domain.plan import ChainHead, plan_batch
 from services.ledger.domain.reconcile import ReserveDifference, reconcile
-from services.ledger.domain.verify import Verifier
+from services.ledger.domain.verify import DayFigure, Verifier
 from tests.unit.ledger.stories import (
     QIFENG,
     RESERVE_FEN,
@@ -35,6 +35,7 @@ from tests.unit.ledger.stories import (
     funded,
     granted,
     incoming,
+    paid,
     raw_incoming,
 )
 
@@ -227,6 +228,33 @@ def test_verify_accepts_the_journal_as_written() -> None:
     )
 
 
+def test_verify_sums_each_china_standard_time_day_and_carries_on_where_it_stopped() -> None:
+    """The day figures (0008) fall on China Standard Time days: 16:00 UTC is the next day's
+    midnight. Fed in two runs, a verifier reports what one run over everything reports."""
+    entries = chain_of([*flood(12), granted(SUOZHEN, 930, 700), paid(SUOZHEN, 931, 700)])
+    ordered = sorted(entries, key=lambda e: (e.chain, e.chain_seq))
+    whole = Verifier()
+    for e in ordered:
+        whole.feed(e)
+    in_two = Verifier()
+    half = len(ordered) // 2
+    for e in ordered[:half]:
+        in_two.feed(e)
+    assert in_two.report().ok
+    for e in ordered[half:]:
+        in_two.feed(e)
+    assert in_two.report() == whole.report()
+    days = whole.day_figures()
+    july1, july2 = datetime(2024, 7, 1).date(), datetime(2024, 7, 2).date()
+    # FLOOD_AT + 930 minutes is 16:00 UTC: 00:00 on 2 July in China
+    assert days[(july2, SUOZHEN, "payment_confirmed")].paid_fen == 700
+    assert days[(july2, SUOZHEN, "advance_granted")].debit_fen == 700
+    assert sum(f.postings for f in days.values()) == len(entries)
+    assert all(day in (july1, july2) for day, _, _ in days)
+    report = whole.report(stored_days={**days, (july1, SUOZHEN, "advance_granted"): DayFigure()})
+    assert any("day figures of advance_granted on 2024-07-01" in p.reason for p in report.problems)
+
+
 def test_verify_names_the_altered_entry() -> None:
     entries = chain_of(flood(30))
     victim = entries[10]
@@ -307,7 +335,8 @@ def test_a_ledger_shard_is_within_its_count() -> None:
     import pydantic
     import pytest
 
-    from services.ledger.app import LedgerSettings, shard_of
+    from relief_platform.positioned import shard_of
+    from services.ledger.app import LedgerSettings
 
     assert shard_of(LedgerSettings(ledger_shard="1/2").ledger_shard) == (1, 2)
     assert shard_of(LedgerSettings().ledger_shard) is None

@@ -1,4 +1,5 @@
-"""POST /v1/bulk: many commands in one request, as NDJSON (issue 14).
+"""Bulk intake: many commands in one request, as NDJSON (issue 14; the route is
+routes/bulk.py).
 
 One command per line (`domain/bulk.py` says the line's shape). Each line is checked,
 authorised and deduplicated by its own idempotency key exactly as its single endpoint
@@ -24,44 +25,27 @@ import asyncio
 import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
-from starlette.types import Receive, Scope, Send
 
-from services.intake.adapters.idempotency_store import Answered, Claimed, KeyBusy, PostgresKeys
+from services.intake.adapters.idempotency_store import Answered, Claimed, KeyBusy
 from services.intake.adapters.kafka import Ack, ProduceUnavailable
-from services.intake.api import BULK_PATH, WRITE_RESPONSES, Intake, Refused, accepted
+from services.intake.contract import accepted
 from services.intake.domain.bulk import (
-    KINDS,
     LineRefused,
     LineSplitter,
     Prepared,
     is_blank,
     prepare,
 )
-from services.intake.domain.idempotency import Answer, Fingerprint
+from services.intake.domain.idempotency import Answer
 from services.intake.domain.tokens import Principal
+from services.intake.service import Intake, KeyStore
 
 log = logging.getLogger("relief.intake.bulk")
-
-NDJSON = "application/x-ndjson"
-CONTENT_TYPES = frozenset({NDJSON, "application/jsonl", "application/json-seq"})
-
-
-class NdjsonStream(StreamingResponse):
-    """A streamed answer that leaves `receive` to the request body: Starlette's own
-    StreamingResponse listens for a disconnect on it meanwhile, and would take the body's
-    chunks. A client that goes away is noticed as the body's end."""
-
-    media_type = NDJSON
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.stream_response(send)
 
 
 @dataclass
@@ -73,45 +57,6 @@ class _Line:
 
 def _line_json(result: dict[str, Any]) -> bytes:
     return json.dumps(result, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
-
-
-class _MemoryKeys:
-    """The one-process key store (no database: development) behind the batch interface,
-    sharing the single path's cache and in-flight marks."""
-
-    def __init__(self, intake: Intake) -> None:
-        self.intake = intake
-
-    async def claim_many(
-        self, org: str, wanted: Sequence[tuple[str, Fingerprint]]
-    ) -> list[Claimed | Answered | None]:
-        loop = asyncio.get_running_loop()
-        out: list[Claimed | Answered | None] = []
-        for key, _ in wanted:
-            slot = (org, key)
-            while (event := self.intake._inflight.get(slot)) is not None:
-                await event.wait()
-            first = self.intake.cache.get(org, key, loop.time())
-            if first is not None:
-                out.append(Answered(first.fingerprint, first.answer))
-            else:
-                self.intake._inflight[slot] = asyncio.Event()
-                out.append(Claimed())
-        return out
-
-    async def complete_many(
-        self, org: str, answers: Sequence[tuple[str, Answer]], prints: dict[str, Fingerprint]
-    ) -> None:
-        now_s = asyncio.get_running_loop().time()
-        for key, answer in answers:
-            self.intake.cache.put(org, key, prints[key], answer, now_s)
-        await self.release_many(org, [k for k, _ in answers])
-
-    async def release_many(self, org: str, keys: Sequence[str]) -> None:
-        for key in keys:
-            event = self.intake._inflight.pop((org, key), None)
-            if event is not None:
-                event.set()
 
 
 class BulkWriter:
@@ -212,12 +157,11 @@ class BulkWriter:
         queues after it); the task that waits for Kafka's acknowledgements is returned."""
         todo = [line for line in batch if line.prepared is not None]
         org = self.principal.org
-        keys = self.intake.keys
-        store: PostgresKeys | _MemoryKeys = keys if keys is not None else _MemoryKeys(self.intake)
+        store = self.intake.keys
         try:
             found = await store.claim_many(org, [(p.key, p.fingerprint) for p in _prepared(todo)])
             for i, outcome in enumerate(found):
-                if outcome is None and isinstance(store, PostgresKeys):
+                if outcome is None:
                     # another request holds this key right now: wait for it as the
                     # single path does (bounded), then replay its answer or claim it
                     p = _prepared([todo[i]])[0]
@@ -248,7 +192,7 @@ class BulkWriter:
         batch: list[_Line],
         claimed: list[_Line],
         acks_coro: Any,
-        store: PostgresKeys | _MemoryKeys,
+        store: KeyStore,
     ) -> list[_Line]:
         acks: list[Ack | ProduceUnavailable] = await acks_coro
         org = self.principal.org
@@ -264,18 +208,13 @@ class BulkWriter:
             answered.append((p.key, Answer(202, body)))
             line.result = {"line": line.number, "status": 202, **body}
         try:
-            if isinstance(store, PostgresKeys):
-                await store.complete_many(org, answered)
-            else:
-                await store.complete_many(
-                    org, answered, {p.key: p.fingerprint for p in _prepared(claimed)}
-                )
+            await store.complete_many(org, answered)
         except Exception as exc:
             # Kafka holds them; a re-sent line claims again and produces the same event
             # id, which the processor applies once (as the single path after a crash)
             log.warning("bulk: answers not stored: %s", type(exc).__name__)
         finally:
-            # refused or unknown: the next try claims again (as `Intake._write_shared`)
+            # refused or unknown: the next try claims again (as `Intake.submit`)
             try:
                 await store.release_many(org, unknown)
             except Exception as exc:
@@ -350,56 +289,3 @@ def _done(batch: list[_Line]) -> asyncio.Task[list[_Line]]:
 def _quietly(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("bulk: a batch failed after its client left: %r", task.exception())
-
-
-def install(app: FastAPI, intake: Intake, authenticated: Callable[..., Any]) -> None:
-    """Add POST /v1/bulk to the intake app (its token check is the single endpoints')."""
-
-    @app.post(
-        BULK_PATH,
-        status_code=200,
-        response_class=NdjsonStream,
-        responses={
-            200: {
-                "description": "one NDJSON line per command line, in input order: "
-                '{"line": N, "status": 202, "event_id": ..., ...} (202 as the single '
-                "endpoint answers it; replayed: true for a key already answered), or "
-                '{"line": N, "status": 403|409|413|422|428|503, "error": "where: what"}',
-                "content": {NDJSON: {"schema": {"type": "string"}}},
-            },
-            401: WRITE_RESPONSES[401],
-            415: {"description": f"the body is not {NDJSON}"},
-        },
-        tags=["bulk"],
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    NDJSON: {
-                        "schema": {
-                            "type": "string",
-                            "description": "one command per line: "
-                            '{"type": KIND, "idempotency_key": "...", "path": {...}, '
-                            '"body": {...}} where KIND is a single endpoint\'s operation id ('
-                            + ", ".join(KINDS)
-                            + "), path its path parameters and body its JSON body",
-                        }
-                    }
-                },
-            }
-        },
-    )
-    async def bulk(
-        request: Request, principal: Annotated[Principal, Depends(authenticated)]
-    ) -> NdjsonStream:
-        """Many commands at once (NDJSON, one per line): each line validated, authorised
-        and deduplicated by its own `idempotency_key` as its single endpoint does it (the
-        same keys: 24 hours, 409 on another body), produced to Kafka in batches, and
-        answered on a line of its own, in order, with its line number. A refused line
-        changes nothing and does not stop the others; 503 on a line: the outcome is
-        unknown, re-send it with the same key."""
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in CONTENT_TYPES:
-            raise Refused(415, f"send the commands as {NDJSON} (one JSON object per line)")
-        writer = BulkWriter(intake, principal)
-        return NdjsonStream(writer.answers(request.stream().__aiter__()))
