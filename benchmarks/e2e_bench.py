@@ -14,7 +14,7 @@ after), it measures:
 2. **the real pipeline**: urgent cases registered through intake (`POST /v1/bulk`, lines
    of `register_case`; `--via single` for one HTTP request each), decided by the processor,
    stored by the ledger and the casebook — every service a process, as `./run up` runs it
-   (`--workers`, `--intakes`, `--ledgers` to scale it).
+   (`--workers`, `--intakes`, `--ledgers`, `--casebooks` to scale it).
 
 Requests are spread over the county's towns; `--skew 0.5` gives one town half of them
 (the disaster's town). Each second it samples every stage (accepted, decided, in the
@@ -791,12 +791,14 @@ async def one_run(args: argparse.Namespace, skew: float, label: str) -> Result:
         workers=args.workers,
         intakes=args.intakes,
         ledgers=args.ledgers,
+        casebooks=args.casebooks,
         console=False,
         name="e2ebench",
     )
     print(
         f"[{label}] real pipeline: {total:,} urgent requests via {args.via}, {shape.workers} "
-        f"worker(s), {shape.intakes} intake(s), {shape.ledgers} ledger consumer(s)",
+        f"worker(s), {shape.intakes} intake(s), {shape.ledgers} ledger and {shape.casebooks} "
+        "casebook consumer(s)",
         flush=True,
     )
     loop = asyncio.get_running_loop()
@@ -992,6 +994,7 @@ async def main(argv: Sequence[str]) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--intakes", type=int, default=1)
     parser.add_argument("--ledgers", type=int, default=1)
+    parser.add_argument("--casebooks", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=3_600.0, help="seconds to drain")
     parser.add_argument("--no-bare", action="store_true", help="skip the bare pipeline")
     parser.add_argument("--report", type=Path, default=None, help="append to this Markdown file")

@@ -70,7 +70,7 @@ def postings(count: int) -> list[IncomingPosting]:
             )
             kind = "reserve_funded"
         else:
-            amount = 1 + (i * 7919) % 100_000
+            amount = 1 + (i * 7919) % 10_000  # up to 100 yuan: a million fit the reserves
             lines = (
                 Line(f"town_reserve_held:{town}", "debit", amount),
                 Line(f"town_reserve:{town}", "credit", amount),

@@ -47,6 +47,11 @@ def broker_time(timestamp_ms: int | None) -> datetime | None:
     return None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
+def stamp_of(record: Record) -> datetime:
+    """The broker's stamp of a consumed record (log-append time on the service's topics)."""
+    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
+
+
 # "k/n" as a setting: this consumer takes the partitions p with p % n == k; empty: all
 SHARD_PATTERN = r"^([0-9]{1,3}/[1-9][0-9]{0,2})?$"
 
@@ -105,6 +110,19 @@ async def topic_partitions(
         await admin.close()
 
 
+def _same_partitions(found: Sequence[TopicPartition]) -> None:
+    """Sharded over several topics, a town's records must fall in one shard on each: the
+    same key lands on the same partition number only when the topics have as many."""
+    counts: dict[str, int] = {}
+    for tp in found:
+        counts[tp.topic] = counts.get(tp.topic, 0) + 1
+    if len(set(counts.values())) > 1:
+        raise RuntimeError(
+            f"sharded consumers need topics of one partition count, found {counts}: "
+            "a town would fall in different shards on different topics"
+        )
+
+
 class DeadLetters:
     """A batch's records that do not read, on their way to the dead-letter topic."""
 
@@ -121,7 +139,7 @@ class DeadLetters:
             record.offset,
             reason,
             record.value,
-            broker_time(record.timestamp),
+            stamp_of(record),
         )
         self._sent.append(
             await self._producer.send(self._topic, key=record.key, value=encode(letter))
@@ -198,6 +216,8 @@ class PositionedConsumer:
             found = await topic_partitions(self.bootstrap, self.topics, stop)
             if found is None:
                 return
+            if self.shard is not None:
+                _same_partitions(found)
             self.assigned = in_shard(found, self.shard)
             self.positions = dict(await stored())
             consumer.assign(self.assigned)

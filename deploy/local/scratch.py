@@ -44,12 +44,13 @@ PRINCIPALS: dict[str, tuple[str, str, str | None]] = {
 @dataclass(frozen=True)
 class Shape:
     """How big: partitions of every topic, processor workers, intake instances (one port,
-    SO_REUSEPORT), ledger consumers (sharded by partition)."""
+    SO_REUSEPORT), ledger and casebook consumers (each sharded by partition)."""
 
     partitions: int = 2
     workers: int = 1
     intakes: int = 1
     ledgers: int = 1
+    casebooks: int = 1
     console: bool = True
     name: str = "console"  # topics test.<name>.*, database <name>_*
 
@@ -239,7 +240,12 @@ def whole_stack(
     for k in range(shape.ledgers):
         shard = {"RELIEF_LEDGER_SHARD": f"{k}/{shape.ledgers}"} if shape.ledgers > 1 else {}
         programs[f"ledger-{k}"] = (["services.ledger", "run"], shard)
-    programs["casebook"] = (["services.casebook", "run"], {})
+    for k in range(shape.casebooks):
+        shard = {"RELIEF_CASEBOOK_SHARD": f"{k}/{shape.casebooks}"} if shape.casebooks > 1 else {}
+        programs[f"casebook-{k}" if shape.casebooks > 1 else "casebook"] = (
+            ["services.casebook", "run"],
+            shard,
+        )
     programs["casereads"] = (["services.casebook", "serve", "--port", str(ports["casebook"])], {})
     for k in range(shape.workers):
         programs[f"emergency-{k}"] = (

@@ -40,12 +40,15 @@ METRICS_PORT = 9101  # the first processor worker's /metrics; the next ones coun
 SCALE_FILE = "scale.json"  # in svc_dir(): how many workers and intake instances run
 
 
-def scaled(workers: int = 1, intakes: int = 1, ledgers: int = 1) -> list[Service]:
+def scaled(
+    workers: int = 1, intakes: int = 1, ledgers: int = 1, casebooks: int = 1
+) -> list[Service]:
     """Every service, with `workers` processor workers (each its own data folder and
     metrics port; Faust shares the towns' partitions between them) and `intakes` intake
     instances on one address (the kernel spreads connections over them: SO_REUSEPORT;
-    Idempotency-Keys are shared in PostgreSQL), and `ledgers` ledger consumers, each
-    storing its share of the postings' partitions (RELIEF_LEDGER_SHARD)."""
+    Idempotency-Keys are shared in PostgreSQL), `ledgers` ledger consumers, each storing
+    its share of the postings' partitions (RELIEF_LEDGER_SHARD), and `casebooks` casebook
+    consumers likewise (RELIEF_CASEBOOK_SHARD)."""
     state = stack.state_dir()
     processors = [
         Service(
@@ -92,11 +95,21 @@ def scaled(workers: int = 1, intakes: int = 1, ledgers: int = 1) -> list[Service
             for k in range(ledgers)
         ),
         # the casebook: every case as the decisions state it, and what became of submissions
-        Service(
-            "casebook",
-            ["services.casebook", "run"],
-            before=[["services.casebook", "migrate"]],
-            kafka="casebook",
+        *(
+            Service(
+                "casebook" if k == 0 else f"casebook-{k + 1}",
+                ["services.casebook", "run"],
+                before=[["services.casebook", "migrate"]] if k == 0 else [],
+                kafka="casebook",
+                env={}
+                if casebooks == 1
+                else {
+                    "RELIEF_CASEBOOK_SHARD": f"{k}/{casebooks}",
+                    # 9103, then 9132, 9133...
+                    "RELIEF_CASEBOOK_METRICS_PORT": "9103" if k == 0 else str(9130 + k + 1),
+                },
+            )
+            for k in range(casebooks)
         ),
         Service(
             "casereads",
@@ -137,7 +150,10 @@ def chosen() -> list[Service]:
         return scaled()
     scale = json.loads(path.read_text(encoding="utf-8"))
     return scaled(
-        int(scale.get("workers", 1)), int(scale.get("intakes", 1)), int(scale.get("ledgers", 1))
+        int(scale.get("workers", 1)),
+        int(scale.get("intakes", 1)),
+        int(scale.get("ledgers", 1)),
+        int(scale.get("casebooks", 1)),
     )
 
 
@@ -221,22 +237,25 @@ def start_all(
     workers: int | None = None,
     intakes: int | None = None,
     ledgers: int | None = None,
+    casebooks: int | None = None,
 ) -> None:
     """Start the supervisor with every service; nothing changes when it already runs.
-    `workers`, `intakes` and `ledgers` scale the processor, intake and the ledger's
-    consumer (remembered for next time)."""
+    `workers`, `intakes`, `ledgers` and `casebooks` scale the processor, intake and the
+    ledger's and the casebook's consumers (remembered for next time)."""
     svc_dir().mkdir(parents=True, exist_ok=True)
     running = supervisor.supervisor_pid(svc_dir())
     if running is not None:
         stack.log(f"services already running (supervisor pid {running})")
         return
     _stop_unsupervised()
-    if workers is not None or intakes is not None or ledgers is not None:
+    if any(n is not None for n in (workers, intakes, ledgers, casebooks)):
         before = chosen()
         scale = {
             "workers": workers or sum(s.name.startswith("emergency") for s in before),
             "intakes": intakes or sum(s.name.startswith("intake") for s in before),
             "ledgers": ledgers or sum(s.args[:2] == ["services.ledger", "run"] for s in before),
+            "casebooks": casebooks
+            or sum(s.args[:2] == ["services.casebook", "run"] for s in before),
         }
         (svc_dir() / SCALE_FILE).write_text(json.dumps(scale), encoding="utf-8")
     selected = chosen()

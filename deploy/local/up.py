@@ -71,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="ledger consumers, each its share of the partitions (default: as last time, 1)",
     )
+    parser.add_argument(
+        "--casebooks",
+        type=int,
+        default=None,
+        help="casebook consumers, each its share of the partitions (default: as last time, 1)",
+    )
     # (`./run up` hands its arguments to stack.py too: --brokers is its own)
     args, _ = parser.parse_known_args(argv)
-    for name in ("workers", "intakes", "ledgers"):
+    for name in ("workers", "intakes", "ledgers", "casebooks"):
         value = getattr(args, name)
         if value is not None and not 1 <= value <= 12:
             parser.error(f"--{name} must be between 1 and 12")
@@ -82,7 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     finance_hash = hashlib.sha256(tokens["finance"].encode()).hexdigest()
     os.environ["RELIEF_DASHBOARD_TOKEN_HASHES"] = f"finance:{finance_hash}"
     try:
-        services.start_all(info, workers=args.workers, intakes=args.intakes, ledgers=args.ledgers)
+        services.start_all(
+            info,
+            workers=args.workers,
+            intakes=args.intakes,
+            ledgers=args.ledgers,
+            casebooks=args.casebooks,
+        )
         if not args.no_demo:
             demo.play(f"http://127.0.0.1:{services.INTAKE_PORT}", tokens)
     except stack.StackError as exc:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from relief_platform.positioned import shard_of
 from schemas.envelope import CST, to_cst
 from schemas.policy import load_config
 from schemas.workdays import WorkingCalendar, load_calendar
@@ -152,6 +153,7 @@ def consumer_for(
         batch_max=settings.casebook_batch_max,
         poll_timeout_ms=settings.casebook_poll_timeout_ms,
         on_batch=None if metrics is None else metrics.observe,
+        shard=shard_of(settings.casebook_shard),
     )
 
 
@@ -188,7 +190,9 @@ async def run(settings: CasebookSettings, stop: asyncio.Event | None = None) -> 
                 timeout_s=settings.casebook_kafka_timeout_s,
             )
             tasks.append(asyncio.create_task(watcher.run(stop)))
-        if settings.casebook_disclosure_interval_s > 0:
+        shard = shard_of(settings.casebook_shard)
+        # the disclosure gauges are the whole casebook's: one shard keeps them
+        if settings.casebook_disclosure_interval_s > 0 and (shard is None or shard[0] == 0):
             gauges = DisclosureWatcher(pool, metrics, settings)
             tasks.append(asyncio.create_task(gauges.run(stop)))
         try:

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.positioned import SHARD_PATTERN, shard_of
 from relief_platform.secrets import (
     MIN_SEAL_KEY_BYTES,
     Sealer,
@@ -47,6 +48,17 @@ class CasebookSettings(BaseSettings):
     # Records per PostgreSQL transaction, with the positions (docs/design.md "batched").
     casebook_batch_max: int = Field(default=5_000, ge=1, le=50_000)
     casebook_poll_timeout_ms: int = Field(default=200, ge=1, le=10_000)
+    # "k/n": this consumer folds the partitions p with p % n == k of each topic (a town's
+    # records are on one partition number of each, so shards never write the same rows;
+    # the topics must have one partition count); empty: every partition
+    casebook_shard: str = Field(default="", pattern=SHARD_PATTERN)
+
+    @field_validator("casebook_shard")
+    @classmethod
+    def _shard_within_its_count(cls, value: str) -> str:
+        shard_of(value)
+        return value
+
     casebook_pool_max: int = Field(default=4, ge=1, le=50)
     # A PostgreSQL restart: bounded retries with backoff, then crash and be restarted.
     casebook_pg_retry_attempts: int = Field(default=12, ge=1, le=100)

@@ -22,18 +22,23 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
 from typing import TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from relief_platform import kafka_security
+from relief_platform.positioned import (
+    DeadLetters,
+    Position,
+    PositionedConsumer,
+    next_offsets,
+    stamp_of,
+)
 from schemas.decisions import Decision
 from schemas.envelope import Record
 from schemas.intake import DisclosurePublished, HardshipFollowedUp, HardshipListPushed
-from schemas.registry import RecordError, decode, decode_as, encode
-from schemas.topics import RejectedRecord
+from schemas.registry import RecordError, decode, decode_as
 from services.casebook.adapters.postgres import (
     Batch,
     CasebookStore,
@@ -52,42 +57,7 @@ from services.casebook.domain.submissions import (
 log = logging.getLogger("relief.casebook.consumer")
 R = TypeVar("R", bound=Record)
 
-TOPIC_WAIT_S = 1.0
-TOPIC_WAIT_MAX_S = 300.0
 MAX_PENDING_OBSERVATIONS = 100  # progress readings waiting for the casebook to catch up
-
-Position = tuple[str, int]  # (topic, partition)
-
-
-def _stamp(record: ConsumerRecord[bytes, bytes]) -> datetime:
-    return datetime.fromtimestamp(record.timestamp / 1000, UTC)
-
-
-async def topic_partitions(
-    bootstrap: str, names: Sequence[str], stop: asyncio.Event
-) -> list[TopicPartition] | None:
-    """Every partition of `names`, waiting (bounded) for each topic to exist."""
-    admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        waited = 0.0
-        while not stop.is_set():
-            described = await admin.describe_topics(list(names))
-            found = {
-                d["topic"]: sorted(p["partition"] for p in d.get("partitions", []))
-                for d in described
-                if d.get("error_code", 0) == 0 and d.get("partitions")
-            }
-            missing = [n for n in names if n not in found]
-            if not missing:
-                return [TopicPartition(n, p) for n in names for p in found[n]]
-            if waited >= TOPIC_WAIT_MAX_S:
-                raise RuntimeError(f"topics {missing} do not exist after {waited:.0f} s")
-            await asyncio.sleep(TOPIC_WAIT_S)
-            waited += TOPIC_WAIT_S
-        return None
-    finally:
-        await admin.close()
 
 
 @dataclasses.dataclass
@@ -101,6 +71,9 @@ class Counts:
 
 
 class CasebookConsumer:
+    """Folds a batch of the three topics into PostgreSQL with its positions, through the
+    platform's positioned consumer (`shard` (k, n): the partitions p % n == k of each)."""
+
     def __init__(
         self,
         store: CasebookStore,
@@ -112,103 +85,66 @@ class CasebookConsumer:
         batch_max: int,
         poll_timeout_ms: int,
         on_batch: Callable[[Stored, float], None] | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.store = store
         self.bootstrap = bootstrap
         self.intake_topic = intake_topic
         self.decisions_topic = decisions_topic
         self.rejected_topic = rejected_topic
-        self.batch_max = batch_max
-        self.poll_timeout_ms = poll_timeout_ms
         self.on_batch = on_batch
         self.counts = Counts()
-        # what PostgreSQL holds: (topic, partition) -> the next offset to read
-        self.positions: dict[Position, int] = {}
+        self.reader = PositionedConsumer(
+            bootstrap=bootstrap,
+            topics=self.topics,
+            dead_letter_topic=rejected_topic,
+            batch_max=batch_max,
+            poll_timeout_ms=poll_timeout_ms,
+            shard=shard,
+        )
 
     @property
     def topics(self) -> tuple[str, str, str]:
         return (self.decisions_topic, self.rejected_topic, self.intake_topic)
 
+    @property
+    def positions(self) -> dict[Position, int]:
+        """What PostgreSQL holds: (topic, partition) -> the next offset to read."""
+        return self.reader.positions
+
+    @property
+    def assigned(self) -> set[Position]:
+        """The partitions this consumer reads (its shard's; empty before it starts)."""
+        return {(tp.topic, tp.partition) for tp in self.reader.assigned}
+
     def reached(self, ends: Mapping[Position, int]) -> bool:
         """Whether every record below `ends` is stored."""
-        return all(self.positions.get(tp, 0) >= end for tp, end in ends.items())
+        return self.reader.reached(ends)
 
     async def run(self, stop: asyncio.Event, *, until_caught_up: bool = False) -> None:
         """Consume until `stop`; with `until_caught_up`, only up to the ends of the topics
         as they were at the start (a rebuild), then return."""
-        consumer = AIOKafkaConsumer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self.bootstrap,
-            group_id=None,  # positions are PostgreSQL's, not Kafka's
-            enable_auto_commit=False,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=1_048_576,
-        )
-        producer = AIOKafkaProducer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self.bootstrap,
-            enable_idempotence=True,  # a dead letter is never lost
-            acks="all",
-            linger_ms=5,
-        )
-        await consumer.start()
-        await producer.start()
-        try:
-            tps = await topic_partitions(self.bootstrap, self.topics, stop)
-            if tps is None:
-                return
-            self.positions = await self.store.positions(self.topics)
-            consumer.assign(tps)
-            for tp in tps:
-                stored = self.positions.get((tp.topic, tp.partition))
-                if stored is not None:
-                    consumer.seek(tp, stored)
-                else:
-                    await consumer.seek_to_beginning(tp)
-            ends: dict[Position, int] = {}
-            if until_caught_up:
-                found = await consumer.end_offsets(tps)
-                ends = {(tp.topic, tp.partition): int(o) for tp, o in found.items()}
-            log.info("consuming %s from stored positions %s", self.topics, self.positions)
-            while not stop.is_set():
-                if until_caught_up and self.reached(ends):
-                    return
-                batch = await consumer.getmany(
-                    timeout_ms=self.poll_timeout_ms, max_records=self.batch_max
-                )
-                records = [
-                    r
-                    for tp in sorted(batch, key=lambda t: (t.topic, t.partition))
-                    for r in batch[tp]
-                ]
-                if records:
-                    await self.handle(records, producer)
-        finally:
-            await producer.stop()
-            await consumer.stop()
+
+        async def stored() -> dict[Position, int]:
+            return await self.store.positions(self.topics)
+
+        await self.reader.run(stored, self.handle, stop, until_caught_up=until_caught_up)
 
     async def handle(
-        self, records: Sequence[ConsumerRecord[bytes, bytes]], producer: AIOKafkaProducer
-    ) -> Stored:
+        self, records: Sequence[ConsumerRecord[bytes, bytes]], letters: DeadLetters
+    ) -> dict[Position, int]:
+        """Fold a batch and store it with its positions (what it answers), its dead letters
+        acknowledged first."""
         batch = Batch()
-        dead_letters = []
+        batch.positions.update(next_offsets(records))
         for r in records:
-            key = (r.topic, r.partition)
-            batch.positions[key] = max(batch.positions.get(key, 0), r.offset + 1)
             if r.topic == self.decisions_topic:
                 try:
-                    record = decode(r.value or b"", recorded_at=_stamp(r))
+                    record = decode(r.value or b"", recorded_at=stamp_of(r))
                     if not isinstance(record, Decision):
                         raise RecordError(f"{record.type} is not a decision")
                 except RecordError as exc:
-                    log.warning("rejected %s/%d@%d: %s", r.topic, r.partition, r.offset, exc)
-                    dead = RejectedRecord.of(
-                        r.topic, r.partition, r.offset, str(exc), r.value, datetime.now(UTC)
-                    )
-                    dead_letters.append(
-                        await producer.send(self.rejected_topic, key=r.key, value=encode(dead))
-                    )
+                    await letters.send(r, str(exc))
                     continue
                 raw = (r.value or b"").decode("utf-8")  # decode() read it: valid UTF-8
                 batch.decisions.append(ReadDecision(record, r.partition, r.offset, raw))
@@ -227,49 +163,46 @@ class CasebookConsumer:
                     if pushed is not None:
                         at = hardship.Where(r.partition, r.offset)
                         batch.hardship_lists.append(
-                            (hardship.pushed(pushed, _stamp(r), at), hardship.list_rows(pushed))
+                            (hardship.pushed(pushed, stamp_of(r), at), hardship.list_rows(pushed))
                         )
                 elif seen.type == "HardshipFollowedUp":
                     followed = self._intake(r, HardshipFollowedUp)
                     if followed is not None:
                         at = hardship.Where(r.partition, r.offset)
-                        batch.follow_ups.append(hardship.follow_up(followed, _stamp(r), at))
+                        batch.follow_ups.append(hardship.follow_up(followed, stamp_of(r), at))
             elif r.topic == self.rejected_topic:
                 found = self._rejection(r.value or b"")
                 if found is not None:
                     batch.rejections.append(found)
-        if dead_letters:
-            # acknowledged before the position passes them: a crash re-sends, never loses
-            await asyncio.gather(*dead_letters)
-            self.counts.dead_letters += len(dead_letters)
+        # acknowledged before the position passes them: a crash re-sends, never loses
+        self.counts.dead_letters += await letters.acknowledged()
         started = time.perf_counter()
         stored = await self.store.store(batch)
         elapsed = time.perf_counter() - started
-        self.positions.update(batch.positions)
         self.counts.decisions += stored.decisions
         self.counts.duplicates += stored.duplicates
         self.counts.submissions += stored.submissions
         self.counts.rejections += stored.rejections
         if self.on_batch is not None:
             self.on_batch(stored, elapsed)
-        return stored
+        return batch.positions
 
     def _publication(self, r: ConsumerRecord[bytes, bytes]) -> Publication | None:
         """P7: a town's list published; one that does not read is the processor's to
         dead-letter (it reads the same record) and is skipped here."""
         try:
-            record = decode_as(r.value or b"", DisclosurePublished, recorded_at=_stamp(r))
+            record = decode_as(r.value or b"", DisclosurePublished, recorded_at=stamp_of(r))
         except RecordError as exc:
             log.warning("publication %d@%d not read: %s", r.partition, r.offset, exc)
             self.counts.skipped += 1
             return None
-        return Publication(record, _stamp(r), r.partition, r.offset)
+        return Publication(record, stamp_of(r), r.partition, r.offset)
 
     def _intake(self, r: ConsumerRecord[bytes, bytes], kind: type[R]) -> R | None:
         """An intake record the casebook keeps (section 二); one that does not read is
         the processor's to dead-letter (it reads the same record) and is skipped here."""
         try:
-            return decode_as(r.value or b"", kind, recorded_at=_stamp(r))
+            return decode_as(r.value or b"", kind, recorded_at=stamp_of(r))
         except RecordError as exc:
             log.warning("%s %d@%d not read: %s", kind.__name__, r.partition, r.offset, exc)
             self.counts.skipped += 1
@@ -338,19 +271,20 @@ class ProgressWatcher:
 
     async def step(self, admin: AIOKafkaAdminClient, offsets: AIOKafkaConsumer) -> None:
         c = self.consumer
+        mine = c.assigned  # a shard watches its own partitions: a town's are in one shard
+        if not mine:
+            return  # not reading yet
         committed_all = await admin.list_consumer_group_offsets(self.group)
         committed = {
             tp.partition: int(meta.offset)
             for tp, meta in committed_all.items()
-            if tp.topic == c.intake_topic and meta.offset >= 0
+            if tp.topic == c.intake_topic and meta.offset >= 0 and (tp.topic, tp.partition) in mine
         }
         if committed:
-            described = await admin.describe_topics([c.decisions_topic, c.rejected_topic])
             tps = [
-                TopicPartition(d["topic"], p["partition"])
-                for d in described
-                if d.get("error_code", 0) == 0
-                for p in d.get("partitions", [])
+                TopicPartition(topic, partition)
+                for topic, partition in sorted(mine)
+                if topic in (c.decisions_topic, c.rejected_topic)
             ]
             ends = {
                 (tp.topic, tp.partition): int(o)

@@ -4,8 +4,10 @@ Exactly once: a batch's rows and the consumer positions they came from are writt
 one transaction. A decision id seen again (the processor re-sends a batch it had not
 acknowledged) inserts nothing, and only decisions inserted now are folded into the
 cases, so a replay changes nothing. Each batch transaction takes one advisory lock
-first: two writers on one database (a `rebuild` racing a restarted `run`) take turns,
-and whichever inserts a decision first folds it, once.
+first for each partition it read: two writers of the same partitions (a `rebuild` racing
+a restarted `run`) take turns, and whichever inserts a decision first folds it, once;
+shards (`RELIEF_CASEBOOK_SHARD`, other partitions: a town's records are on one partition
+of each topic) write side by side.
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ class CasebookDatabaseError(RuntimeError):
 
 def _lock_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def _take_turns(conn: Conn, positions: Iterable[tuple[str, int]]) -> None:
+    """Writers of the same partitions take turns; shards (other partitions) do not wait
+    for each other. Every writer holds the writers' lock shared (a `drop` takes it alone),
+    then one lock per partition of its batch, in one order (no deadlock)."""
+    await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", _lock_key(WRITER_LOCK))
+    keys = sorted({_lock_key(f"{WRITER_LOCK}/{t}/{p}") for t, p in positions})
+    await conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
 
 
 # ---------------------------------------------------------------- migrations
@@ -484,7 +495,7 @@ class CasebookStore:
         try:
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}")
-                await conn.execute("SELECT pg_advisory_xact_lock($1)", _lock_key(WRITER_LOCK))
+                await _take_turns(conn, batch.positions)
                 result = await self._write(conn, batch)
         except TRANSIENT_ERRORS:
             # a connection cut mid-protocol must not go back to the pool half-used

@@ -5,6 +5,7 @@ and submissions exactly once and answers by (town, case id)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 from collections.abc import Awaitable
@@ -15,11 +16,14 @@ import httpx
 import pytest
 
 from deploy.local import stack as local_stack
+from relief_platform.topics import ensure_topics
 from schemas.decisions import AdvanceGranted, Decision
 from schemas.registry import encode
 from services.casebook.adapters import postgres as casebook_postgres
-from services.casebook.app import rebuild
+from services.casebook.app import consumer_for, rebuild
 from tests.integration.casebook.conftest import (
+    PARTITIONS,
+    WAIT_S,
     CasebookDb,
     Processor,
     Topics,
@@ -360,3 +364,66 @@ async def test_a_decision_forged_with_the_app_role_is_named_by_verify(
     assert checked == len(decided) + 1
     assert [(p.event_id, p.case_id) for p in problems] == [(forged, "case-forged")]
     assert "forged" in problems[0].reason
+
+
+async def test_two_shards_fold_what_one_consumer_folds(
+    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics
+) -> None:
+    """RELIEF_CASEBOOK_SHARD 0/2 and 1/2 side by side: each reads its own partitions of
+    the three topics (a town's records are on one partition number of each), and together
+    they store what one consumer replaying everything stores, row for row; each shard
+    records how far the processor got on its own intake partitions."""
+    processor = Processor(stack.kafka_bootstrap, topics)
+    sent = await produce(
+        stack.kafka_bootstrap, topics.intake, story_first_day() + story_second_day()
+    )
+    decided = [r for r in await processor.step() if isinstance(r, Decision)]
+    shards = [
+        settings_for(stack, casebook_db, topics, casebook_batch_max=4, casebook_shard=f"{k}/2")
+        for k in range(2)
+    ]
+    intake_partitions = {partition for partition, _ in sent}
+
+    async def progress_seen() -> bool:
+        conn = await asyncpg.connect(casebook_db.app_url)
+        try:
+            found = await conn.fetch("SELECT partition FROM casebook.progress")
+        finally:
+            await conn.close()
+        return {r["partition"] for r in found} >= intake_partitions
+
+    async with running(shards[0]), running(shards[1]):
+        await eventually(lambda: _at_least(casebook_db, "decisions", len(decided)), "all of it")
+        await eventually(lambda: _at_least(casebook_db, "submissions", 12), "every submission")
+        await eventually(progress_seen, "each shard's progress on its intake partitions")
+    sharded = await rows(casebook_db.app_url)
+    # each shard read its own partitions of every topic, and only those
+    pool = await casebook_postgres.connect_pool(casebook_db.app_url, 2)
+    try:
+        for k, settings in enumerate(shards):
+            consumer = consumer_for(settings, pool)
+            await consumer.run(asyncio.Event(), until_caught_up=True)
+            assert consumer.assigned == {
+                (t, p)
+                for t in (topics.intake, topics.decisions, topics.rejected)
+                for p in range(PARTITIONS)
+                if p % 2 == k
+            }
+    finally:
+        await pool.close()
+    assert await rows(casebook_db.app_url) == sharded  # caught up: nothing more to fold
+    await rebuild(settings_for(stack, casebook_db, topics))
+    assert await rows(casebook_db.app_url) == sharded
+
+
+async def test_a_shard_refuses_topics_of_different_partition_counts(
+    stack: local_stack.StackInfo, casebook_db: CasebookDb, topics: Topics, unique: str
+) -> None:
+    other = f"test.cb.decisions4.{unique}"
+    await ensure_topics(stack.kafka_bootstrap, PARTITIONS + 1, 1, names={other: {}})
+    settings = settings_for(
+        stack, casebook_db, dataclasses.replace(topics, decisions=other), casebook_shard="0/2"
+    )
+    with pytest.raises(RuntimeError, match="one partition count"):
+        async with running(settings) as task:
+            await asyncio.wait_for(task, WAIT_S)
