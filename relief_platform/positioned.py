@@ -43,8 +43,11 @@ TOPIC_WAIT_MAX_S = 300.0
 
 def broker_time(timestamp_ms: int | None) -> datetime | None:
     """The broker's stamp of a record (its log-append or create time) as a datetime: the
-    one clock every stage reads (docs/design.md "one clock for every deadline")."""
-    return None if timestamp_ms is None else datetime.fromtimestamp(timestamp_ms / 1000, UTC)
+    one clock every stage reads (docs/design.md "one clock for every deadline"). None when
+    the record has none (Kafka's -1)."""
+    if timestamp_ms is None or timestamp_ms < 0:
+        return None
+    return datetime.fromtimestamp(timestamp_ms / 1000, UTC)
 
 
 def stamp_of(record: Record) -> datetime:

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ MODULES: dict[str, list[str]] = {
         f"{_E}/test_stateful.py",
     ],
     "services/emergency/domain/advance.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
+    "services/emergency/domain/approval.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
     "services/emergency/domain/decide.py": [
         *_EXAMPLES,
         f"{_E}/test_in_order.py",
@@ -140,10 +142,23 @@ def _results(session: Path, tree: Path) -> tuple[int, int, list[str]]:
     return killed, run, survivors
 
 
+def _forget_survivors(session: Path) -> int:
+    """Drop the survivors' results from a session, so that `exec` runs them again."""
+    with sqlite3.connect(session) as db:
+        cursor = db.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        return cursor.rowcount
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: {DEFAULT})")
     parser.add_argument("--timeout-s", type=float, default=180.0, help="per mutant")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="run again only the mutants that survived the module's last session (after "
+        "tests were added), keeping the others' results",
+    )
     args = parser.parse_args()
     modules = args.modules or DEFAULT
     unknown = [m for m in modules if m not in MODULES]
@@ -160,13 +175,22 @@ def main() -> int:
         config = WORK / f"{name}.toml"
         session = WORK / f"{name}.sqlite"
         config.write_text(_config(module, MODULES[module], args.timeout_s), encoding="utf-8")
-        session.unlink(missing_ok=True)
-        for step in (
+        steps: list[tuple[str, ...]] = [
             ("cosmic-ray", "init", str(config), str(session)),
             ("cr-filter-operators", str(session), str(config)),
             ("cosmic-ray", "baseline", str(config)),
             ("cosmic-ray", "exec", str(config), str(session)),
-        ):
+        ]
+        if args.survivors:
+            if not session.exists():
+                print(f"mutants: {module}: no session to take survivors from ({session})")
+                return 2
+            # `exec` runs only the jobs with no result: forget the survivors' results
+            print(f"mutants: {module}: {_forget_survivors(session)} survivors to run again")
+            steps = steps[2:]
+        else:
+            session.unlink(missing_ok=True)
+        for step in steps:
             print(f"mutants: {module}: {' '.join(step[:2])}", flush=True)
             done = _tool(*step, cwd=tree)
             if done.returncode != 0:

@@ -51,3 +51,4 @@ def test_broker_time_is_the_records_stamp_in_utc() -> None:
     at = broker_time(1_719_794_400_000)
     assert at is not None and at.isoformat() == "2024-07-01T00:40:00+00:00"
     assert broker_time(None) is None
+    assert broker_time(-1) is None  # Kafka's "no timestamp"

@@ -12,13 +12,14 @@ import asyncio
 import logging
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from relief_platform import kafka_security
+from relief_platform.positioned import broker_time
 
 log = logging.getLogger("relief.intake.kafka")
 
@@ -39,9 +40,7 @@ class Ack:
 
     @property
     def recorded_at(self) -> datetime | None:
-        if self.timestamp_ms is None or self.timestamp_ms < 0:
-            return None
-        return datetime.fromtimestamp(self.timestamp_ms / 1000, tz=UTC)
+        return broker_time(self.timestamp_ms)
 
 
 class RecordSink(Protocol):

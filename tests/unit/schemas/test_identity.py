@@ -10,8 +10,11 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.identity import (
+    MIN_KEY_BYTES,
+    HouseholdRef,
     InvalidName,
     InvalidResidentId,
+    PersonRef,
     PublicName,
     check_char,
     household_ref,
@@ -21,6 +24,8 @@ from schemas.identity import (
     person_ref,
     public_name,
     scrub_ids,
+    scrub_personal,
+    statement_ref,
     validate_resident_id,
 )
 from tests.unit.schemas.factories import KEY, make_id
@@ -136,3 +141,83 @@ def test_a_record_takes_only_a_masked_name(masked: str) -> None:
     with pytest.raises(ValidationError):
         TypeAdapter(PublicName).validate_python(masked)
     TypeAdapter(PublicName).validate_python("张＊＊")
+
+
+def test_a_child_born_today_has_a_valid_number_and_tomorrow_does_not() -> None:
+    # the date of birth may be any day from 1900-01-01 up to and including `today`
+    assert is_valid_resident_id(make_id(born=TODAY), today=TODAY)
+    assert is_valid_resident_id(make_id(born=date(1900, 1, 1)), today=TODAY)
+    assert not is_valid_resident_id(make_id(born=date(2025, 1, 2)), today=TODAY)
+
+
+@pytest.mark.parametrize(
+    "first17",
+    [
+        "1101051949123100",  # 16 digits
+        "110105194912310021",  # 18 digits
+        "1101051949123100X",  # a letter among the 17
+        "１１０１０５１９４９１２３１００２",  # 17 full-width digits
+    ],
+)
+def test_the_check_character_needs_exactly_17_ascii_digits(first17: str) -> None:
+    with pytest.raises(InvalidResidentId, match="exactly 17 digits"):
+        check_char(first17)
+
+
+@given(valid_ids)
+def test_refs_fit_the_record_fields_that_carry_them(id_number: str) -> None:
+    # P7, P10: a record carries the keyed hash, never the number; its field takes the ref
+    assert TypeAdapter(PersonRef).validate_python(person_ref(id_number, KEY))
+    assert TypeAdapter(HouseholdRef).validate_python(household_ref(id_number, KEY))
+    with pytest.raises(ValidationError):
+        TypeAdapter(HouseholdRef).validate_python(person_ref(id_number, KEY))
+
+
+def test_the_shortest_key_allowed_is_16_bytes() -> None:
+    key = b"k" * MIN_KEY_BYTES
+    assert MIN_KEY_BYTES == 16
+    assert person_ref(make_id(), key).startswith("p_")
+    assert statement_ref("张某, 河南省周口市人", key).startswith("h_")
+    for short in (key[:-1], b""):
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            person_ref(make_id(), short)
+        with pytest.raises(ValueError, match="at least 16 bytes"):
+            statement_ref("张某, 河南省周口市人", short)
+
+
+def test_a_vagrants_statement_gives_one_household_ref_and_never_shows_itself() -> None:
+    # R7 + P6: the same statement (case and spaces aside) is the same household; another
+    # statement or another key is another household; the statement is not in the ref
+    statement = "Zhang Mou,  from Zhoukou, Henan"
+    ref = statement_ref(statement, KEY)
+    assert TypeAdapter(HouseholdRef).validate_python(ref) == ref
+    assert statement_ref(" zhang mou, FROM Zhoukou, Henan ", KEY) == ref
+    assert statement_ref("Li Mou, from Zhoukou, Henan", KEY) != ref
+    assert statement_ref(statement, KEY + b"!") != ref
+    assert "Zhang" not in ref
+
+
+def test_free_text_loses_old_ids_and_phone_numbers_but_keeps_the_rest() -> None:
+    # P7, P10: what a clerk types by habit into a reason never reaches the log in clear
+    old_id = "370321800517123"  # a first-generation, 15-digit number
+    text = f"房屋倒塌, 旧身份证 {old_id}, 电话 138 0013 8000 或 0533-7123456"
+    scrubbed = scrub_personal(text)
+    assert old_id not in scrubbed
+    assert "370**********23" in scrubbed
+    assert "138 0013 8000" not in scrubbed and "7123456" not in scrubbed
+    assert scrubbed.startswith("房屋倒塌, 旧身份证 370")
+    assert scrub_personal(scrubbed) == scrubbed
+
+
+def test_a_refused_name_says_which_character_is_wrong() -> None:
+    # a clear error says what was wrong and where (and never repeats the name)
+    with pytest.raises(InvalidName, match="character 2 is a character that is not a letter"):
+        public_name("张@三")
+    with pytest.raises(InvalidName, match="character 3 is a digit"):
+        public_name("张三3")
+
+
+def test_a_short_text_is_masked_with_its_first_three_and_last_two_characters() -> None:
+    assert mask_id("123456") == "123*56"
+    assert mask_id("12345") == "*****"
+    assert mask_name(" ") == mask_id("") == ""  # nothing to show, and no error on nothing

@@ -9,12 +9,25 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from schemas.money import MAX_AMOUNT_FEN, Fen, MoneyError, fen_from_yuan_text, yuan
+from schemas.money import (
+    MAX_AMOUNT_FEN,
+    MAX_YUAN_TEXT_LENGTH,
+    Fen,
+    MoneyError,
+    NonNegativeFen,
+    fen_from_yuan_text,
+    yuan,
+)
 
 
 class Amount(BaseModel):
     model_config = ConfigDict(extra="forbid")
     amount_fen: Fen
+
+
+class Balance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    balance_fen: NonNegativeFen
 
 
 amounts = st.integers(min_value=1, max_value=MAX_AMOUNT_FEN)
@@ -75,6 +88,7 @@ def test_a_json_float_is_refused_too() -> None:
         (123456, "1,234.56"),
         (100_000_000, "1,000,000.00"),
         (-250, "-2.50"),
+        (-1, "-0.01"),
         (0, "0.00"),
     ],
 )
@@ -84,7 +98,15 @@ def test_yuan_display(fen: int, text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fen"),
-    [("1234.56", 123456), ("1,234.56", 123456), (" 924 ", 92400), ("0.5", 50), ("1000", 100_000)],
+    [
+        ("10,000,000.00", MAX_AMOUNT_FEN),
+        ("10000000", MAX_AMOUNT_FEN),
+        ("1234.56", 123456),
+        ("1,234.56", 123456),
+        (" 924 ", 92400),
+        ("0.5", 50),
+        ("1000", 100_000),
+    ],
 )
 def test_yuan_text_is_parsed_exactly(text: str, fen: int) -> None:
     assert fen_from_yuan_text(text) == fen
@@ -94,6 +116,8 @@ def test_yuan_text_is_parsed_exactly(text: str, fen: int) -> None:
     "text",
     [
         "1.234",
+        "1.239",
+        "0.015",
         "0.001",
         "",
         "abc",
@@ -120,3 +144,34 @@ def test_yuan_refuses_non_integers() -> None:
         yuan(1.5)  # type: ignore[arg-type]
     with pytest.raises(MoneyError):
         yuan(True)
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (-1, "greater_than_equal"),
+        (MAX_AMOUNT_FEN + 1, "less_than_equal"),
+        (1.0, "int_type"),
+        ("5", "int_type"),
+        (False, "int_type"),
+    ],
+)
+def test_a_balance_may_be_zero_but_is_still_a_strict_bounded_int(value: object, kind: str) -> None:
+    # a balance or an approval of nothing (P9 refusal in a deliberation) is 0 fen, never
+    # below, and never a float or text coerced into fen
+    assert Balance(balance_fen=0).balance_fen == 0
+    assert Balance(balance_fen=MAX_AMOUNT_FEN).balance_fen == MAX_AMOUNT_FEN
+    with pytest.raises(ValidationError) as err:
+        Balance(balance_fen=value)
+    [error] = err.value.errors()
+    assert error["loc"] == ("balance_fen",)
+    assert error["type"] == kind
+
+
+def test_yuan_text_up_to_the_length_limit_is_read_and_one_more_character_is_refused() -> None:
+    # the limit is on the text as typed, spaces and all (STYLE "a limit on everything")
+    at_limit = "1.00".rjust(MAX_YUAN_TEXT_LENGTH)
+    assert len(at_limit) == MAX_YUAN_TEXT_LENGTH == 32
+    assert fen_from_yuan_text(at_limit) == 100
+    with pytest.raises(MoneyError, match="longer than 32 characters"):
+        fen_from_yuan_text(" " + at_limit)
