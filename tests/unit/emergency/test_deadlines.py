@@ -35,6 +35,14 @@ def test_ticks_warn_once_then_breach_once() -> None:
     assert d.on_done(T0 + 2 * DAY) is None  # a late payment does not end it twice
 
 
+def test_the_first_tick_past_the_warning_time_warns_even_between_ticks() -> None:
+    """Ticks come every minute or so, rarely at the warning's own instant: the first one
+    at or after it, still before the due time, warns (R5: the town is told before the 24
+    hours run out, not only when a tick happens to fall on the warning time)."""
+    assert relief().on_tick(T0 + timedelta(hours=20, seconds=37)) is DeadlineState.WARNED
+    assert relief().on_tick(T0 + timedelta(hours=23, minutes=59)) is DeadlineState.WARNED
+
+
 def test_payment_at_or_before_due_meets_and_after_due_breaches() -> None:
     assert relief().on_done(T0 + DAY - timedelta(seconds=1)) is DeadlineState.MET
     assert relief().on_done(T0 + DAY) is DeadlineState.MET  # exactly 24:00:00: 以内
