@@ -588,7 +588,14 @@ async def bare_pipeline(
     produced, consumed, copied)."""
     run = f"bare{uuid.uuid4().hex[:8]}"
     topic = f"bench.bare.{run}"
-    await ensure_topics(info.kafka_bootstrap, partitions=partitions, names={topic: {}})
+    # replicated as the service's topics are (3, min.insync.replicas 2 on a cluster)
+    rf, isr = local_stack.replication(len(info.kafka_bootstrap.split(",")))
+    await ensure_topics(
+        info.kafka_bootstrap,
+        partitions=partitions,
+        replication_factor=rf,
+        names={topic: {"min.insync.replicas": str(isr)}},
+    )
     db = f"bench_{run}"
     admin_db = info.admin_url.rsplit("/", 1)[0] + "/postgres"
     conn = await asyncpg.connect(admin_db)

@@ -159,16 +159,20 @@ def whole_stack(
         for k in ("intake", "decisions", "postings", "rejected", "claims")
     }
     in_thread(lambda: asyncio.run(_create_db(stack, db)))
+    # replicated as the stack's own topics are: 3 and min.insync.replicas 2 on a cluster
+    rf, isr = local_stack.replication(len(stack.kafka_bootstrap.split(",")))
+    replicated = {"min.insync.replicas": str(isr)}
     in_thread(
         lambda: asyncio.run(
             ensure_topics(
                 stack.kafka_bootstrap,
                 partitions=shape.partitions,
+                replication_factor=rf,
                 names={
-                    topics["intake"]: {"message.timestamp.type": "LogAppendTime"},
-                    topics["decisions"]: {},
-                    topics["postings"]: {},
-                    topics["rejected"]: {},
+                    topics["intake"]: {"message.timestamp.type": "LogAppendTime", **replicated},
+                    topics["decisions"]: replicated,
+                    topics["postings"]: replicated,
+                    topics["rejected"]: replicated,
                 },
             )
         )
@@ -178,7 +182,8 @@ def whole_stack(
             ensure_topics(
                 stack.kafka_bootstrap,
                 partitions=1,
-                names={topics["claims"]: {"message.timestamp.type": "LogAppendTime"}},
+                replication_factor=rf,
+                names={topics["claims"]: {"message.timestamp.type": "LogAppendTime", **replicated}},
             )
         )
     )
@@ -201,6 +206,7 @@ def whole_stack(
     env = {
         **os.environ,
         "RELIEF_KAFKA_BOOTSTRAP": stack.kafka_bootstrap,
+        "RELIEF_EMERGENCY_CHANGELOG_REPLICATION": str(rf),
         "RELIEF_DATABASE_URL": _on(stack.app_url, db),
         "RELIEF_DATABASE_OWNER_URL": _on(stack.owner_url, db),
         "RELIEF_INTAKE_TOPIC": topics["intake"],
