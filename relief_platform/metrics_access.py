@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
+import logging
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -105,3 +106,21 @@ class Guarded:
                 await send({"type": "http.response.body", "body": b"not found\n"})
                 return
         await self.app(scope, receive, send)
+
+
+def serve_metrics(port: int, host: str, registry: Any = None, what: str = "metrics") -> bool:
+    """Start a consumer's own `/metrics` endpoint (prometheus_client's server, on loopback
+    unless told otherwise); 0 turns it off. A port already taken (a second consumer on the
+    same machine) is logged, not fatal: metrics never stop relief. Whether it serves."""
+    if port == 0:
+        return False
+    from prometheus_client import REGISTRY, start_http_server
+
+    try:
+        start_http_server(port, addr=host, registry=registry or REGISTRY)
+    except OSError as exc:
+        logging.getLogger("relief.platform.metrics").warning(
+            "no /metrics for %s on port %d: %s", what, port, exc
+        )
+        return False
+    return True

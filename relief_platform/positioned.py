@@ -29,6 +29,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient
 
 from relief_platform import kafka_security
+from relief_platform.producer import acknowledged_producer
 from schemas.registry import encode
 from schemas.topics import RejectedRecord
 
@@ -206,13 +207,7 @@ class PositionedConsumer:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=1_048_576,
         )
-        producer = AIOKafkaProducer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self.bootstrap,
-            enable_idempotence=True,  # forces acks="all": a dead letter is never lost
-            acks="all",
-            linger_ms=5,
-        )
+        producer = acknowledged_producer(self.bootstrap, linger_ms=5)  # a letter never lost
         await consumer.start()
         await producer.start()
         try:

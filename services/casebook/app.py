@@ -9,8 +9,9 @@ import logging
 import signal
 from datetime import UTC, datetime, time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from relief_platform.metrics_access import serve_metrics
 from relief_platform.positioned import shard_of
 from schemas.envelope import CST, to_cst
 from schemas.policy import load_config
@@ -169,15 +170,9 @@ async def run(settings: CasebookSettings, stop: asyncio.Event | None = None) -> 
     stop = stop or asyncio.Event()
     _on_signals(stop)
     metrics = RunMetrics()
-    if settings.casebook_metrics_port:
-        try:
-            start_http_server(
-                settings.casebook_metrics_port,
-                addr=settings.metrics_host,
-                registry=metrics.registry,
-            )
-        except OSError as exc:  # a second casebook on the same host: no metrics, no crash
-            log.warning("no /metrics on port %d: %s", settings.casebook_metrics_port, exc)
+    serve_metrics(
+        settings.casebook_metrics_port, settings.metrics_host, metrics.registry, "casebook"
+    )
     pool = await postgres.connect_pool(settings.database_url, settings.casebook_pool_max)
     try:
         consumer = consumer_for(settings, pool, metrics)

@@ -58,11 +58,20 @@ def _run_worker(
 ) -> None:
     """Run a Faust worker; first drop a local copy of its table that is ahead of the
     changelog (it would stop Faust at every start)."""
+    from aiokafka.errors import KafkaError
+
+    from services.emergency.adapters.faust_app import EXIT_UNAVAILABLE
     from services.emergency.adapters.local_store import check_local_store
 
-    check_local_store(
-        settings.kafka_bootstrap, Path(app.conf.tabledir), table, f"{app_id}-{table}-changelog"
-    )
+    try:
+        check_local_store(
+            settings.kafka_bootstrap, Path(app.conf.tabledir), table, f"{app_id}-{table}-changelog"
+        )
+    except (KafkaError, TimeoutError) as exc:
+        # Kafka away at start: unavailable (69), as when outputs go unacknowledged - the
+        # supervisor starts the worker again, nothing was read or decided
+        print(f"worker: Kafka did not answer at start ({exc}); exiting", file=sys.stderr)
+        sys.exit(EXIT_UNAVAILABLE)
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
 

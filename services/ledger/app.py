@@ -7,10 +7,10 @@ import contextlib
 import logging
 import signal
 
-from prometheus_client import start_http_server
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from relief_platform.metrics_access import serve_metrics
 from relief_platform.positioned import SHARD_PATTERN, shard_of
 from relief_platform.secrets import (
     MIN_SEAL_KEY_BYTES,
@@ -102,13 +102,7 @@ async def run_consumer(settings: LedgerSettings, stop: asyncio.Event | None = No
             loop.add_signal_handler(sig, stop.set)
     pool = await connect_pool(settings.database_url, settings.ledger_pool_max)
     metrics = LedgerMetrics()
-    if settings.ledger_metrics_port:
-        try:
-            start_http_server(
-                settings.ledger_metrics_port, addr=settings.metrics_host, registry=metrics.registry
-            )
-        except OSError as exc:  # a second consumer on the same host: no metrics, no crash
-            log.warning("no /metrics on port %d: %s", settings.ledger_metrics_port, exc)
+    serve_metrics(settings.ledger_metrics_port, settings.metrics_host, metrics.registry, "ledger")
     try:
         consumer = LedgerConsumer(
             LedgerStore(pool, sealer, settings.retry_policy()),

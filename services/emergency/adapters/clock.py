@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
-from relief_platform import kafka_security
+from relief_platform.producer import acknowledged_producer
 from schemas import topics
 from schemas.envelope import CLOCK_TOWN, Actor, Role
 from schemas.intake import ClockTick
@@ -56,12 +56,7 @@ async def run_clock(
     topic: str = topics.INTAKE,
     stop: asyncio.Event | None = None,
 ) -> None:
-    producer = AIOKafkaProducer(
-        **kafka_security.client_options(),
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=True,
-    )
+    producer = acknowledged_producer(bootstrap)
     await producer.start()
     try:
         partitions = len(await producer.partitions_for(topic))

@@ -49,6 +49,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
 from relief_platform import kafka_security
+from relief_platform.producer import acknowledged_producer
 from schemas import topics
 from schemas.intake import ClockTick, ReliefRequested
 from schemas.registry import RecordError, decode
@@ -78,11 +79,8 @@ class OutputSink:
     async def start(self) -> None:
         if self._producer is not None:
             return
-        self._producer = AIOKafkaProducer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self._bootstrap,
-            acks="all",
-            enable_idempotence=True,
+        self._producer = acknowledged_producer(
+            self._bootstrap,
             linger_ms=5,
             max_batch_size=256 * 1024,
             request_timeout_ms=int(self.timeout_s * 1000),

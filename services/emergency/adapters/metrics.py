@@ -27,6 +27,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import BaseModel
 
+from relief_platform.metrics_access import serve_metrics
 from schemas.decisions import (
     AdvanceGranted,
     AdvanceRefused,
@@ -401,13 +402,8 @@ def serve(
     global _served_on
     if port == 0 or _served_on is not None:
         return
-    from prometheus_client import start_http_server
-
     default().init_towns(towns)
-    try:
-        start_http_server(port, addr=host)
-    except OSError as exc:
-        log.warning("metrics endpoint not started on port %d: %s", port, exc)
+    if not serve_metrics(port, host, what="the processor"):
         return
     _served_on = port
     log.info("metrics on http://%s:%d/metrics", host, port)

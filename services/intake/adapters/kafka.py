@@ -18,8 +18,8 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from relief_platform import kafka_security
 from relief_platform.positioned import broker_time
+from relief_platform.producer import acknowledged_producer
 
 log = logging.getLogger("relief.intake.kafka")
 
@@ -81,13 +81,10 @@ class KafkaSink:
         self._lock = asyncio.Lock()
 
     def _new_producer(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(
-            **kafka_security.client_options(),
-            bootstrap_servers=self.bootstrap,
-            # acks=all + idempotence: an acknowledged record is on every in-sync replica,
-            # and the producer's own retries never write it twice to the log
-            acks="all",
-            enable_idempotence=True,
+        # acks=all + idempotence (relief_platform.producer): an acknowledged record is on
+        # every in-sync replica, and the producer's own retries never write it twice
+        return acknowledged_producer(
+            self.bootstrap,
             linger_ms=self.linger_ms,
             request_timeout_ms=self.request_timeout_ms,
             max_request_size=MAX_REQUEST_BYTES,
