@@ -58,7 +58,11 @@ MODULES: dict[str, list[str]] = {
         f"{_E}/test_stateful.py",
     ],
     "services/emergency/domain/advance.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
-    "services/emergency/domain/approval.py": [*_EXAMPLES, f"{_E}/test_stateful.py"],
+    "services/emergency/domain/approval.py": [
+        f"{_E}/test_approval.py",
+        *_EXAMPLES,
+        f"{_E}/test_stateful.py",
+    ],
     "services/emergency/domain/decide.py": [
         *_EXAMPLES,
         f"{_E}/test_in_order.py",
