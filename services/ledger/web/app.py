@@ -89,6 +89,7 @@ class Hub:
             settings.casebook_token,
             settings.casebook_timeout_s,
             settings.dashboard_max_open_cases,
+            settings.dashboard_open_cases_interval_s,
         )
         self._cases: dict[str, Any] | None = None  # the casebook's last answer
         self.pool: postgres.Pool | None = None

@@ -4,6 +4,7 @@ the ledger reads no other service's tables and imports none of its code)."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import aiohttp
@@ -15,20 +16,35 @@ class OpenCasesReader:
     """GET /v1/open-cases with a service token; None when the casebook does not answer
     (the page then keeps what it showed, marked as not current)."""
 
-    def __init__(self, url: str, token: str, timeout_s: float, limit: int) -> None:
+    def __init__(
+        self, url: str, token: str, timeout_s: float, limit: int, min_interval_s: float = 0.0
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.limit = limit
+        self.min_interval_s = min_interval_s  # between two questions to the casebook
         self._session: aiohttp.ClientSession | None = None
+        self._last: dict[str, Any] | None = None  # its last answer
+        self._asked_at: float | None = None  # monotonic
 
     @property
     def configured(self) -> bool:
         return bool(self.url)
 
     async def read(self) -> dict[str, Any] | None:
+        """The open cases; within `min_interval_s` of the last question, its answer again
+        (None if that one went unanswered)."""
         if not self.url:
             return None
+        now = time.monotonic()
+        if self._asked_at is not None and now - self._asked_at < self.min_interval_s:
+            return self._last
+        self._asked_at = now
+        self._last = await self._ask()
+        return self._last
+
+    async def _ask(self) -> dict[str, Any] | None:
         if self._session is None:
             headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
             self._session = aiohttp.ClientSession(headers=headers, timeout=self.timeout)

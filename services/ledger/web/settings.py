@@ -45,6 +45,10 @@ class DashboardSettings(BaseSettings):
     casebook_url: str = ""
     casebook_token: str = Field(default="", repr=False)
     casebook_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The casebook's open cases are asked for at most this often: counting them reads every
+    # open case (a million in a province's disaster took over a second a read, and reads
+    # asked every second piled up); between reads the page shows the last answer.
+    dashboard_open_cases_interval_s: float = Field(default=10.0, ge=0, le=600)
 
     # Consumer lag for /metrics: Kafka end offsets against the ledger's stored positions
     # and the processor's committed group offsets. Empty bootstrap: no lag metrics.

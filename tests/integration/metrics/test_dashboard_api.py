@@ -41,6 +41,7 @@ def settings_for(app_url: str, casebook_url: str = "") -> DashboardSettings:
             ]
         ),
         dashboard_interval_s=0.1,
+        dashboard_open_cases_interval_s=0.1,
         dashboard_verify_interval_s=0.5,
         kafka_bootstrap="",  # lag is tested on its own
     )
