@@ -125,6 +125,7 @@ def dashboard(story: Story, tmp_path: Path) -> Iterator[str]:
         "RELIEF_DATABASE_URL": story.db.app_url,
         "RELIEF_DASHBOARD_TOKEN_HASHES": hashlib.sha256(TOKEN.encode()).hexdigest(),
         "RELIEF_DASHBOARD_INTERVAL_S": "0.5",
+        "RELIEF_DASHBOARD_OPEN_CASES_INTERVAL_S": "0.5",  # the page follows the cases live
         # open cases come from the casebook
         "RELIEF_CASEBOOK_URL": story.casebook.url,
         "RELIEF_CASEBOOK_TOKEN": CASEBOOK_TOKEN,
