@@ -6,8 +6,9 @@
 
 `core`: the pure rules alone (`decide` in batches of books), over the county's towns or one.
 `worker`: a real Faust worker process on fresh topics: N urgent requests produced at once,
-then decisions/s and the latency from each request's broker stamp (LogAppendTime) to the
-broker's acknowledgement of its decision, as percentiles.
+then decisions/s and the latency from each request's broker stamp (LogAppendTime) until
+its decision is read back from the decisions topic, as percentiles. `--workers N` runs N
+worker processes in one group (each with a standby of another's state).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from relief_platform import kafka_security
 
@@ -128,7 +130,30 @@ def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def bench_worker(n: int, bootstrap: str) -> None:
+async def members_when_stable(bootstrap: str, group: str) -> int:
+    """How many members the consumer group has once it is stable; 0 while it rebalances."""
+    admin = AIOKafkaAdminClient(**kafka_security.client_options(), bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    for response in described:
+        for _error, _name, state, _ptype, _protocol, members in response.groups:
+            return len(members) if state == "Stable" else 0
+    return 0
+
+
+async def group_of(bootstrap: str, group: str, workers: int, timeout_s: float = 120) -> None:
+    """Wait until `workers` members share the group's partitions, stable."""
+    for _ in range(int(timeout_s)):
+        if await members_when_stable(bootstrap, group) >= workers:
+            return
+        await asyncio.sleep(1)
+    raise SystemExit(f"the group {group} never had {workers} stable members")
+
+
+async def bench_worker(n: int, bootstrap: str, workers: int = 1) -> None:
     tag = uuid.uuid4().hex[:8]
     names: dict[str, dict[str, str]] = {
         f"bench.{t}.{tag}": {} for t in ("decisions", "postings", "rejected")
@@ -150,6 +175,17 @@ async def bench_worker(n: int, bootstrap: str) -> None:
         "RELIEF_EMERGENCY_METRICS_PORT": "0",
     }
     worker = start_worker(env, Path(tmp) / "worker.log")
+    others = [
+        start_worker(
+            {
+                **env,
+                "RELIEF_EMERGENCY_DATA_DIR": f"{tmp}/w{k}",
+                "RELIEF_EMERGENCY_WEB_PORT": str(6066 + k),
+            },
+            Path(tmp) / f"worker-{k}.log",
+        )
+        for k in range(1, workers)
+    ]
     try:
         towns = load_config().county.codes()
         producer = AIOKafkaProducer(
@@ -172,8 +208,10 @@ async def bench_worker(n: int, bootstrap: str) -> None:
             await consumer.start()
             while not await consumer.getmany(timeout_ms=1000):
                 pass
+            # every worker in the group before the clock starts (no rebalance measured)
+            await group_of(bootstrap, env["RELIEF_EMERGENCY_APP_ID"], workers)
             start = time.perf_counter()
-            cpu_start = cpu_seconds(worker.pid)
+            cpu_start = cpu_total([worker, *others])
             futures = []
             for k in range(n):
                 rec = request(towns[k % len(towns)], k, datetime.now(UTC))
@@ -193,6 +231,9 @@ async def bench_worker(n: int, bootstrap: str) -> None:
                 print(f"  stalled at {len(seen)} decided requests", file=sys.stderr)
                 break
             batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+            # a decision is stamped with its request's broker time (the processor's one
+            # clock), so its latency is read here, when it arrives, against that stamp
+            arrived_ms = time.time() * 1000
             if batch:
                 last_progress = time.monotonic()
             for msgs in batch.values():
@@ -201,12 +242,12 @@ async def bench_worker(n: int, bootstrap: str) -> None:
                     case = decided.correlation_id
                     if case.startswith("bench-") and case not in seen:
                         seen.add(case)
-                        lat.append(m.timestamp - decided.occurred_at.timestamp() * 1000)
+                        lat.append(arrived_ms - decided.occurred_at.timestamp() * 1000)
         elapsed = time.perf_counter() - start
-        cpu_end = cpu_seconds(worker.pid)
+        cpu_end = cpu_total([worker, *others])
         await consumer.stop()
         print(
-            f"worker: {len(seen)}/{n} requests decided in {elapsed:.2f} s "
+            f"{workers} worker(s): {len(seen)}/{n} requests decided in {elapsed:.2f} s "
             f"(produced in {produced:.2f} s)"
         )
         print(f"  decisions/s      {len(seen) / elapsed:,.0f}")
@@ -219,11 +260,19 @@ async def bench_worker(n: int, bootstrap: str) -> None:
         if lat:
             print(
                 f"  latency_ms p50   {pct(lat, 50):.0f}   p90 {pct(lat, 90):.0f}   "
-                f"p99 {pct(lat, 99):.0f}   max {max(lat):.0f}  (request stamp -> decision acked)"
+                f"p99 {pct(lat, 99):.0f}   max {max(lat):.0f}"
+                "  (request's broker stamp -> decision read)"
             )
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        for proc in [worker, *others]:
+            proc.send_signal(signal.SIGTERM)
+        for proc in [worker, *others]:
+            proc.wait(30)
+
+
+def cpu_total(procs: list[subprocess.Popen[bytes]]) -> float | None:
+    seconds = [cpu_seconds(p.pid) for p in procs]
+    return None if None in seconds else sum(s for s in seconds if s is not None)
 
 
 def main() -> None:
@@ -231,6 +280,7 @@ def main() -> None:
     parser.add_argument("mode", choices=["core", "worker"])
     parser.add_argument("--requests", type=int, default=5_000)
     parser.add_argument("--one-town", action="store_true", help="core: every case in one town")
+    parser.add_argument("--workers", type=int, default=1, help="worker: processes in the group")
     parser.add_argument(
         "--bootstrap", default=os.environ.get("RELIEF_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
     )
@@ -238,7 +288,7 @@ def main() -> None:
     if args.mode == "core":
         bench_core(args.requests, args.one_town)
     else:
-        asyncio.run(bench_worker(args.requests, args.bootstrap))
+        asyncio.run(bench_worker(args.requests, args.bootstrap, args.workers))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,12 @@ def broker_pids() -> list[int]:
     return pids
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def start_worker(work: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(  # noqa: S603 (this very script, as the worker)
@@ -95,7 +102,7 @@ def run_worker(work: str) -> None:
         settings.emergency_app_id,
         settings.emergency_data_dir / settings.emergency_app_id,
         PARTITIONS,
-        0,
+        free_port(),
     )
     intake = raw_topic(app, settings.intake_topic, PARTITIONS)
     table = app.Table("floor", partitions=PARTITIONS)
