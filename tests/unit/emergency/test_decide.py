@@ -26,6 +26,7 @@ from tests.unit.emergency.builders import (
     paperwork,
     replenished,
     reviewed,
+    rules_with_reserve,
     tick,
     types,
     urgent,
@@ -58,6 +59,7 @@ def test_an_urgent_request_is_granted_at_once_as_a_hold_on_the_reserve() -> None
     # the first record of the town opened its reserve in the ledger (R4)
     opening, hold = town.of(Posting)
     assert opening.kind == "reserve_funded" and opening.amount_fen == SIZE
+    assert hold.memo == "R5: advance held on the town reserve"
     assert hold.kind == "advance_granted"
 
 
@@ -74,6 +76,8 @@ def test_payment_before_the_deadline_meets_it_and_settles_the_hold() -> None:
     town(urgent("case-1", 80_000, at=T0))
     out = town(paid("case-1", 80_000, at=T0 + hours(3)))
     assert types(out) == ["ReliefPaid", "Posting", "DeadlineMet"]
+    # an urgent advance paid: relief first, R5 (a payment under an approval is P2's)
+    assert isinstance(out[0], d.ReliefPaid) and out[0].rule == "R5"
     assert [r.case_status for r in out if isinstance(r, d.Decision)] == [d.CaseStatus.PAID] * 2
     assert town.s.reserve.held_fen == 0 and town.s.reserve.paid_fen == 80_000
     assert town.open_case("case-1").status is CaseStatus.PAID
@@ -135,6 +139,8 @@ def test_a_grant_the_reserve_cannot_cover_is_escalated_to_the_county_fund() -> N
     assert isinstance(grant, d.AdvanceGranted) and grant.funded_by is d.FundedBy.COUNTY_FUND
     assert isinstance(escalation, d.EscalatedToCountyFund) and escalation.available_fen == 0
     assert isinstance(posting, Posting) and posting.kind == "escalated_advance"
+    # what finance reads in the ledger names the fund that holds it, and the rule
+    assert posting.memo == "R4: advance escalated to the county fund"
     assert town.s.reserve.available_fen == 0  # never below zero
     assert town.s.county_held_fen == CAP
     # the county pays it when the town confirms
@@ -165,6 +171,22 @@ def test_finance_is_alerted_once_when_the_reserve_falls_below_20_percent() -> No
     assert lows == []  # above the threshold: no alert
 
 
+def test_the_smallest_threshold_still_alerts_and_none_never_does() -> None:
+    """R4 + P11 at the edge: a reserve of 5 fen has a 1-fen threshold (20 %), and emptying
+    it alerts; a reserve of 4 fen has none (20 % of it rounds to 0), and nothing alerts."""
+    for size, threshold in ((5, 1), (4, 0)):
+        town = Town(rules=rules_with_reserve(size))
+        town(incident("flood-0720"))
+        out = town(urgent("case-1", size))
+        lows = [r for r in out if isinstance(r, d.ReserveLow)]
+        assert town.s.reserve.available_fen == 0
+        if threshold:
+            [low] = lows
+            assert low.threshold_fen == threshold and low.available_fen == 0
+        else:
+            assert lows == [] and not town.s.low_alerted
+
+
 def test_replenishment_tops_up_to_the_size_and_never_above() -> None:
     town = flooded()
     town(urgent("case-1", 80_000))
@@ -176,6 +198,18 @@ def test_replenishment_tops_up_to_the_size_and_never_above() -> None:
     out = town(replenished(80_000, at=T0 + hours(3)))
     assert types(out) == ["Posting"]
     assert town.s.reserve.available_fen == SIZE
+
+
+def test_a_reserve_is_topped_up_in_parts_below_the_shortfall() -> None:
+    """P11: finance may refill a reserve in several transfers; each below what is missing
+    is booked, and only one that would pass the size is refused."""
+    town = flooded()
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(1)))
+    for n, part in enumerate((30_000, 49_999, 1)):
+        [booked] = town(replenished(part, at=T0 + hours(2 + n)))
+        assert isinstance(booked, Posting) and booked.amount_fen == part
+    assert town.s.reserve.available_fen == SIZE and town.s.reserve.replenished_fen == 80_000
 
 
 # ---------------------------------------------------------------- refusals leave nothing changed
@@ -228,6 +262,29 @@ def test_a_redelivered_request_changes_nothing_and_emits_nothing() -> None:
     assert town.snapshot() == before
 
 
+def test_another_request_under_a_registered_case_id_is_refused_whatever_its_event_id() -> None:
+    """A case id belongs to its first request: only that very request again is a
+    redelivery. Any other request under the id is refused and changes nothing, whether
+    its event id sorts before or after the first one's, and whether the case is still
+    open or has finished (a cancelled case keeps its id for a while)."""
+    town = flooded()
+    earlier = urgent("case-1", 30_000, household=2)  # built first: the smaller event id
+    first = urgent("case-1", 80_000)
+    town(first)
+    before = town.snapshot()
+    for other in (earlier, urgent("case-1", 20_000, household=2)):
+        [dead] = town(other)
+        assert isinstance(dead, RejectedRecord) and "already registered" in dead.reason
+    assert town.snapshot() == before
+    town(cancelled("case-1", at=T0 + hours(1)))
+    finished = town.snapshot()
+    for other in (earlier, urgent("case-1", 20_000, household=2)):
+        [dead] = town(other)
+        assert isinstance(dead, RejectedRecord) and "already registered" in dead.reason
+    assert town(first) == []  # the first request again: already decided
+    assert town.snapshot() == finished
+
+
 def test_the_same_records_always_give_the_same_bytes() -> None:
     records = [incident("flood-0720"), urgent("case-1", 80_000), tick(T0 + hours(30))]
     a, b = Town(), Town()
@@ -265,6 +322,9 @@ def test_illness_relief_within_the_band_is_approved_by_the_town_or_the_county() 
         expenditure("ill-1", 3 * minimum + 100, i.ReliefCategory.SERIOUS_ILLNESS, actor=TOWN)
     )
     assert isinstance(approved, d.ReliefApproved)
+    [relief_paid, _] = town(paid("ill-1", 3 * minimum + 100, at=T0 + hours(1)))
+    # paid under the approval (P2), with no 24-hour deadline to meet
+    assert isinstance(relief_paid, d.ReliefPaid) and relief_paid.rule == "P2"
     # section 八: the town registered it, and 2,773 yuan < 3,000 is its to approve (P2)
     assert approved.approver_level is d.ApproverLevel.TOWN and approved.decided_by == TOWN
     assert isinstance(posting, Posting)
