@@ -377,9 +377,13 @@ def test_an_emergency_period_raises_the_advance_cap_and_extends_the_paperwork() 
     [during, _] = town(urgent("em-1", 500_000, at=T0 + hours(3)))
     assert isinstance(during, d.AdvanceGranted) and during.amount_fen == 300_000
     assert during.rule == "R5+R2" and during.paperwork_due_at == T0 + hours(3) + timedelta(days=10)
+    # the decision's figures name the period whose measures it applied, and only then
+    assert during.figures["emergency_period"] == "flood-0720"
+    assert "emergency_period" not in before.figures
     # at its end it no longer applies (the end is exclusive)
     [after, _] = town(urgent("em-2", 500_000, household=2, at=T0 + hours(50)))
     assert isinstance(after, d.AdvanceGranted) and after.amount_fen == 100_000
+    assert "emergency_period" not in after.figures
     # declared by anyone but the bureau: nothing changes
     unchanged(town, _declared(hours(51)).model_copy(update={"actor": TOWN}))
 
