@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from schemas import decisions as d
 from schemas import intake as i
 from schemas.postings import Posting
 from schemas.topics import RejectedRecord
+from services.emergency.domain.decide import Rules
 from services.emergency.domain.state import CaseStatus
 from tests.unit.emergency.builders import (
     CIVIL,
     QIFENG,
+    RULES,
     SIZE,
     T0,
     TOWN,
@@ -438,6 +440,50 @@ def test_transitional_relief_falls_due_monthly_is_paid_by_the_town_and_can_be_ex
     town(tick(T0 + timedelta(days=400)))
     assert len(town.of(d.InstalmentDue)) == 6
     assert town.s.county_held_fen == 3 * per_month  # due, and held until the town pays
+
+
+def _extended(case: str, months: int, at: datetime) -> i.TransitionalReliefExtended:
+    return i.TransitionalReliefExtended(
+        **env(QIFENG, case, at, CIVIL), extended_to_months=months, reason="住房尚未修复"
+    )
+
+
+def _refused(town: Town, record: i.TransitionalReliefExtended) -> str:
+    before = town.snapshot()
+    [dead] = town(record)
+    assert isinstance(dead, RejectedRecord) and town.snapshot() == before
+    return dead.reason
+
+
+def test_an_extension_goes_up_to_the_limit_and_resumes_a_month_after_the_last_instalment() -> None:
+    """P5: county civil affairs may extend a schedule to more months than it has, up to
+    the county's limit (here set to 5); a schedule that had ended resumes a month after
+    its last instalment, and every instalment missed meanwhile falls due at once, each
+    with its own due time. Only transitional living relief is extended."""
+    policy = RULES.policy.model_copy(update={"transitional_max_months": 5})
+    town = Town(rules=Rules(policy=policy, county=RULES.county))
+    town(incident("flood-0720"))
+    town(urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING))
+    town(tick(T0 + timedelta(days=61)))  # instalments 1-3: T0, +30 d, +60 d
+    assert [r.due_at for r in town.of(d.InstalmentDue)] == [
+        T0 + timedelta(days=n) for n in (0, 30, 60)
+    ]
+    late = T0 + timedelta(days=150)
+    assert "above the current 3" in _refused(town, _extended("tr-1", 3, late))
+    assert "above the current 3" in _refused(town, _extended("tr-1", 2, late))
+    assert "at most 5" in _refused(town, _extended("tr-1", 6, late))
+    out = town(_extended("tr-1", 4, late))
+    assert isinstance(out[0], d.ReliefApproved) and out[0].amount_fen == 4 * 60_000
+    # the 4th a month after the 3rd (T0 + 90 d): past, so due at once
+    assert [(r.instalment_no, r.due_at) for r in out if isinstance(r, d.InstalmentDue)] == [
+        (4, T0 + timedelta(days=90))
+    ]
+    out = town(_extended("tr-1", 5, late + hours(1)))  # the limit itself
+    assert [(r.instalment_no, r.due_at) for r in out if isinstance(r, d.InstalmentDue)] == [
+        (5, T0 + timedelta(days=120))
+    ]
+    town(urgent("case-1", 80_000, household=2))
+    assert "only transitional" in _refused(town, _extended("case-1", 5, late))
 
 
 def test_a_larger_transitional_schedule_registered_by_a_town_is_approved_by_the_county() -> None:
