@@ -486,6 +486,22 @@ def test_an_extension_goes_up_to_the_limit_and_resumes_a_month_after_the_last_in
     assert "only transitional" in _refused(town, _extended("case-1", 5, late))
 
 
+def test_a_schedule_of_exactly_the_town_limit_is_the_countys_to_approve() -> None:
+    """P2: towns approve *below* the limit. 2 persons x 20 yuan x 30 days x 3 months is
+    3,600 yuan: with the limit set there it goes to the county; one fen higher, the town
+    approves it itself."""
+    for limit, approver in ((360_000, None), (360_001, d.ApproverLevel.TOWN)):
+        policy = RULES.policy.model_copy(update={"town_approval_limit_fen": limit})
+        town = Town(rules=Rules(policy=policy, county=RULES.county))
+        town(incident("flood-0720"))
+        out = town(urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING, persons=2))
+        if approver is None:
+            [required] = out
+            assert isinstance(required, d.ApprovalRequired) and required.amount_fen == limit
+        else:
+            assert isinstance(out[0], d.ReliefApproved) and out[0].approver_level is approver
+
+
 def test_a_larger_transitional_schedule_registered_by_a_town_is_approved_by_the_county() -> None:
     town = flooded()
     # 3 persons: 5,400 yuan over 3 months, above the town's 3,000 (P2)
