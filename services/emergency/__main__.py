@@ -85,7 +85,8 @@ def _run_worker(
 )
 def claims(loglevel: str) -> None:
     """Run the county's claims stage (P6 across towns): one worker holds it at a time;
-    start two for a warm standby."""
+    start two and the second takes over (restoring the stage's state) when the first
+    stops."""
     from services.emergency.adapters.claims_app import CLAIMS_TABLE
     from services.emergency.adapters.preflight import PreflightFailed, require_world
     from services.emergency.app import create_claims_app

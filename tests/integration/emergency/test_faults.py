@@ -31,7 +31,7 @@ import socket
 import subprocess
 import uuid
 import zlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
@@ -209,8 +209,13 @@ async def granted_once(
 ) -> list[d.AdvanceGranted]:
     """Every case granted exactly once: no refusal, one event id per case (a redelivered
     decision carries the same id, so the ledger keeps it once), none missing, none extra."""
-    refused = [r.correlation_id for r in decisions if isinstance(r, d.AdvanceRefused)]
-    assert not refused, f"refused (state applied twice?): {refused[:10]}\n{logs(env)}"
+    refused = [r for r in decisions if isinstance(r, d.AdvanceRefused)]
+    reasons = Counter((r.town, r.reason.value, r.reasons[:80]) for r in refused)
+    assert not refused, (
+        f"{len(refused)} refused (state applied twice, or lost?): "
+        f"{[r.correlation_id for r in refused[:10]]}\nby town and reason: {dict(reasons)}\n"
+        f"{logs(env)}"
+    )
     ids: dict[str, set[uuid.UUID]] = defaultdict(set)
     first: dict[str, d.AdvanceGranted] = {}
     for r in decisions:
