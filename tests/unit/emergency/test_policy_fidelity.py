@@ -438,6 +438,7 @@ def _fraud(town: Town, **fine: int) -> list[BaseModel]:
         ({"fine_fen": 240_000}, 240_000),  # 3 x: the most
         ({"fine_fen": 79_999}, None),  # below the configured band
         ({"fine_fen": 240_001}, None),  # above it
+        ({"fine_multiple": 1}, 80_000),  # the least multiple
         ({"fine_multiple": 3}, 240_000),
         ({"fine_multiple": 4}, None),  # the configured band is 1-3 x
     ],
