@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from schemas import decisions as d
 from schemas import intake as i
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
@@ -61,15 +62,18 @@ def test_a_tick_older_than_the_partitions_time_does_not_move_it_back() -> None:
 
 
 def test_an_applied_payments_mark_stays_its_retention_and_then_leaves() -> None:
+    """Kept until the moment its retention ends, also within the minute it falls due,
+    and dropped at that very moment."""
     town = Town()
     town(incident("flood-0720"))
     town(urgent("case-1", 80_000))
-    payment = paid("case-1", 80_000, at=T0 + hours(1))
+    payment = paid("case-1", 80_000, at=T0 + hours(1) + timedelta(seconds=30))
     town(payment)
     key = str(payment.event_id)
-    walk_to(town, T0 + hours(1) + APPLIED_RETENTION - MINUTE)
+    due = T0 + hours(1) + timedelta(seconds=30) + APPLIED_RETENTION
+    walk_to(town, due - timedelta(seconds=10))  # the mark's minute, before its time
     assert town.book().applied(key) is not None
-    walk_to(town, T0 + hours(1) + APPLIED_RETENTION + MINUTE)
+    walk_to(town, due)
     assert town.book().applied(key) is None
 
 
@@ -84,17 +88,52 @@ def test_a_finished_cases_mark_stays_its_retention_and_then_leaves() -> None:
     assert town.book().finished_case("case-1") is not None
     walk_to(town, due - timedelta(seconds=10))  # the mark's minute, before its time
     assert town.book().finished_case("case-1") is not None
-    walk_to(town, due + MINUTE)
+    walk_to(town, due)  # and dropped at that very moment
     assert town.book().finished_case("case-1") is None
 
 
 def test_a_closed_incident_is_known_its_retention_and_an_open_one_always() -> None:
     town = retaining_town()
     town(incident("fire-0801"))
-    closed_at = T0 + hours(1)
+    closed_at = T0 + hours(1) + timedelta(seconds=30)
     town(i.IncidentClosed(**env(QIFENG, "flood-0720", closed_at, BUREAU), incident_id="flood-0720"))
-    walk_to(town, closed_at + INCIDENT_RETENTION - MINUTE)
+    due = closed_at + INCIDENT_RETENTION
+    walk_to(town, due - timedelta(seconds=10))  # its minute, before its time
     assert town.book().incident("flood-0720") is not None
-    walk_to(town, closed_at + INCIDENT_RETENTION + MINUTE)
+    walk_to(town, due)
     assert town.book().incident("flood-0720") is None
     assert town.book().incident("fire-0801") is not None  # still open: never dropped
+
+
+def test_the_partitions_time_is_the_brokers_stamp_of_the_tick() -> None:
+    """A tick is judged by its broker stamp (recorded_at), not the clock service's host
+    time (occurred_at), which may be wrong."""
+    town = Town()
+    town(incident("flood-0720"))
+    late_host = tick(T0 + hours(1)).model_copy(update={"recorded_at": T0 + hours(2)})
+    town(late_host)
+    assert town.s.clock == T0 + hours(2)
+
+
+def test_minutes_wholly_passed_leave_the_wheel() -> None:
+    """The wheel keeps only minutes still to come (and the tick's own): what fell due in
+    a passed minute was judged, and its page goes."""
+    town = Town()
+    town(incident("flood-0720"))
+    town(urgent("case-1", 80_000))  # its deadlines on the wheel
+    town(tick(T0 + hours(30)))  # warned, breached
+    pages = [k for k in town.store if k.startswith(f"w/{QIFENG}/")]
+    current = int((T0 + hours(30)).timestamp() // 60)
+    assert all(int(k.split("/")[2]) >= current for k in pages), pages
+
+
+def test_a_relief_deadline_met_does_not_hide_the_paperwork_deadline() -> None:
+    """R5 then P1: a case paid in time has nothing more to judge on its 24 hours, and its
+    paperwork is still judged: warned, then breached when 5 days pass without it."""
+    town = Town()
+    town(incident("flood-0720"))
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(1)))
+    [breached] = town(tick(T0 + timedelta(days=6)))
+    assert isinstance(breached, d.DeadlineBreached)
+    assert breached.deadline is d.DeadlineKind.PAPERWORK_5D
