@@ -23,22 +23,16 @@ from schemas.towns import load_county
 from tests.faults.conftest import Cluster, Figures, steady_load
 from tests.integration.emergency.test_faults import (
     AFTER_CRASH_S,
-    AMOUNT_FEN,
-    STARTED_S,
     STOPPED_S,
     active_intake_partitions,
     all_granted,
-    all_held,
-    assert_reserves_in_sequence,
     exited,
     feed,
-    free_port,
+    granted_and_held_once,
     granted_count_reaches,
-    granted_once,
-    held_once,
     logs,
     requests_over,
-    start_worker_with,
+    second_worker_joined,
 )
 from tests.integration.emergency.test_worker import Env, flood
 
@@ -62,26 +56,7 @@ async def test_a_worker_added_and_the_first_removed_under_load(
     # about 60 s of requests (25 every 0.5 s): the joining and the leaving both land in them
     async with steady_load(env, cases, chunk=25, pause_s=0.5, drain_s=AFTER_CRASH_S) as load:
         await granted_count_reaches(env, 100, workers=[first])
-        web_port = free_port()
-        second = start_worker_with(
-            env,
-            "worker-2.log",
-            RELIEF_EMERGENCY_DATA_DIR=str(env.log.parent / "data-2"),
-            RELIEF_EMERGENCY_WEB_PORT=str(web_port),
-            RELIEF_EMERGENCY_METRICS_PORT="0",
-        )
-        worker.append(second)
-        url = f"http://127.0.0.1:{web_port}"
-        deadline = asyncio.get_running_loop().time() + STARTED_S
-        held: dict[str, list[int]] = {}
-        while not held.get(url) or len(held) != 2:
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"the second worker never held a partition: {held}\n{logs(env)}"
-            )
-            assert second.poll() is None, f"the second worker exited\n{logs(env)}"
-            assert first.poll() is None, f"the first worker exited\n{logs(env)}"
-            await asyncio.sleep(0.5)
-            held = await active_intake_partitions(env.bootstrap, env)
+        second, url = await second_worker_joined(env, first, worker)
         await asyncio.sleep(DECIDING_TOGETHER_S)
         assert second.poll() is None, f"the second worker exited\n{logs(env)}"
         first.send_signal(signal.SIGTERM)
@@ -99,10 +74,7 @@ async def test_a_worker_added_and_the_first_removed_under_load(
         decisions=decisions,
         recovery_s=await load.recovery_s(),
     )
-    grants = await granted_once(decisions, wanted, env)
-    assert_reserves_in_sequence(grants)
-    holds = held_once(await all_held(env, wanted), wanted)
-    assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
+    await granted_and_held_once(decisions, wanted, env)
     held = await active_intake_partitions(env.bootstrap, env)
     assert list(held) == [url], f"the second worker should hold every partition: {held}"
     assert second.poll() is None, f"the second worker exited\n{logs(env)}"

@@ -204,6 +204,47 @@ class Supervisor:
             await asyncio.sleep(0.2)
 
 
+async def second_worker_joined(
+    env: Env, first: subprocess.Popen[bytes], worker: list[subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A second worker started beside `first`, with an empty data folder and a web port
+    of its own (appended to `worker`), once the group is stable with both of them holding
+    intake partitions; with its web URL, as the group's assignment names it."""
+    web_port = free_port()
+    second = start_worker_with(
+        env,
+        "worker-2.log",
+        RELIEF_EMERGENCY_DATA_DIR=str(env.log.parent / "data-2"),
+        RELIEF_EMERGENCY_WEB_PORT=str(web_port),
+        RELIEF_EMERGENCY_METRICS_PORT="0",
+    )
+    worker.append(second)
+    url = f"http://127.0.0.1:{web_port}"
+    deadline = asyncio.get_running_loop().time() + STARTED_S
+    held: dict[str, list[int]] = {}
+    while not held.get(url) or len(held) != 2:
+        assert asyncio.get_running_loop().time() < deadline, (
+            f"the second worker never held a partition: {held}\n{logs(env)}"
+        )
+        assert second.poll() is None, f"the second worker exited\n{logs(env)}"
+        assert first.poll() is None, f"the first worker exited\n{logs(env)}"
+        await asyncio.sleep(0.5)
+        held = await active_intake_partitions(env.bootstrap, env)
+    return second, url
+
+
+async def granted_and_held_once(
+    decisions: Sequence[Any], cases: set[str], env: Env
+) -> list[d.AdvanceGranted]:
+    """Every case granted exactly once, each town's reserve one unbroken sequence of
+    holds, and every case held exactly once on the postings topic (AMOUNT_FEN each)."""
+    grants = await granted_once(decisions, cases, env)
+    assert_reserves_in_sequence(grants)
+    holds = held_once(await all_held(env, cases), cases)
+    assert sum(p.amount_fen for p in holds.values()) == len(cases) * AMOUNT_FEN
+    return grants
+
+
 async def granted_once(
     decisions: Sequence[Any], cases: set[str], env: Env
 ) -> list[d.AdvanceGranted]:
@@ -365,10 +406,7 @@ async def test_output_acks_stalled_past_the_send_timeout_then_resumed(
     )
     assert worker[-1].poll() is None, f"the last worker exited\n{logs(env)}"
     wanted = {c.correlation_id for c in cases}
-    grants = await granted_once(decisions, wanted, env)
-    assert_reserves_in_sequence(grants)
-    holds = held_once(await all_held(env, wanted), wanted)
-    assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
+    await granted_and_held_once(decisions, wanted, env)
 
 
 async def test_a_second_worker_joins_and_leaves_mid_stream(
@@ -396,26 +434,7 @@ async def test_a_second_worker_joins_and_leaves_mid_stream(
     )
     try:
         await granted_count_reaches(env, 300, workers=[first])
-        web_port = free_port()
-        second = start_worker_with(
-            env,
-            "worker-2.log",
-            RELIEF_EMERGENCY_DATA_DIR=str(env.log.parent / "data-2"),
-            RELIEF_EMERGENCY_WEB_PORT=str(web_port),
-            RELIEF_EMERGENCY_METRICS_PORT="0",
-        )
-        worker.append(second)
-        url = f"http://127.0.0.1:{web_port}"
-        deadline = asyncio.get_running_loop().time() + STARTED_S
-        held: dict[str, list[int]] = {}
-        while not held.get(url) or len(held) != 2:
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"the second worker never held a partition: {held}\n{logs(env)}"
-            )
-            assert second.poll() is None, f"second worker exited\n{logs(env)}"
-            assert first.poll() is None, f"first worker exited\n{logs(env)}"
-            await asyncio.sleep(0.5)
-            held = await active_intake_partitions(env.bootstrap, env)
+        second, _ = await second_worker_joined(env, first, worker)
         joined.set()
         await asyncio.sleep(6)  # deciding its partitions while the stream goes on
         assert second.poll() is None, f"second worker exited\n{logs(env)}"
@@ -432,10 +451,7 @@ async def test_a_second_worker_joins_and_leaves_mid_stream(
     wanted = {c.correlation_id for c in cases}
     # no member died, so no session to wait out: the first worker decides the rest at once
     decisions = await all_granted(env, wanted, STARTED_S, [first])
-    grants = await granted_once(decisions, wanted, env)
-    assert_reserves_in_sequence(grants)
-    holds = held_once(await all_held(env, wanted), wanted)
-    assert sum(p.amount_fen for p in holds.values()) == n_cases * AMOUNT_FEN
+    await granted_and_held_once(decisions, wanted, env)
 
 
 async def test_a_killed_worker_replaced_by_one_with_an_empty_data_folder(

@@ -300,6 +300,14 @@ class Town:
             if k.startswith(prefix)
         }
 
+    def refused(self, record: Record) -> str:
+        """`record` is a dead letter and the state is as it was: the reason given."""
+        before = self.snapshot()
+        [dead] = self(record)
+        assert isinstance(dead, RejectedRecord), dead
+        assert self.snapshot() == before
+        return dead.reason
+
     def snapshot(self) -> dict[str, Any]:
         """What the rules decide from, compared before and after a refused or repeated
         command: the town's figures (less the clock, which every record moves), the open

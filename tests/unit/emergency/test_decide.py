@@ -448,13 +448,6 @@ def _extended(case: str, months: int, at: datetime) -> i.TransitionalReliefExten
     )
 
 
-def _refused(town: Town, record: i.TransitionalReliefExtended) -> str:
-    before = town.snapshot()
-    [dead] = town(record)
-    assert isinstance(dead, RejectedRecord) and town.snapshot() == before
-    return dead.reason
-
-
 def test_an_extension_goes_up_to_the_limit_and_resumes_a_month_after_the_last_instalment() -> None:
     """P5: county civil affairs may extend a schedule to more months than it has, up to
     the county's limit (here set to 5); a schedule that had ended resumes a month after
@@ -469,9 +462,9 @@ def test_an_extension_goes_up_to_the_limit_and_resumes_a_month_after_the_last_in
         T0 + timedelta(days=n) for n in (0, 30, 60)
     ]
     late = T0 + timedelta(days=150)
-    assert "above the current 3" in _refused(town, _extended("tr-1", 3, late))
-    assert "above the current 3" in _refused(town, _extended("tr-1", 2, late))
-    assert "at most 5" in _refused(town, _extended("tr-1", 6, late))
+    assert "above the current 3" in town.refused(_extended("tr-1", 3, late))
+    assert "above the current 3" in town.refused(_extended("tr-1", 2, late))
+    assert "at most 5" in town.refused(_extended("tr-1", 6, late))
     out = town(_extended("tr-1", 4, late))
     assert isinstance(out[0], d.ReliefApproved) and out[0].amount_fen == 4 * 60_000
     # the 4th a month after the 3rd (T0 + 90 d): past, so due at once
@@ -483,7 +476,7 @@ def test_an_extension_goes_up_to_the_limit_and_resumes_a_month_after_the_last_in
         (5, T0 + timedelta(days=120))
     ]
     town(urgent("case-1", 80_000, household=2))
-    assert "only transitional" in _refused(town, _extended("case-1", 5, late))
+    assert "only transitional" in town.refused(_extended("case-1", 5, late))
 
 
 def test_a_schedule_of_exactly_the_town_limit_is_the_countys_to_approve() -> None:

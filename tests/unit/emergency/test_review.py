@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from schemas import decisions as d
 from schemas import intake as i
-from schemas.topics import RejectedRecord
 from tests.unit.emergency.builders import (
     T0,
     Town,
@@ -28,13 +27,6 @@ def flooded() -> Town:
     return town
 
 
-def refused(town: Town, record: i.CaseReviewed) -> str:
-    before = town.snapshot()
-    [dead] = town(record)
-    assert isinstance(dead, RejectedRecord) and town.snapshot() == before
-    return dead.reason
-
-
 def test_a_paid_advance_is_reviewed_once() -> None:
     """Rule 4: a paid advance is reviewed once. While its paperwork deadline (P1) is
     still open the reviewed case stays in the state, and a second review of it is
@@ -47,7 +39,7 @@ def test_a_paid_advance_is_reviewed_once() -> None:
     again = reviewed(
         "case-1", T0 + hours(3), i.ReviewOutcome.TOP_UP, approved_fen=90_000, top_up_fen=10_000
     )
-    assert "only a paid advance is reviewed" in refused(town, again)
+    assert "only a paid advance is reviewed" in town.refused(again)
 
 
 def test_an_application_awaiting_approval_is_confirmed_or_found_ineligible_only() -> None:
@@ -59,7 +51,7 @@ def test_an_application_awaiting_approval_is_confirmed_or_found_ineligible_only(
     top_up = reviewed(
         "ill-1", T0 + hours(1), i.ReviewOutcome.TOP_UP, approved_fen=500_000, top_up_fen=1
     )
-    assert "confirmed or found ineligible" in refused(town, top_up)
+    assert "confirmed or found ineligible" in town.refused(top_up)
     out = town(
         reviewed(
             "ill-1", T0 + hours(2), i.ReviewOutcome.INELIGIBLE, approved_fen=0, reasons="收入超标"
@@ -78,7 +70,7 @@ def test_a_transitional_schedule_is_approved_whole() -> None:
     whole = 3 * 3 * PER_MONTH
     for other in (whole - 1, whole + 1):
         record = reviewed("tr-1", T0 + hours(1), i.ReviewOutcome.CONFIRMED, approved_fen=other)
-        assert "approved whole" in refused(town, record)
+        assert "approved whole" in town.refused(record)
     out = town(reviewed("tr-1", T0 + hours(2), i.ReviewOutcome.CONFIRMED, approved_fen=whole))
     assert isinstance(out[0], d.ReliefApproved) and out[0].amount_fen == whole
 
