@@ -66,6 +66,8 @@ MODULES: dict[str, list[str]] = {
     ],
     "services/emergency/domain/decide.py": [
         *_EXAMPLES,
+        f"{_E}/test_ticks.py",
+        f"{_E}/test_review.py",
         f"{_E}/test_in_order.py",
         f"{_E}/test_stateful.py",
     ],

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from schemas import decisions as d
 from schemas import intake as i
+from services.emergency.domain import decide as decide_module
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
     CASE_MARK_RETENTION,
@@ -137,3 +140,26 @@ def test_a_relief_deadline_met_does_not_hide_the_paperwork_deadline() -> None:
     [breached] = town(tick(T0 + timedelta(days=6)))
     assert isinstance(breached, d.DeadlineBreached)
     assert breached.deadline is d.DeadlineKind.PAPERWORK_5D
+
+
+def test_a_town_counts_its_open_incidents_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """R1: the bureau's incidents are counted as they open and close; a town tracks a
+    bounded number at once (the limit is lowered here to 2), and a closed one makes room.
+    An update names an incident the town knows, or is a dead letter."""
+    monkeypatch.setattr(decide_module, "MAX_OPEN_INCIDENTS_PER_TOWN", 2)
+    town = Town()
+    town(incident("flood-0720"))
+    town(incident("fire-0801"))
+    assert town.s.open_incidents == 2
+    assert "2 open incidents" in town.refused(incident("storm-0901"))
+    closed = i.IncidentClosed(
+        **env(QIFENG, "flood-0720", T0 + hours(1), BUREAU), incident_id="flood-0720"
+    )
+    town(closed)
+    assert town.s.open_incidents == 1
+    town(incident("storm-0901"))
+    assert town.s.open_incidents == 2
+    update = i.IncidentUpdated(
+        **env(QIFENG, "quake-1001", T0 + hours(2), BUREAU), incident_id="quake-1001"
+    )
+    assert "unknown incident" in town.refused(update)
