@@ -74,8 +74,13 @@ MODULES: dict[str, list[str]] = {
     # the lifecycles reached through `decide`: its examples, then the stateful test
     **{
         f"services/emergency/domain/{name}.py": [*_EXAMPLES, f"{_E}/test_stateful.py"]
-        for name in ("transitional", "bookkeeping", "duplicates")
+        for name in ("transitional", "bookkeeping")
     },
+    "services/emergency/domain/duplicates.py": [
+        f"{_E}/test_ticks.py",
+        *_EXAMPLES,
+        f"{_E}/test_stateful.py",
+    ],
     "services/emergency/domain/review.py": [
         f"{_E}/test_review.py",
         *_EXAMPLES,

@@ -16,6 +16,7 @@ from services.emergency.domain import decide as decide_module
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
     CASE_MARK_RETENTION,
+    DUPLICATE_WINDOW,
     INCIDENT_RETENTION,
 )
 from tests.unit.emergency.builders import (
@@ -163,3 +164,22 @@ def test_a_town_counts_its_open_incidents_up_to_its_limit(monkeypatch: pytest.Mo
         **env(QIFENG, "quake-1001", T0 + hours(2), BUREAU), incident_id="quake-1001"
     )
     assert "unknown incident" in town.refused(update)
+
+
+def test_the_p6_window_ends_exactly_a_year_after_the_grant() -> None:
+    """P6: a second request of the household for the same cause is a duplicate for 365
+    days from the first grant — refused a moment before the year is out, decided on its
+    own merits from that very moment."""
+    town = Town()
+    town(incident("flood-0720"))
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(1)))
+    year = T0 + DUPLICATE_WINDOW
+    [dup] = town(urgent("case-2", 80_000, at=year - timedelta(microseconds=1)))
+    assert isinstance(dup, d.AdvanceRefused) and dup.reason is d.RefusalReason.DUPLICATE
+    out = town(urgent("case-3", 80_000, at=year))
+    assert isinstance(out[0], d.AdvanceGranted)
+    # and any time after it (another household: its first grant at T0 too)
+    town(urgent("case-4", 80_000, household=2))
+    out = town(urgent("case-5", 80_000, household=2, at=year + timedelta(days=1)))
+    assert isinstance(out[0], d.AdvanceGranted)
