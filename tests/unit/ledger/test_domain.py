@@ -4,15 +4,19 @@ and reconciliation — no servers."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from relief_platform.secrets import Sealer
+from schemas.envelope import CST
 from schemas.postings import Posting
+from services.ledger.domain import seals
 from services.ledger.domain.accounts import AccountError, normal_balance, parse_account
 from services.ledger.domain.entries import (
     GENESIS_HASH,
@@ -24,10 +28,18 @@ from services.ledger.domain.entries import (
     head_hash,
     make_entry,
 )
+from services.ledger.domain.heads import (
+    MAX_DOCUMENT_BYTES,
+    HeadFileError,
+    PublishedHead,
+    head_document,
+    parse_head_document,
+)
 from services.ledger.domain.plan import ChainHead, plan_batch
 from services.ledger.domain.reconcile import ReserveDifference, reconcile
-from services.ledger.domain.verify import DayFigure, Verifier
+from services.ledger.domain.verify import BAD_SEAL, NOT_SEALED, DayFigure, Verifier
 from tests.unit.ledger.stories import (
+    FLOOD_AT,
     QIFENG,
     RESERVE_FEN,
     SUOZHEN,
@@ -343,3 +355,198 @@ def test_a_ledger_shard_is_within_its_count() -> None:
     for bad in ("2/2", "1/0", "a/b", "1"):
         with pytest.raises(pydantic.ValidationError):
             LedgerSettings(ledger_shard=bad)
+
+
+# ---------------------------------------------------------------- published heads
+
+SEALED_AT = datetime(2024, 7, 1, 23, 59, 30, 123456, tzinfo=CST)
+HEAD_A, HEAD_B = b"\x01" * 32, b"\x02" * 32
+
+
+def head_text(chains: dict[str, tuple[int, bytes]]) -> str:
+    return head_document(
+        day=date(2024, 7, 1),
+        published_at=SEALED_AT,
+        head_hash=head_hash({chain: h for chain, (_, h) in chains.items()}),
+        chain_heads={chain: h for chain, (_, h) in chains.items()},
+        chain_seqs={chain: seq for chain, (seq, _) in chains.items()},
+        entries_checked=sum(seq for seq, _ in chains.values()),
+        key_id="0123456789abcdef",
+    )
+
+
+def test_a_published_head_has_one_spelling_so_a_signature_over_it_stays_valid() -> None:
+    text = head_text({QIFENG: (2, HEAD_B), SUOZHEN: (5, HEAD_A)})
+    both = head_hash({SUOZHEN: HEAD_A, QIFENG: HEAD_B}).hex()
+    # golden text: finance's signature covers these very bytes
+    assert text == (
+        "{\n"
+        '  "chain_key_id": "0123456789abcdef",\n'
+        '  "chains": {\n'
+        f'    "{SUOZHEN}": {{\n'
+        '      "chain_seq": 5,\n'
+        f'      "hash": "{HEAD_A.hex()}"\n'
+        "    },\n"
+        f'    "{QIFENG}": {{\n'
+        '      "chain_seq": 2,\n'
+        f'      "hash": "{HEAD_B.hex()}"\n'
+        "    }\n"
+        "  },\n"
+        '  "day": "2024-07-01",\n'
+        '  "entries_checked": 7,\n'
+        f'  "head_hash": "{both}",\n'
+        '  "kind": "relief.ledger.head.v1",\n'
+        '  "published_at": "2024-07-01T23:59:30+08:00"\n'
+        "}\n"
+    )
+    assert parse_head_document(text, "head.json") == [
+        PublishedHead(date(2024, 7, 1), SUOZHEN, 5, HEAD_A),
+        PublishedHead(date(2024, 7, 1), QIFENG, 2, HEAD_B),
+    ]
+
+
+def test_a_head_file_written_by_hand_is_read_chain_by_chain_in_order() -> None:
+    doc = {
+        "kind": "relief.ledger.head.v1",
+        "day": "2024-07-02",
+        "chains": {
+            QIFENG: {"chain_seq": 0, "hash": HEAD_B.hex()},
+            SUOZHEN: {"chain_seq": 9, "hash": HEAD_A.hex()},
+        },
+    }
+    assert parse_head_document(json.dumps(doc), "by-hand.json") == [
+        PublishedHead(date(2024, 7, 2), SUOZHEN, 9, HEAD_A),
+        PublishedHead(date(2024, 7, 2), QIFENG, 0, HEAD_B),
+    ]
+
+
+def test_a_head_file_up_to_a_million_bytes_is_read_and_one_byte_more_is_refused() -> None:
+    text = head_text({SUOZHEN: (5, HEAD_A)})
+    padded = text + " " * (MAX_DOCUMENT_BYTES - len(text.encode()))
+    assert len(padded.encode()) == MAX_DOCUMENT_BYTES == 1_000_000
+    assert parse_head_document(padded, "head.json")[0].chain_seq == 5
+    with pytest.raises(HeadFileError, match=r"^big\.json: larger than 1000000 bytes$"):
+        parse_head_document(padded + " ", "big.json")
+
+
+def test_what_is_not_a_published_head_is_refused_saying_where_and_why() -> None:
+    good: dict[str, Any] = json.loads(head_text({SUOZHEN: (5, HEAD_A), QIFENG: (2, HEAD_B)}))
+    seq = {"chain_seq": 5, "hash": HEAD_A.hex()}
+    why: dict[str, list[Any]] = {
+        "kind is not relief.ledger.head.v1": [{**good, "kind": "relief.ledger.head.v2"}],
+        f"chains.{SUOZHEN} is not a 32-byte hash and a seq": [
+            {**good, "chains": {SUOZHEN: {**seq, "hash": HEAD_A.hex()[:-2]}}},  # 31 bytes
+            {**good, "chains": {SUOZHEN: {**seq, "hash": HEAD_A.hex() + "00"}}},  # 33 bytes
+            {**good, "chains": {SUOZHEN: {**seq, "chain_seq": "5"}}},  # a 32-byte hash
+        ],
+        "not a published head": [
+            {**good, "day": "1 July"},  # ValueError
+            {key: value for key, value in good.items() if key != "day"},  # KeyError
+            {**good, "chains": {SUOZHEN: HEAD_A.hex()}},  # TypeError
+            {**good, "chains": [seq]},  # AttributeError
+            [good],  # AttributeError
+        ],
+    }
+    for reason, docs in why.items():
+        for doc in docs:
+            with pytest.raises(HeadFileError) as refused:
+                parse_head_document(json.dumps(doc), "head.json")
+            assert str(refused.value).startswith(f"head.json: {reason}"), doc
+    with pytest.raises(HeadFileError, match=r"^x\.json: not a published head \("):
+        parse_head_document("{not json", "x.json")  # ValueError
+
+
+# ---------------------------------------------------------------- seals
+
+SEAL_KEY = bytes(range(32))
+
+
+def alert_payload_of(**change: Any) -> bytes:
+    figures: dict[str, Any] = {
+        "posting_id": uuid.UUID(int=7),
+        "town": SUOZHEN,
+        "kind": "advance_granted",
+        "reason": "储备金不足",
+        "account": f"town_reserve:{SUOZHEN}",
+        "balance_fen": 400,
+        "change_fen": -600,
+        "occurred_at": FLOOD_AT,
+    }
+    return seals.alert_payload(**{**figures, **change})
+
+
+def test_what_a_seal_covers_is_spelled_one_way_so_stored_seals_stay_valid() -> None:
+    # golden values: a seal already stored is checked against these very bytes
+    golden = (
+        f'["00000000-0000-0000-0000-000000000007","{SUOZHEN}","advance_granted",'
+        f'"储备金不足","town_reserve:{SUOZHEN}",400,-600,"2024-07-01T00:30:00.000000Z"]'
+    )
+    assert alert_payload_of() == golden.encode()
+    assert alert_payload_of(occurred_at=FLOOD_AT.astimezone(CST)) == alert_payload_of()
+    assert seals.position_payload("ledger.postings.v1", 3, 1_234) == (
+        b'["ledger.postings.v1",3,1234]'
+    )
+    assert seals.entry_payload(HEAD_A) == HEAD_A
+
+
+def test_an_alert_seal_covers_each_of_its_figures() -> None:
+    sealed = alert_payload_of()
+    changes: dict[str, Any] = {
+        "posting_id": uuid.UUID(int=8),
+        "town": QIFENG,
+        "kind": "advance_voided",
+        "reason": "other",
+        "account": f"town_reserve:{QIFENG}",
+        "balance_fen": 401,
+        "change_fen": -601,
+        "occurred_at": FLOOD_AT + timedelta(microseconds=1),
+    }
+    for field, value in changes.items():
+        assert alert_payload_of(**{field: value}) != sealed, field
+
+
+def test_a_seal_is_for_one_kind_of_row_under_one_key() -> None:
+    sealer = Sealer(SEAL_KEY)
+    entry_seal = seals.seal_entry(sealer, HEAD_A)
+    position_seal = seals.seal_position(sealer, "ledger.postings.v1", 3, 1_234)
+    assert sealer.valid(seals.ENTRY, HEAD_A, entry_seal)
+    assert not sealer.valid(seals.ENTRY, HEAD_B, entry_seal)
+    assert not sealer.valid(seals.POSITION, HEAD_A, entry_seal)
+    assert sealer.valid(seals.POSITION, b'["ledger.postings.v1",3,1234]', position_seal)
+    assert not sealer.valid(seals.POSITION, b'["ledger.postings.v1",3,1235]', position_seal)
+    assert not sealer.valid(seals.ENTRY, b'["ledger.postings.v1",3,1234]', position_seal)
+    assert not Sealer(bytes(32)).valid(seals.ENTRY, HEAD_A, entry_seal)
+
+
+def test_verify_with_the_key_finds_an_entry_unsealed_or_sealed_by_another() -> None:
+    sealer = Sealer(SEAL_KEY)
+    entries = [
+        dataclasses.replace(e, seal=seals.seal_entry(sealer, e.hash))
+        for e in chain_of([funded(SUOZHEN), granted(SUOZHEN, 1, 100), funded(QIFENG)])
+    ]
+    v = Verifier(sealer)
+    for e in entries:
+        v.feed(e)
+    report = v.report()
+    assert report.ok and report.seals_checked and report.key_id == sealer.key_id
+    assert report.entries_checked == 3
+    plain = Verifier()
+    for e in entries:
+        plain.feed(e)
+    assert (plain.report().seals_checked, plain.report().key_id) == (False, None)
+    other = Sealer(bytes(32))
+    for victim, seal, reason in (
+        (entries[1], None, NOT_SEALED),
+        (entries[1], seals.seal_entry(other, entries[1].hash), BAD_SEAL),
+        (entries[1], sealer.seal(seals.POSITION, entries[1].hash), BAD_SEAL),
+    ):
+        forged = [e if e is not victim else dataclasses.replace(e, seal=seal) for e in entries]
+        v = Verifier(sealer)
+        for e in forged:
+            v.feed(e)
+        (problem,) = v.report().problems
+        assert (problem.posting_id, problem.chain_seq, problem.reason) == (
+            victim.posting_id,
+            2,
+            reason,
+        )
