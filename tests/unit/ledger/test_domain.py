@@ -4,7 +4,9 @@ and reconciliation — no servers."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
@@ -14,15 +16,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relief_platform.secrets import Sealer
+from schemas import money
 from schemas.envelope import CST
 from schemas.postings import Posting
 from services.ledger.domain import seals
-from services.ledger.domain.accounts import AccountError, normal_balance, parse_account
+from services.ledger.domain.accounts import (
+    AccountError,
+    LedgerInvariantError,
+    normal_balance,
+    parse_account,
+)
 from services.ledger.domain.entries import (
     GENESIS_HASH,
+    MAX_AMOUNT_FEN,
     Entry,
     PostingError,
     canonical_bytes,
+    chain_hash,
     check_posting,
     entry_hash,
     head_hash,
@@ -35,7 +45,12 @@ from services.ledger.domain.heads import (
     head_document,
     parse_head_document,
 )
-from services.ledger.domain.plan import ChainHead, plan_batch
+from services.ledger.domain.plan import (
+    ChainHead,
+    chains_of,
+    plan_batch,
+    reserve_accounts_touched,
+)
 from services.ledger.domain.reconcile import ReserveDifference, reconcile
 from services.ledger.domain.verify import BAD_SEAL, NOT_SEALED, DayFigure, Verifier
 from tests.unit.ledger.stories import (
@@ -147,6 +162,96 @@ def test_book_refuses_what_it_cannot_hold() -> None:
         check_posting(nul)
 
 
+def test_a_posting_within_every_limit_of_the_book_is_taken_and_one_past_any_is_refused() -> None:
+    """The book's own limits (as the SQL CHECKs): 1..64 characters of kind, a memo up to
+    2,000, 2..64 lines, 1 fen up to 10 million yuan a line; each refusal says which."""
+    reserve, fund = f"town_reserve:{SUOZHEN}", "county_fund:county"
+    assert MAX_AMOUNT_FEN == money.MAX_AMOUNT_FEN == 1_000_000_000
+    top = MAX_AMOUNT_FEN
+    ok = raw_incoming(SUOZHEN, [(reserve, "debit", top), (fund, "credit", top)])
+    debits = [(reserve, "debit", 1)] * 63
+    many = raw_incoming(SUOZHEN, [*debits, (fund, "credit", 63)])
+    three = raw_incoming(SUOZHEN, [(reserve, "debit", 3), (fund, "credit", 1), (fund, "credit", 2)])
+    for taken in (
+        ok,
+        many,
+        three,
+        dataclasses.replace(ok, kind="k"),
+        dataclasses.replace(ok, kind="k" * 64),
+        dataclasses.replace(ok, memo="m" * 2_000),
+    ):
+        check_posting(taken)
+    refused = {
+        "kind must be 1..64 characters": [
+            dataclasses.replace(ok, kind=""),
+            dataclasses.replace(ok, kind="k" * 65),
+        ],
+        "memo longer than 2000 characters": [dataclasses.replace(ok, memo="m" * 2_001)],
+        "a posting has 2..64 lines, got 65": [
+            raw_incoming(SUOZHEN, [*debits, (reserve, "debit", 1), (fund, "credit", 64)])
+        ],
+        "a posting has 2..64 lines, got 1": [raw_incoming(SUOZHEN, [(reserve, "debit", 5)])],
+        f"amount_fen must be 1..{top}, got {top + 1}": [
+            raw_incoming(SUOZHEN, [(reserve, "debit", top + 1), (fund, "credit", top + 1)])
+        ],
+    }
+    for reason, postings in refused.items():
+        for posting in postings:
+            with pytest.raises(PostingError, match=f"^{re.escape(reason)}$"):
+                check_posting(posting)
+
+
+def test_a_posting_balances_to_the_fen_either_way_and_says_by_how_much() -> None:
+    reserve, fund = f"town_reserve:{SUOZHEN}", "county_fund:county"
+    for debit, credit in ((5, 4), (4, 5)):
+        with pytest.raises(
+            PostingError, match=f"^not balanced: debits {debit} fen, credits {credit} fen$"
+        ):
+            check_posting(
+                raw_incoming(SUOZHEN, [(reserve, "debit", debit), (fund, "credit", credit)])
+            )
+    # a side the book does not know is refused as such, even where it would balance
+    sideways = [(reserve, "debit", 10), (fund, "credit", 5), (fund, "sideways", 5)]
+    with pytest.raises(PostingError, match=r"^side must be debit or credit, got 'sideways'$"):
+        check_posting(raw_incoming(SUOZHEN, sideways))
+
+
+def test_a_posting_with_an_unknown_account_is_refused_as_a_posting() -> None:
+    """A bad account code is the record's fault (relief.rejected.v1), not a bug: it is a
+    PostingError, which the batch planner and the consumer know, never an AccountError."""
+    for code in ("piggy_bank:county", "town_reserve:Suozhen"):
+        with pytest.raises(PostingError, match="account") as refused:
+            lines = [(code, "debit", 5), ("county_fund:county", "credit", 5)]
+            check_posting(raw_incoming(SUOZHEN, lines))
+        assert not isinstance(refused.value, AccountError)
+
+
+def test_a_previous_hash_is_exactly_32_bytes() -> None:
+    body = b"{}"
+    assert chain_hash(GENESIS_HASH, body) == hashlib.sha256(bytes(32) + body).digest()
+    for wrong in (bytes(31), bytes(33), b""):
+        with pytest.raises(PostingError, match="a previous hash is 32 bytes"):
+            chain_hash(wrong, body)
+
+
+def test_chinese_text_is_hashed_as_utf_8_not_escaped() -> None:
+    entry = make_entry(incoming(granted(QIFENG, 1, 1_000)), 1, GENESIS_HASH)
+    body = canonical_bytes(
+        posting_id=entry.posting_id,
+        chain=entry.chain,
+        chain_seq=entry.chain_seq,
+        kind=entry.kind,
+        town=entry.town,
+        correlation_id=entry.correlation_id,
+        causation_id=entry.causation_id,
+        occurred_at=entry.occurred_at,
+        memo=entry.memo,
+        lines=entry.lines,
+    )
+    assert '"memo":"紧急救助 advance, case 1"'.encode() in body
+    assert b"\\u" not in body
+
+
 # ---------------------------------------------------------------- batches
 
 
@@ -214,6 +319,64 @@ def test_reserve_guard_counts_what_the_book_already_holds() -> None:
     )
     assert not plan.entries
     assert plan.alerts[0].balance_fen == 100
+
+
+def test_a_reserve_the_book_never_saw_stands_at_zero() -> None:
+    """A town reserve with no balance in the book (missing = 0) refuses even 1 fen, and
+    reports 0 as its balance; a posting that leaves it at zero is no overdraft."""
+    reserve = f"town_reserve:{SUOZHEN}"
+    one_fen = incoming(granted(SUOZHEN, 1, 1))
+    plan = plan_batch([one_fen], {}, {}, [])
+    assert not plan.entries
+    (alert,) = plan.alerts
+    assert (alert.account, alert.balance_fen, alert.change_fen) == (reserve, 0, -1)
+    there_and_back = raw_incoming(SUOZHEN, [(reserve, "debit", 5), (reserve, "credit", 5)])
+    plan = plan_batch([there_and_back], {}, {}, [])
+    assert not plan.alerts
+    assert [p.posting_id for _, p in plan.entries] == [there_and_back.posting_id]
+
+
+def test_a_batch_names_each_account_its_entries_use_once_and_in_order() -> None:
+    plan = plan_batch(
+        [
+            incoming(granted(QIFENG, 1, 100)),  # Qifeng's reserve is empty: refused
+            incoming(funded(SUOZHEN)),
+            incoming(granted(SUOZHEN, 1, 100)),
+            incoming(paid(SUOZHEN, 2, 100)),
+        ],
+        {},
+        {},
+        [],
+    )
+    assert len(plan.alerts) == 1
+    assert [a.code for a in plan.accounts] == [
+        "county_fund:county",
+        f"relief_paid:{SUOZHEN}",
+        f"town_reserve:{SUOZHEN}",
+        f"town_reserve_held:{SUOZHEN}",
+    ]
+    assert plan.accounts[2] == parse_account(f"town_reserve:{SUOZHEN}")
+
+
+def test_the_book_reads_the_chains_and_the_reserves_a_batch_touches() -> None:
+    batch = [
+        incoming(paid(QIFENG, 2, 100)),
+        incoming(funded(SUOZHEN)),
+        incoming(granted(QIFENG, 1, 100)),
+        incoming(granted(SUOZHEN, 1, 100)),
+    ]
+    assert chains_of(batch) == [SUOZHEN, QIFENG]
+    # the reserve guard's balances: available reserves only, each once, in order
+    assert reserve_accounts_touched(batch) == [f"town_reserve:{SUOZHEN}", f"town_reserve:{QIFENG}"]
+    assert reserve_accounts_touched(batch[:1]) == []
+
+
+def test_a_posting_the_book_refuses_inside_a_batch_is_a_bug_that_names_it() -> None:
+    bad = raw_incoming(
+        SUOZHEN, [(f"town_reserve:{SUOZHEN}", "debit", 5), ("county_fund:county", "credit", 4)]
+    )
+    with pytest.raises(LedgerInvariantError, match=f"posting {bad.posting_id}: not balanced"):
+        plan_batch([incoming(funded(SUOZHEN)), bad], {}, {}, [])
 
 
 # ---------------------------------------------------------------- verification
