@@ -10,6 +10,7 @@ Standard Time (UTC+8, no daylight saving) is for display only: `to_cst`, `format
 
 from __future__ import annotations
 
+import hashlib
 import re
 import types
 import uuid
@@ -31,6 +32,7 @@ MAX_ANY_STR = 4_000
 CST = timezone(timedelta(hours=8), "CST")
 # The fixed namespace of derived ids: never change it, or replays produce new ids.
 DERIVED_NAMESPACE = uuid.UUID("6f1f3b7e-4c1d-5a2e-9b57-2e6f0c3d8a41")
+_DERIVED_PREFIX = DERIVED_NAMESPACE.bytes
 # The town field of records that concern no town (clock ticks are keyed "__clock__").
 CLOCK_TOWN = "__clock__"
 TOWN_CODE_PATTERN = r"^(?:[0-9]{6,12}|__clock__)$"
@@ -144,7 +146,12 @@ def derived_id(cause_event_id: uuid.UUID | str, kind: str, *parts: str) -> uuid.
     and decision kind always give the same id, so a redelivered command emits the same
     records and every downstream store keeps them once.
     """
-    return uuid.uuid5(DERIVED_NAMESPACE, f"{cause_event_id}:{kind}:{':'.join(parts)}")
+    # uuid.uuid5 itself, without its per-call import (on the hot path: every record the
+    # processor emits); tests/unit/schemas/test_records.py pins it to uuid5. SHA-1 names
+    # an id here (RFC 4122's version 5), it protects nothing.
+    name = _DERIVED_PREFIX + f"{cause_event_id}:{kind}:{':'.join(parts)}".encode()
+    digest = hashlib.sha1(name, usedforsecurity=False).digest()
+    return uuid.UUID(bytes=digest[:16], version=5)
 
 
 class Role(StrEnum):

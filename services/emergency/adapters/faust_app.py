@@ -45,6 +45,7 @@ from typing import Any
 import faust
 import faust.streams as faust_streams
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
@@ -75,6 +76,8 @@ class OutputSink:
         self._topic_names = topic_names  # the service's topic -> the name on this cluster
         self.timeout_s = timeout_s
         self._producer: AIOKafkaProducer | None = None
+        self._partition_cache: dict[tuple[str, bytes], int] = {}  # (topic, key) -> partition
+        self._partitioner = DefaultPartitioner()
 
     async def start(self) -> None:
         if self._producer is not None:
@@ -94,38 +97,85 @@ class OutputSink:
 
     async def send_all(self, outputs: Sequence[Output], timestamp_ms: int | None = None) -> None:
         """Every output, stamped `timestamp_ms` (the broker's time of the batch, never this
-        host's clock: see `Engine.broker_ms`)."""
+        host's clock: see `Engine.broker_ms`), each to the partition its key gives."""
         if not outputs:
             return
-        if self._producer is None:
-            raise RuntimeError("output sink used before it started")
-        futures = [
-            await self._producer.send(
-                self._topic_names.get(out.topic, out.topic),
-                key=out.key.encode(),
-                value=out.value,
-                timestamp_ms=timestamp_ms,
+        producer = self._started()
+        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        for out in outputs:
+            topic = self._topic_names.get(out.topic, out.topic)
+            key = out.key.encode()
+            grouped.setdefault((topic, await self._partition_of(topic, key)), []).append(
+                (key, out.value)
             )
-            for out in outputs
-        ]
-        await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+        await self._send_grouped(producer, grouped, timestamp_ms)
 
     async def send_raw(
         self,
         topic: str,
         records: Sequence[tuple[int, bytes, bytes | None]],
         timestamp_ms: int | None = None,
-    ) -> list[Any]:
-        """Records already encoded, each to its partition; their metadata, in order."""
+    ) -> dict[int, int]:
+        """Records already encoded, each to its partition, in order; the offset of the
+        last record written to each partition."""
+        producer = self._started()
+        grouped: dict[tuple[str, int], list[tuple[bytes | None, bytes | None]]] = {}
+        for partition, key, value in records:
+            grouped.setdefault((topic, partition), []).append((key, value))
+        last = await self._send_grouped(producer, grouped, timestamp_ms)
+        return {partition: offset for (_, partition), offset in last.items()}
+
+    def _started(self) -> AIOKafkaProducer:
         if self._producer is None:
             raise RuntimeError("output sink used before it started")
-        futures = [
-            await self._producer.send(
-                topic, key=key, value=value, partition=partition, timestamp_ms=timestamp_ms
-            )
-            for partition, key, value in records
-        ]
-        return list(await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s))
+        return self._producer
+
+    async def _partition_of(self, topic: str, key: bytes) -> int:
+        """The partition of `key` as every producer of the service picks it (aiokafka's
+        and Java's default: murmur2 of the key), so a town's records stay together."""
+        known = self._partition_cache.get((topic, key))
+        if known is not None:
+            return known
+        partitions = sorted(await self._started().partitions_for(topic))
+        partition = int(self._partitioner(key, partitions, partitions))
+        # keys are towns, the claims stage's one key and source topics: a few hundred
+        self._partition_cache[(topic, key)] = partition
+        return partition
+
+    async def _send_grouped(
+        self,
+        producer: AIOKafkaProducer,
+        grouped: Mapping[tuple[str, int], Sequence[tuple[bytes | None, bytes | None]]],
+        timestamp_ms: int | None,
+    ) -> dict[tuple[str, int], int]:
+        """Each partition's records in as few producer batches as fit (in order, on the
+        idempotent producer), and wait until Kafka has acknowledged every one of them.
+        One future a batch instead of one a record: the producer's bookkeeping of single
+        records cost more than the records themselves. Returns each partition's last
+        offset written."""
+        sent: list[tuple[tuple[str, int], int, Any]] = []
+        for (topic, partition), records in grouped.items():
+            builder = producer.create_batch()
+            count = 0
+            for key, value in records:
+                if builder.append(key=key, value=value, timestamp=timestamp_ms) is None:
+                    future = await producer.send_batch(builder, topic, partition=partition)
+                    sent.append(((topic, partition), count, future))
+                    builder = producer.create_batch()
+                    count = 0
+                    # (an empty batch always takes its first record, whatever its size)
+                    builder.append(key=key, value=value, timestamp=timestamp_ms)
+                count += 1
+            if count:
+                future = await producer.send_batch(builder, topic, partition=partition)
+                sent.append(((topic, partition), count, future))
+        written = await asyncio.wait_for(
+            asyncio.gather(*(future for _, _, future in sent)), self.timeout_s
+        )
+        last: dict[tuple[str, int], int] = {}
+        for (tp, count, _), meta in zip(sent, written, strict=True):
+            last[tp] = max(last.get(tp, -1), meta.offset + count - 1)
+        return last
 
 
 def _stamp(message: Any) -> datetime:
@@ -151,6 +201,8 @@ def recorded_when_claimed(record: Any) -> Any:
 def raw_key(key: str) -> bytes:
     """A table key as Faust's json key codec writes it: the worker reads and writes the
     store directly, and Faust's recovery and table views must find the same keys."""
+    if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+        return b'"' + key.encode() + b'"'  # what json.dumps gives, for a fraction of it
     return json.dumps(key).encode()
 
 
@@ -218,6 +270,13 @@ class Engine:
         event = faust_streams._current_event.get()
         partition = event().message.partition  # type: ignore[misc,union-attr]
         return self.table.data._db_for_partition(partition), partition
+
+    def _reader(self, partition: int) -> Any:
+        """`_lookup` for the keys of one partition (a town's book reads only its own)."""
+        if self.changelog is None:
+            return self.table.get
+        db = self.table.data._db_for_partition(partition)
+        return lambda key: db.get(raw_key(key))
 
     def _lookup(self, key: str) -> Any:
         """The stored value of `key`: its JSON text in bytes, read from the partition's
@@ -353,10 +412,7 @@ class Engine:
         pending, self._pending = self._pending, []
         if not pending or self.changelog is None:
             return
-        written = await self.sink.send_raw(self.changelog, pending, self.broker_ms)
-        last: dict[int, int] = {}
-        for (partition, _, _), meta in zip(pending, written, strict=True):
-            last[partition] = max(last.get(partition, -1), meta.offset)
+        last = await self.sink.send_raw(self.changelog, pending, self.broker_ms)
         for partition, offset in last.items():
             self.table.data.set_persisted_offset(TP(self.changelog, partition), offset)
 
@@ -442,7 +498,7 @@ class Engine:
                     if town not in books:
                         self.check_journal(town)
                         positions[town] = self.position(town)
-                        books[town] = Book(town, self._lookup)
+                        books[town] = Book(town, self._reader(msg.partition))
                     if positions[town] >= msg.offset:
                         continue  # applied before a restart; its outputs went out first
                     verdict = decide(books[town], record, self.rules)

@@ -19,6 +19,7 @@ a small set of dead-letter reason codes. Free text never becomes a label.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -75,6 +76,14 @@ def rejection_code(reason: str) -> str:
     if "json" in text or "decode" in text or "unknown record type" in text:
         return "undecodable"
     return "invalid"
+
+
+def _keep_children(metric: Any) -> None:
+    """Remember a labelled metric's children: prometheus_client's `labels()` checks its
+    arguments and takes a lock on every call, which cost the worker more than the
+    counting (a few calls a decision). The label sets are bounded (see above), and so is
+    the memo."""
+    metric.labels = functools.lru_cache(maxsize=8_192)(metric.labels)
 
 
 class ProcessorMetrics:
@@ -219,6 +228,10 @@ class ProcessorMetrics:
             buckets=TIME_TO_PAYMENT_BUCKETS_S,
             registry=r,
         )
+        for value in list(vars(self).values()):
+            for metric in value.values() if isinstance(value, dict) else (value,):
+                if getattr(metric, "_labelnames", None):
+                    _keep_children(metric)
 
     def init_towns(self, towns: Iterable[str]) -> None:
         """Create every labelled counter at 0 for the configured towns, so that the first

@@ -158,8 +158,14 @@ class Counts(BaseModel):
 
     def plus(self, other: Counts, sign: int = 1) -> Counts:
         # on the hot path (every change of a case): plain arithmetic, no validation
+        # (tests/unit/emergency/test_counts.py: every field summed)
         return Counts.model_construct(
-            **{k: getattr(self, k) + sign * getattr(other, k) for k in Counts.model_fields}
+            open_cases=self.open_cases + sign * other.open_cases,
+            urgent_unpaid=self.urgent_unpaid + sign * other.urgent_unpaid,
+            urgent_warned=self.urgent_warned + sign * other.urgent_warned,
+            urgent_overdue=self.urgent_overdue + sign * other.urgent_overdue,
+            awaiting_approval=self.awaiting_approval + sign * other.awaiting_approval,
+            in_deliberation=self.in_deliberation + sign * other.in_deliberation,
         )
 
 

@@ -119,6 +119,9 @@ def test_derived_ids_are_deterministic(cause: uuid.UUID, kind: str, parts: list[
     assert first == derived_id(str(cause), kind, *parts)
     assert first.version == 5
     assert first != derived_id(cause, kind + "x", *parts)
+    # the fast path is uuid5 exactly, whatever the text (non-ASCII, surrogate-free)
+    namespace = uuid.UUID("6f1f3b7e-4c1d-5a2e-9b57-2e6f0c3d8a41")
+    assert first == uuid.uuid5(namespace, f"{cause}:{kind}:{':'.join(parts)}")
 
 
 def test_derived_id_follows_the_contract_formula() -> None:
