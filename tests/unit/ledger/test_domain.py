@@ -52,7 +52,7 @@ from services.ledger.domain.plan import (
     reserve_accounts_touched,
 )
 from services.ledger.domain.reconcile import ReserveDifference, reconcile
-from services.ledger.domain.verify import BAD_SEAL, NOT_SEALED, DayFigure, Verifier
+from services.ledger.domain.verify import BAD_SEAL, NOT_SEALED, DayFigure, Problem, Verifier
 from tests.unit.ledger.stories import (
     FLOOD_AT,
     QIFENG,
@@ -211,9 +211,21 @@ def test_a_posting_balances_to_the_fen_either_way_and_says_by_how_much() -> None
                 raw_incoming(SUOZHEN, [(reserve, "debit", debit), (fund, "credit", credit)])
             )
     # a side the book does not know is refused as such, even where it would balance
-    sideways = [(reserve, "debit", 10), (fund, "credit", 5), (fund, "sideways", 5)]
-    with pytest.raises(PostingError, match=r"^side must be debit or credit, got 'sideways'$"):
-        check_posting(raw_incoming(SUOZHEN, sideways))
+    for side in ("sideways", "asset", "Credit"):
+        lines = [(reserve, "debit", 10), (fund, "credit", 5), (fund, side, 5)]
+        with pytest.raises(PostingError, match=f"^side must be debit or credit, got '{side}'$"):
+            check_posting(raw_incoming(SUOZHEN, lines))
+
+
+def test_an_amount_is_a_whole_number_of_fen_never_a_bool_a_float_or_text() -> None:
+    ok = raw_incoming(
+        SUOZHEN, [(f"town_reserve:{SUOZHEN}", "debit", 1), ("county_fund:county", "credit", 1)]
+    )
+    not_fen: tuple[Any, ...] = (True, 1.0, "1", None)
+    for amount in not_fen:
+        debit = dataclasses.replace(ok.lines[0], amount_fen=amount)
+        with pytest.raises(PostingError, match=r"^amount_fen must be an integer number of fen$"):
+            check_posting(dataclasses.replace(ok, lines=(debit, ok.lines[1])))
 
 
 def test_a_posting_with_an_unknown_account_is_refused_as_a_posting() -> None:
@@ -464,6 +476,114 @@ def test_verify_reports_a_read_side_balance_that_disagrees() -> None:
         {f"town_reserve:{SUOZHEN}": RESERVE_FEN + 1, "county_fund:county": RESERVE_FEN}
     )
     assert not report.ok and "read side" in report.problems[0].reason
+
+
+def verified(entries: list[Entry]) -> Verifier:
+    v = Verifier()
+    for e in sorted(entries, key=lambda e: (e.chain, e.chain_seq)):
+        v.feed(e)
+    return v
+
+
+def test_verify_finds_every_altered_entry_whichever_way_its_hash_changed() -> None:
+    entries = chain_of(flood(12, towns=(SUOZHEN,)))
+    for n, victim in enumerate(entries):
+        altered = [e if e is not victim else dataclasses.replace(e, memo=f"x{n}") for e in entries]
+        (problem,) = verify(altered)
+        assert problem.endswith("hash does not match the entry's content: altered"), n
+        assert f"#{victim.chain_seq})" in problem
+
+
+def test_verify_finds_an_entry_that_breaks_the_books_rules_though_its_hash_holds() -> None:
+    """An entry hashed right but written around the writer's checks: verify recomputes
+    the book's rules from the lines (every invariant twice)."""
+    reserve, fund = f"town_reserve:{SUOZHEN}", "county_fund:county"
+    start = make_entry(incoming(funded(SUOZHEN)), 1, GENESIS_HASH)
+    broken = {
+        "1 line(s): a posting has at least two": [(reserve, "debit", 5)],
+        "not balanced: debits 5 fen, credits 4 fen": [(reserve, "debit", 5), (fund, "credit", 4)],
+        "line amount 0 fen is not positive": [(reserve, "debit", 0), (fund, "credit", 0)],
+        "line side 'up'": [(reserve, "up", 5), (fund, "credit", 5)],
+        "unknown account kind in 'piggy_bank:county'": [
+            (reserve, "debit", 5),
+            ("piggy_bank:county", "credit", 5),
+        ],
+    }
+    for reason, lines in broken.items():
+        last = make_entry(raw_incoming(SUOZHEN, lines), 2, start.hash)
+        assert verify([start, last]) == [f"entry {last.posting_id} (chain {SUOZHEN} #2): {reason}"]
+    three = [(reserve, "debit", 5), (fund, "credit", 2), (fund, "credit", 3)]
+    assert verify([start, make_entry(raw_incoming(SUOZHEN, three), 2, start.hash)]) == []
+
+
+def test_verify_finds_a_town_reserve_below_zero_and_lets_one_at_zero_be() -> None:
+    reserve = f"town_reserve:{SUOZHEN}"
+    at_zero = chain_of([funded(SUOZHEN, amount_fen=100), granted(SUOZHEN, 1, 100)])
+    report = verified(at_zero).report()
+    assert report.ok and report.balances_fen[reserve] == 0
+    # entries written around the reserve guard
+    below = [make_entry(incoming(granted(SUOZHEN, 1, 100)), 1, GENESIS_HASH)]
+    assert verified(below).report().problems == (
+        Problem(SUOZHEN, None, None, f"{reserve} is -100 fen"),
+    )
+
+
+def test_verify_compares_the_read_sides_balances_each_way() -> None:
+    reserve, fund = f"town_reserve:{SUOZHEN}", "county_fund:county"
+    v = verified(chain_of([funded(SUOZHEN)]))
+    assert v.report({reserve: RESERVE_FEN, fund: RESERVE_FEN, f"relief_paid:{QIFENG}": 0}).ok
+    for account, stored, recomputed, chain in (
+        (reserve, RESERVE_FEN + 1, RESERVE_FEN, SUOZHEN),
+        (fund, RESERVE_FEN - 1, RESERVE_FEN, "county"),
+        (f"relief_paid:{QIFENG}", 7, 0, QIFENG),
+    ):
+        read_side = {reserve: RESERVE_FEN, fund: RESERVE_FEN, account: stored}
+        assert v.report(read_side).problems == (
+            Problem(
+                chain,
+                None,
+                None,
+                f"balance of {account}: read side {stored} fen, "
+                f"recomputed from the journal {recomputed} fen",
+            ),
+        )
+
+
+def test_verify_compares_the_reserve_guards_running_balances_each_way() -> None:
+    reserve = f"town_reserve:{SUOZHEN}"
+    v = verified(chain_of([funded(SUOZHEN), granted(SUOZHEN, 1, 100)]))
+    left = RESERVE_FEN - 100
+    assert v.report(stored_reserves_fen={reserve: left, f"town_reserve:{QIFENG}": 0}).ok
+    for account, stored, recomputed in (
+        (reserve, left - 1, left),
+        (reserve, left + 1, left),
+        (f"town_reserve:{QIFENG}", 1, 0),
+    ):
+        assert v.report(stored_reserves_fen={account: stored}).problems == (
+            Problem(
+                "*",
+                None,
+                None,
+                f"running balance of {account} is {stored} fen, the journal's lines sum to "
+                f"{recomputed} fen",
+            ),
+        )
+
+
+def test_verify_lets_day_figures_that_agree_be() -> None:
+    v = verified(chain_of(flood(12)))
+    assert v.report(stored_days=v.day_figures()).ok
+
+
+def test_a_problem_found_outside_the_chains_is_reported_once() -> None:
+    v = verified(chain_of([funded(SUOZHEN)]))
+    for _ in range(3):
+        v.note(SUOZHEN, "lines without an entry")
+    v.note(QIFENG, "lines without an entry")
+    assert v.report().problems == (
+        Problem(SUOZHEN, None, None, "lines without an entry"),
+        Problem(QIFENG, None, None, "lines without an entry"),
+    )
 
 
 @settings(max_examples=50, deadline=None)
