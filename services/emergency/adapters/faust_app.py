@@ -84,7 +84,7 @@ class OutputSink:
             return
         self._producer = acknowledged_producer(
             self._bootstrap,
-            linger_ms=5,
+            linger_ms=0,  # whole batches are handed over (send_batch): no waiting to fill them
             max_batch_size=256 * 1024,
             request_timeout_ms=int(self.timeout_s * 1000),
         )
