@@ -465,7 +465,23 @@ def test_verify_names_the_entry_after_a_deleted_one() -> None:
     gone = entries.pop(4)
     after = next(e for e in entries if e.chain == gone.chain and e.chain_seq == gone.chain_seq + 1)
     (problem,) = verify(entries)
-    assert str(after.posting_id) in problem and "missing" in problem
+    assert problem == (
+        f"entry {after.posting_id} (chain {gone.chain} #{after.chain_seq}): "
+        f"expected chain position #{gone.chain_seq}: entries missing"
+    )
+
+
+def test_verify_carries_on_from_each_chains_last_verified_entry_but_not_a_broken_one() -> None:
+    entries = chain_of(flood(8, towns=(SUOZHEN, QIFENG)))
+    suozhen = [e for e in entries if e.chain == SUOZHEN]
+    qifeng = [e for e in entries if e.chain == QIFENG]
+    altered = dataclasses.replace(qifeng[3], memo="altered")
+    v = verified([*suozhen, *qifeng[:3], altered, *qifeng[4:]])
+    assert v.positions() == {SUOZHEN: (suozhen[-1].chain_seq, suozhen[-1].hash)}
+    assert verified(entries).positions() == {
+        SUOZHEN: (suozhen[-1].chain_seq, suozhen[-1].hash),
+        QIFENG: (qifeng[-1].chain_seq, qifeng[-1].hash),
+    }
 
 
 def test_verify_reports_a_read_side_balance_that_disagrees() -> None:
@@ -503,7 +519,9 @@ def test_verify_finds_an_entry_that_breaks_the_books_rules_though_its_hash_holds
         "1 line(s): a posting has at least two": [(reserve, "debit", 5)],
         "not balanced: debits 5 fen, credits 4 fen": [(reserve, "debit", 5), (fund, "credit", 4)],
         "line amount 0 fen is not positive": [(reserve, "debit", 0), (fund, "credit", 0)],
+        "not balanced: debits 4 fen, credits 5 fen": [(reserve, "debit", 4), (fund, "credit", 5)],
         "line side 'up'": [(reserve, "up", 5), (fund, "credit", 5)],
+        "line side 'asset'": [(reserve, "debit", 5), (fund, "asset", 5)],
         "unknown account kind in 'piggy_bank:county'": [
             (reserve, "debit", 5),
             ("piggy_bank:county", "credit", 5),
@@ -716,7 +734,11 @@ def test_what_is_not_a_published_head_is_refused_saying_where_and_why() -> None:
     good: dict[str, Any] = json.loads(head_text({SUOZHEN: (5, HEAD_A), QIFENG: (2, HEAD_B)}))
     seq = {"chain_seq": 5, "hash": HEAD_A.hex()}
     why: dict[str, list[Any]] = {
-        "kind is not relief.ledger.head.v1": [{**good, "kind": "relief.ledger.head.v2"}],
+        "kind is not relief.ledger.head.v1": [
+            {**good, "kind": "relief.ledger.head.v2"},
+            {**good, "kind": "relief.ledger.head.v0"},
+            {key: value for key, value in good.items() if key != "kind"},
+        ],
         f"chains.{SUOZHEN} is not a 32-byte hash and a seq": [
             {**good, "chains": {SUOZHEN: {**seq, "hash": HEAD_A.hex()[:-2]}}},  # 31 bytes
             {**good, "chains": {SUOZHEN: {**seq, "hash": HEAD_A.hex() + "00"}}},  # 33 bytes
