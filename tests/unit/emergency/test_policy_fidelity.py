@@ -304,6 +304,47 @@ def test_civil_affairs_may_grant_a_second_time_with_its_reason_recorded() -> Non
     unchanged(town, second.model_copy(update={"correlation_id": "em-4", "household_ref": hh(9)}))
 
 
+@pytest.mark.parametrize(("first", "second"), [("em-a", "em-b"), ("em-b", "em-a")])
+def test_a_case_released_leaves_a_later_grants_marks_in_place(first: str, second: str) -> None:
+    """P6: civil affairs granted a second time, so the household's marks name the second
+    case; the first one cancelled then releases only what is still its own. Whichever
+    way the two case ids sort, a third request is a duplicate of the second grant."""
+    town = flooded()
+    town(urgent(first, 80_000))
+    again = i.ReliefRequested(
+        **env(QIFENG, second, T0 + hours(1), CIVIL),
+        urgency=i.Urgency.URGENT,
+        category=i.ReliefCategory.EMERGENCY,
+        household_ref=hh(1),
+        incident_id="flood-0720",
+        requested_fen=80_000,
+        reason="二次受灾",
+        second_grant_reason="房屋二次倒塌，家中无其他收入来源",
+    )
+    assert types(town(again)) == ["SecondGrantAllowed", "AdvanceGranted", "Posting"]
+    town(cancelled(first, T0 + hours(2)))
+    [refusal] = town(urgent("em-c", 80_000, at=T0 + hours(3)))
+    assert isinstance(refusal, d.AdvanceRefused) and refusal.reason is d.RefusalReason.DUPLICATE
+    assert refusal.figures["previous_case_id"] == second
+
+
+def test_a_vagrants_relief_is_urgent_never_an_expenditure_case_r7() -> None:
+    town = flooded()
+    reason = unchanged(
+        town,
+        i.ReliefRequested(
+            **env(QIFENG, "v-1", T0 + hours(1), CIVIL),
+            urgency=i.Urgency.EXPENDITURE,
+            category=i.ReliefCategory.SERIOUS_ILLNESS,
+            household_ref=hh(5),
+            requested_fen=80_000,
+            reason="流浪人员就医",
+            vagrant=True,
+        ),
+    )
+    assert "vagrant's relief is urgent" in reason
+
+
 # ================================================================== 3. who decided
 
 
