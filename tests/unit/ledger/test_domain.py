@@ -519,6 +519,7 @@ def test_verify_finds_an_entry_that_breaks_the_books_rules_though_its_hash_holds
         "1 line(s): a posting has at least two": [(reserve, "debit", 5)],
         "not balanced: debits 5 fen, credits 4 fen": [(reserve, "debit", 5), (fund, "credit", 4)],
         "line amount 0 fen is not positive": [(reserve, "debit", 0), (fund, "credit", 0)],
+        "line amount -5 fen is not positive": [(reserve, "debit", -5), (fund, "credit", -5)],
         "not balanced: debits 4 fen, credits 5 fen": [(reserve, "debit", 4), (fund, "credit", 5)],
         "line side 'up'": [(reserve, "up", 5), (fund, "credit", 5)],
         "line side 'asset'": [(reserve, "debit", 5), (fund, "asset", 5)],
