@@ -12,6 +12,13 @@ rebuilt from the processor's own output, and no reader has to re-derive a rule: 
 Left out, being bookkeeping rather than business: the partition clock, the marks of
 applied command ids, and which wheel minutes a tick has already dropped (a rebuilt
 wheel may hold references that a later tick finds finished and skips).
+
+Time's housekeeping comes from the ticks, as for the live state: a mark whose retention
+ran out (a finished case's, a closed incident's) leaves when a tick reaches it, and a
+tick says nothing of it. So a worker rebuilt from its decisions keeps reading the
+intake's ticks; a tick on a state that has folded what the tick decided finds nothing
+more to decide and only drops what expired (tests/unit/emergency/builders.py checks
+this after every tick of every story: the business state equals the live one).
 """
 
 from __future__ import annotations

@@ -214,6 +214,13 @@ class Town:
         else:
             towns = [record.town]
         outs: list[Output] = []
+        # the wheel as the tick found it (see `_tick_rebuilt`)
+        wheel = {k: v for k, v in self.store.items() if k.startswith("w/")}
+        clocks = {
+            k: (v.get("clock"), v.get("wheel_minute"))
+            for k, v in self.store.items()
+            if k.startswith("t/")
+        }
         for town in towns:
             book = Book(town, self.store.get)
             verdict = decide(book, record, self.rules)
@@ -233,6 +240,8 @@ class Town:
         self.offset += 1
         self.outputs.extend(outs)
         self._fold(record, [o.record for o in outs])
+        if isinstance(record, i.ClockTick):
+            self._tick_rebuilt(record, wheel, clocks)
         if self.check_rebuild:
             assert self.business() == self.rebuilt_snapshot(), f"rebuilt differs after {record}"
         return [o.record for o in outs]
@@ -259,6 +268,33 @@ class Town:
                     self.rebuilt.pop(key, None)
                 else:
                     self.rebuilt[key] = value
+
+    def _tick_rebuilt(
+        self,
+        tick: i.ClockTick,
+        wheel: dict[str, Any],
+        clocks: dict[str, tuple[Any, Any]],
+    ) -> None:
+        """The rebuilt state gets the ticks too, as a worker rebuilt from the decisions
+        would: having folded what the tick decided, the tick finds nothing more to decide
+        there, and does only its housekeeping (marks whose retention ran out leave).
+
+        It ticks on the wheel the live tick walked (the wheel is not rebuilt exactly: a
+        rebuilt one may hold references the live one has passed, and a tick that walks at
+        most a month at a time would then reach a case sooner); what is compared is the
+        business state, not the wheel."""
+        for key in [k for k in self.rebuilt if k.startswith("w/")]:
+            del self.rebuilt[key]
+        self.rebuilt.update(copy.deepcopy(wheel))
+        for key, (clock, minute) in clocks.items():
+            if key in self.rebuilt:
+                self.rebuilt[key] = {**self.rebuilt[key], "clock": clock, "wheel_minute": minute}
+        towns = sorted({k.split("/")[1] for k in self.rebuilt if k.startswith("t/")})
+        for town in towns:
+            book = Book(town, self.rebuilt.get)
+            verdict = decide(book, tick, self.rules)
+            assert verdict.records == [], f"a tick decided again on the rebuilt state: {verdict}"
+            self._store(self.rebuilt, book)
 
     def _repeated(self, record: Record) -> bool:
         # a fact applied once by its event id (decide's applied marks): a retry is no fact

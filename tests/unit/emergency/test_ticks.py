@@ -37,12 +37,10 @@ MINUTE = timedelta(minutes=1)
 
 
 def retaining_town() -> Town:
-    """A town whose state is not compared with the one rebuilt from its decisions after
-    each record: a tick drops a mark whose retention ended and says nothing (it is not a
-    decision), so a state folded from the decisions alone still holds finished cases'
-    marks and closed incidents past their 400 days. A gap of the rebuild, written down
-    in the processor's notes; what these tests state is what the worker's state does."""
-    town = Town(check_rebuild=False)
+    """A flooded town, compared after every record with its state rebuilt from its
+    decisions: a tick drops a mark whose retention ended and says nothing, so the
+    rebuilt state is ticked too (builders.Town._tick_rebuilt) and must drop the same."""
+    town = Town()
     town(incident("flood-0720"))
     return town
 
