@@ -460,6 +460,31 @@ def test_verify_names_a_consistent_forgery_by_its_hash() -> None:
     assert len(problems) == 1 and "prev_hash" in problems[0]
 
 
+def test_verify_finds_every_rehashed_forgery_by_the_link_after_it() -> None:
+    entries = chain_of(flood(12, towns=(SUOZHEN,)))
+    for n, victim in enumerate(entries[:-1]):
+        forged = dataclasses.replace(victim, memo=f"forged {n}")
+        forged = dataclasses.replace(forged, hash=entry_hash(forged))
+        after = entries[n + 1]
+        assert verify([*entries[:n], forged, *entries[n + 1 :]]) == [
+            f"entry {after.posting_id} (chain {SUOZHEN} #{after.chain_seq}): "
+            "prev_hash is not the hash of the entry before it"
+        ], n
+
+
+def test_verify_finds_an_entry_renumbered_to_an_earlier_position() -> None:
+    entries = chain_of([funded(SUOZHEN), granted(SUOZHEN, 1, 100), granted(SUOZHEN, 2, 100)])
+    renumbered = dataclasses.replace(entries[2], chain_seq=2)
+    renumbered = dataclasses.replace(renumbered, hash=entry_hash(renumbered))
+    v = Verifier()
+    for e in [*entries[:2], renumbered]:
+        v.feed(e)
+    assert [p.describe() for p in v.report().problems] == [
+        f"entry {renumbered.posting_id} (chain {SUOZHEN} #2): "
+        "expected chain position #3: entries missing"
+    ]
+
+
 def test_verify_names_the_entry_after_a_deleted_one() -> None:
     entries = chain_of(flood(30))
     gone = entries.pop(4)
