@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -97,11 +97,3 @@ def normal_balance(kind: str, debit_fen: int, credit_fen: int) -> int:
     if NORMAL_SIDE[kind] == Side.DEBIT:
         return debit_fen - credit_fen
     return credit_fen - debit_fen
-
-
-def debits_minus_credits(lines: Iterable[tuple[str, str, int]]) -> dict[str, int]:
-    """Per account, debits - credits of (account, side, amount_fen) lines."""
-    out: dict[str, int] = {}
-    for account, side, amount_fen in lines:
-        out[account] = out.get(account, 0) + signed_fen(side, amount_fen)
-    return out

@@ -21,6 +21,7 @@ from schemas.envelope import CST
 from schemas.postings import Posting
 from services.ledger.domain import seals
 from services.ledger.domain.accounts import (
+    NORMAL_SIDE,
     AccountError,
     LedgerInvariantError,
     normal_balance,
@@ -87,6 +88,29 @@ def test_account_codes_name_kind_and_scope() -> None:
 def test_normal_balance_is_on_the_accounts_side() -> None:
     assert normal_balance("town_reserve", 500, 200) == 300
     assert normal_balance("county_fund", 200, 500) == 300
+
+
+def test_an_account_is_named_for_its_kind_and_where_it_is() -> None:
+    """The names the book stores with its accounts (and the read side shows)."""
+    assert parse_account("county_fund:county").name == "County relief fund (county)"
+    assert parse_account(f"town_reserve:{SUOZHEN}").name == (
+        f"Town reserve, available (town {SUOZHEN})"
+    )
+    assert parse_account(f"relief_paid:{QIFENG}").name == (
+        f"Relief paid to households (town {QIFENG})"
+    )
+
+
+def test_only_a_towns_available_reserve_is_the_reserve_r4_guards() -> None:
+    reserves = {kind for kind in NORMAL_SIDE if parse_account(f"{kind}:{SUOZHEN}").is_reserve}
+    assert reserves == {"town_reserve"}
+
+
+def test_an_account_code_past_64_characters_is_refused_for_its_length() -> None:
+    with pytest.raises(AccountError, match=r"^account code longer than 64 characters$"):
+        parse_account("town_reserve:" + "1" * 52)  # 65
+    with pytest.raises(AccountError, match="scope must be a town code"):
+        parse_account("town_reserve:" + "1" * 51)  # 64: read, and refused for its scope
 
 
 # ---------------------------------------------------------------- canonical encoding, hashes
