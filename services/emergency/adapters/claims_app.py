@@ -68,7 +68,7 @@ class ClaimsEngine(Engine):
                 if book is None:
                     self.check_journal(claims.COUNTY)
                     position = self.position(claims.COUNTY)
-                    book = claims.ClaimsBook(self._lookup)
+                    book = claims.ClaimsBook(self._reader(msg.partition))
                 if position >= msg.offset:
                     continue  # applied before a restart; its forward went out first
                 outputs.extend(self.claim_one(book, msg))
