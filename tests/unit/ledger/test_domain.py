@@ -590,10 +590,18 @@ def test_verify_finds_a_town_reserve_below_zero_and_lets_one_at_zero_be() -> Non
     report = verified(at_zero).report()
     assert report.ok and report.balances_fen[reserve] == 0
     # entries written around the reserve guard
-    below = [make_entry(incoming(granted(SUOZHEN, 1, 100)), 1, GENESIS_HASH)]
-    assert verified(below).report().problems == (
-        Problem(SUOZHEN, None, None, f"{reserve} is -100 fen"),
-    )
+    for funded_fen, granted_fen in ((0, 100), (100, 101)):
+        story = [granted(SUOZHEN, 1, granted_fen)]
+        if funded_fen:
+            story.insert(0, funded(SUOZHEN, amount_fen=funded_fen))
+        below, head = [], GENESIS_HASH
+        for n, p in enumerate(story, start=1):
+            below.append(make_entry(incoming(p), n, head))
+            head = below[-1].hash
+        short = funded_fen - granted_fen
+        assert verified(below).report().problems == (
+            Problem(SUOZHEN, None, None, f"{reserve} is {short} fen"),
+        )
 
 
 def test_verify_compares_the_read_sides_balances_each_way() -> None:
@@ -615,6 +623,18 @@ def test_verify_compares_the_read_sides_balances_each_way() -> None:
                 f"recomputed from the journal {recomputed} fen",
             ),
         )
+    # an account the read side leaves out stands at zero there
+    at_zero = verified(chain_of([funded(SUOZHEN, amount_fen=100), granted(SUOZHEN, 1, 100)]))
+    held = f"town_reserve_held:{SUOZHEN}"
+    assert at_zero.report({fund: 100, held: 100}).ok
+    assert at_zero.report({held: 100}).problems == (
+        Problem(
+            "county",
+            None,
+            None,
+            f"balance of {fund}: read side 0 fen, recomputed from the journal 100 fen",
+        ),
+    )
 
 
 def test_verify_compares_the_reserve_guards_running_balances_each_way() -> None:
