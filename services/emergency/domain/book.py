@@ -88,6 +88,7 @@ class Book:
 
     def __init__(self, town: str, lookup: Lookup) -> None:
         self.town = town
+        self._town_key = f"t/{town}"
         self._lookup = lookup
         self._values: dict[str, BaseModel | None] = {}  # decoded: read or written
         self._before: dict[str, Any] = {}  # as stored before this book: what was read
@@ -168,10 +169,6 @@ class Book:
         return [(key, self._before[key]) for key in self._written]
 
     # ------------------------------------------------------------- the town
-
-    @property
-    def _town_key(self) -> str:
-        return f"t/{self.town}"
 
     @property
     def state(self) -> TownState | None:

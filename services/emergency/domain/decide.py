@@ -138,7 +138,8 @@ def decide(book: Book, record: Record, rules: Rules) -> Verdict:
         book.put_state(state.model_copy(update={"opened": True, "wheel_minute": minute_of(at)}))
         opened.append(opening_posting(state, record))
     state = book.s
-    book.put_state(state.model_copy(update={"clock": max(state.clock or at, at)}))
+    if state.clock is None or at > state.clock:  # the town's clock never goes back
+        book.put_state(state.model_copy(update={"clock": at}))
 
     book.begin()
     try:
