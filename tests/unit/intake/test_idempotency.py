@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from services.intake.domain.idempotency import (
+    KEY_PATTERN,
+    MAX_KEY_CHARS,
     Answer,
     Fingerprint,
     IdempotencyCache,
@@ -83,3 +87,59 @@ def test_bounded_oldest_out() -> None:
 def test_a_cache_needs_limits(entries: int, ttl: float) -> None:
     with pytest.raises(ValueError, match="needs"):
         IdempotencyCache(entries, ttl)
+
+
+def test_each_answer_is_kept_its_own_ttl_from_when_it_was_stored() -> None:
+    cache = IdempotencyCache(max_entries=10, ttl_s=60)
+    fp = Fingerprint.of("op", BODY, KEY)
+    cache.put("org", "early", fp, OK, now_s=100)
+    cache.put("org", "late", fp, OK, now_s=130)
+    assert cache.get("org", "early", now_s=159) is not None
+    # the first expires at 160, the one stored after it stays until 190
+    assert cache.get("org", "early", now_s=160) is None
+    assert cache.get("org", "late", now_s=160) is not None and len(cache) == 1
+    assert cache.get("org", "late", now_s=1_000) is None and len(cache) == 0
+
+
+def test_a_cache_needs_a_positive_ttl() -> None:
+    with pytest.raises(ValueError, match="needs"):
+        IdempotencyCache(1, -1.0)
+
+
+def test_a_retried_body_is_the_same_whatever_the_order_of_its_keys() -> None:
+    first = {"households": [{"name": "王某", "id": "1"}], "town": "370321001"}
+    again = {"town": "370321001", "households": [{"id": "1", "name": "王某"}]}
+    fp = Fingerprint.of("POST /v1/incidents", first, KEY)
+    assert fp.differing(Fingerprint.of("POST /v1/incidents", again, KEY)) == []
+    assert fp.fields == field_digests(again, KEY)
+
+
+def test_at_most_fifty_differing_fields_are_named() -> None:
+    first = Fingerprint.of("op", {f"f{i:02d}": 0 for i in range(60)}, KEY)
+    other = Fingerprint.of("other op", {f"f{i:02d}": 1 for i in range(60)}, KEY)
+    named = first.differing(other)
+    assert len(named) == 50
+    assert named[:3] == ["(operation)", "f00", "f01"] and named[-1] == "f48"
+
+
+def test_a_cache_of_one_entry_or_of_a_short_ttl_is_a_cache() -> None:
+    cache = IdempotencyCache(max_entries=1, ttl_s=0.5)
+    cache.put("org", "k", Fingerprint.of("op", {}, KEY), OK, now_s=0)
+    assert cache.get("org", "k", now_s=0.4) is not None
+    assert cache.get("org", "k", now_s=0.5) is None
+
+
+def test_an_idempotency_key_is_1_to_200_printable_ascii_characters() -> None:
+    def taken(key: str) -> bool:
+        return len(key) <= MAX_KEY_CHARS and re.fullmatch(KEY_PATTERN, key) is not None
+
+    assert taken("k" * 200) and taken("~!") and taken("x")
+    assert not taken("k" * 201) and not taken("") and not taken("a b") and not taken("键")
+
+
+def test_an_empty_object_is_a_field_of_its_own_and_an_empty_body_has_none() -> None:
+    assert Fingerprint.of("op", {}, KEY).fields == {}
+    with_empty = Fingerprint.of("op", {"casualties": {}, "town": "370321001"}, KEY)
+    without = Fingerprint.of("op", {"town": "370321001"}, KEY)
+    assert with_empty.differing(without) == ["casualties"]
+    assert without.differing(Fingerprint.of("op", {}, KEY)) == ["town"]
