@@ -143,3 +143,26 @@ def test_an_empty_object_is_a_field_of_its_own_and_an_empty_body_has_none() -> N
     without = Fingerprint.of("op", {"town": "370321001"}, KEY)
     assert with_empty.differing(without) == ["casualties"]
     assert without.differing(Fingerprint.of("op", {}, KEY)) == ["town"]
+
+
+def test_field_digests_keep_their_spelling_so_stored_claims_stay_comparable() -> None:
+    """Claims are kept in PostgreSQL across restarts and versions: a retry compares its
+    digests with the stored ones, so the same value must give the same digest as before
+    (golden values: keys sorted, text in UTF-8, 32 hex characters)."""
+    body = {
+        "reason": "房屋受损",
+        "households": [{"name": "王某", "id": "1"}],
+        "requested_fen": 80_000,
+    }
+    assert field_digests(body, KEY) == {
+        "reason": "dece181850439c48074853cd8d393e89",
+        "households": "ae38f011eb87c8fac39a302f1ab37c9b",
+        "requested_fen": "e45cc92212f575d52ac33938c2c8eb07",
+    }
+
+
+def test_another_route_is_named_whichever_way_it_sorts() -> None:
+    cases = Fingerprint.of("POST /v1/cases", BODY, KEY)
+    incidents = Fingerprint.of("POST /v1/incidents", BODY, KEY)
+    assert cases.differing(incidents) == ["(operation)"]
+    assert incidents.differing(cases) == ["(operation)"]
