@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
+import pydantic
 import pytest
 
 from schemas.envelope import Role
@@ -19,6 +21,7 @@ from services.intake.domain.authz import (
 from services.intake.domain.tokens import (
     Principal,
     TokenConfigError,
+    TokenTable,
     bearer,
     json_document,
     new_token,
@@ -167,3 +170,60 @@ def test_only_civil_affairs_follows_up_a_hardship_row(token: str) -> None:
     # section 二: departments push the lists; civil affairs decides on each row (P9)
     assert not may(principal(token), Action.FOLLOW_UP_HARDSHIP).allowed
     assert may_for_town(principal("tok-civil"), Action.FOLLOW_UP_HARDSHIP, SHAOHAI).allowed
+
+
+def test_only_the_bearer_scheme_carries_a_token() -> None:
+    for header in ("Token abc", "Digest abc", "Negotiate abc", "Basic abc", "Bearerx abc"):
+        assert bearer(header) is None, header
+    assert bearer("BEARER abc") == "abc"
+
+
+def test_a_token_of_up_to_512_characters_is_looked_up() -> None:
+    longest, longer = "t" * 512, "t" * 513
+    table = TokenTable(
+        {
+            token_hash(t): Principal(sha256=token_hash(t), role=Role.AUDITOR, org="审计局")
+            for t in (longest, longer)
+        }
+    )
+    found = table.lookup(longest)
+    assert found is not None and found.sha256 == token_hash(longest)
+    assert table.lookup(longer) is None  # never hashed: a longer header is refused outright
+
+
+def test_a_tokens_file_holds_up_to_10000_tokens() -> None:
+    entry = {"sha256": "a" * 64, "role": "auditor", "org": "审计局"}
+    assert len(parse_tokens(json.dumps({"tokens": [entry] * 10_000}), "json")) == 1
+    with pytest.raises(TokenConfigError, match="more than 10000 tokens"):
+        parse_tokens(json.dumps({"tokens": [entry] * 10_001}), "json")
+
+
+def test_a_new_token_carries_256_bits() -> None:
+    token = new_token()
+    assert len(base64.urlsafe_b64decode(token + "=")) == 32
+    assert new_token() != token
+
+
+def test_a_principal_names_an_organisation_a_holder_and_a_town_of_up_to_12_digits() -> None:
+    sha = "a" * 64
+    assert Principal(sha256=sha, role=Role.TOWN, org="镇", town="370321001002").town == (
+        "370321001002"
+    )
+    assert Principal(sha256=sha, role=Role.AUDITOR, org="审计局", holder="王").holder == "王"
+    for bad in (
+        {"role": "auditor", "org": ""},
+        {"role": "auditor", "org": "审计局", "holder": ""},
+        {"role": "town", "org": "镇", "town": "3703210010021"},
+    ):
+        with pytest.raises(pydantic.ValidationError):
+            Principal.model_validate({"sha256": sha, **bad})
+
+
+def test_a_role_refused_is_named_in_the_reason() -> None:
+    for token in ("tok-auditor", "tok-civil", "tok-dept", "tok-bureau", "tok-suozhen"):
+        who = principal(token)
+        refused = may(who, Action.FUND_RESERVE)
+        assert refused.reason == f"role {who.role.value} may not fund_reserve", token
+    assert may(principal("tok-finance"), Action.CONFIRM_PAYMENT).reason == (
+        "finance is read-only except funding and replenishing reserves; it may not confirm_payment"
+    )
