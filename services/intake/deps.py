@@ -30,28 +30,36 @@ IntakeDep = Annotated[Intake, Depends(service)]
 bearer_scheme = HTTPBearer(auto_error=False, description="an intake token")
 
 
-async def authenticated(
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-    request: Request,
-) -> Principal:
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def _principal(credentials: HTTPAuthorizationCredentials | None, request: Request) -> Principal:
     if credentials is None:
         raise Refused(401, "missing bearer token (Authorization: Bearer <token>)")
     # the request, not IntakeDep: every call pays for each dependency FastAPI resolves
-    principal = (await service(request)).tokens.table().lookup(credentials.credentials)
+    intake = cast(Intake, request.app.state.intake)
+    principal = intake.tokens.table().lookup(credentials.credentials)
     if principal is None:
         raise Refused(401, "unknown token")
     return principal
+
+
+async def authenticated(credentials: Credentials, request: Request) -> Principal:
+    return _principal(credentials, request)
 
 
 Authenticated = Annotated[Principal, Depends(authenticated)]
 
 
 @cache
-def require(action: Action) -> Callable[[Principal], Awaitable[Principal]]:
+def require(action: Action) -> Callable[..., Awaitable[Principal]]:
     """The dependency that lets through a caller whose role may do `action` (403 else);
-    where it may do it (its town) is the command's own check (service.submit)."""
+    where it may do it (its town) is the command's own check (service.submit). The token
+    is read here, not through `authenticated`: FastAPI's resolution of each dependency
+    costs a request more than the check itself (docs/benchmarks.md)."""
 
-    async def allowed(principal: Authenticated) -> Principal:
+    async def allowed(credentials: Credentials, request: Request) -> Principal:
+        principal = _principal(credentials, request)
         check(may(principal, action))
         return principal
 

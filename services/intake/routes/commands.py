@@ -5,19 +5,19 @@ say which commands are theirs and how the API reference shows them."""
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated
+from typing import Annotated, cast
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS
 from services.intake.contract import WRITE_RESPONSES, Accepted
-from services.intake.deps import CaseIdInPath, IdemKey, IntakeDep, TownInPath, require
+from services.intake.deps import CaseIdInPath, IdemKey, TownInPath, require
 from services.intake.domain import commands as cmd
 from services.intake.domain.tokens import Principal
-from services.intake.service import Submitted
+from services.intake.service import Intake, Submitted
 
 # ---------------------------------------------------------------- path parameters
 # FastAPI takes path parameters one by one; each command's path model is made from them.
@@ -90,10 +90,11 @@ def add_command_route(
         path: Annotated[BaseModel, Depends(PATH_PARAMETERS[spec.path_model])],
         body: BaseModel,
         principal: Annotated[Principal, Depends(require(spec.action))],
-        intake: IntakeDep,
+        request: Request,
         idempotency_key: IdemKey = None,
     ) -> JSONResponse:
         command = cmd.Write(spec, path, body)
+        intake = cast(Intake, request.app.state.intake)  # (one dependency less to resolve)
         return respond(await intake.submit(command, principal, idempotency_key))
 
     # FastAPI reads the body's model from its annotation: the command's, known here
