@@ -13,6 +13,9 @@ from schemas.intake import Urgency
 from services.intake.domain.authz import (
     ALLOWED,
     Action,
+    Decision,
+    Forbidden,
+    check,
     may,
     may_for_town,
     may_register,
@@ -227,3 +230,20 @@ def test_a_role_refused_is_named_in_the_reason() -> None:
     assert may(principal("tok-finance"), Action.CONFIRM_PAYMENT).reason == (
         "finance is read-only except funding and replenishing reserves; it may not confirm_payment"
     )
+
+
+def test_a_town_acts_for_no_other_town_whichever_way_their_codes_sort() -> None:
+    shaohai, suozhen = principal("tok-shaohai"), principal("tok-suozhen")
+    assert SUOZHEN < SHAOHAI
+    for who, other in ((suozhen, SHAOHAI), (shaohai, SUOZHEN)):
+        refused = may_for_town(who, Action.CONFIRM_PAYMENT, other)
+        assert refused == Decision(
+            False, f"town {who.town} may act only for its own town, not {other}"
+        )
+
+
+def test_check_lets_an_allowed_decision_pass_and_raises_a_refused_one_with_its_reason() -> None:
+    check(may(principal("tok-civil"), Action.REVIEW_CASE))
+    with pytest.raises(Forbidden) as refused:
+        check(may(principal("tok-dept"), Action.REVIEW_CASE))
+    assert refused.value.reason == "role department may not review_case"
