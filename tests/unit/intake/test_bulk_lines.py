@@ -154,3 +154,18 @@ def test_the_splitter_holds_one_bounded_line() -> None:
     assert splitter.close() == []
     exact = LineSplitter(max_line_bytes=3)
     assert exact.feed(b"abc\nabcd\n") == [b"abc", 4]
+
+
+def test_the_splitter_holds_one_bounded_line_however_the_bytes_arrive() -> None:
+    splitter = LineSplitter(max_line_bytes=8)
+    for _ in range(40):
+        assert splitter.feed(b"01234") == []
+        assert len(splitter._buf) <= 9  # never more than a line and the byte that ends it
+    assert splitter.feed(b"\nok\n") == [200, b"ok"]
+
+
+def test_a_command_type_is_at_most_64_characters() -> None:
+    exc = refused(raw(type="t" * 65))
+    assert exc.status == 422 and exc.kind == "string_too_long"
+    assert exc.answer()["detail"][0]["loc"] == ["type"]
+    assert "unknown command" in str(refused(raw(type="t" * 64)))
