@@ -479,6 +479,23 @@ def test_an_extension_goes_up_to_the_limit_and_resumes_a_month_after_the_last_in
     assert "only transitional" in town.refused(_extended("case-1", 5, late))
 
 
+def test_an_ended_schedule_extended_before_its_next_month_waits_for_it() -> None:
+    """P5: extended ten days after its last instalment, a schedule resumes a month after
+    that instalment, not at once; the state rebuilt from the decisions says the same."""
+    policy = RULES.policy.model_copy(update={"transitional_max_months": 5})
+    town = Town(rules=Rules(policy=policy, county=RULES.county))
+    town(incident("flood-0720"))
+    town(urgent("tr-1", 10_000, category=i.ReliefCategory.TRANSITIONAL_LIVING))
+    town(tick(T0 + timedelta(days=61)))  # instalments 1-3: T0, +30 d, +60 d; then ended
+    out = town(_extended("tr-1", 4, T0 + timedelta(days=70)))
+    assert isinstance(out[0], d.ReliefApproved) and not town.of(d.InstalmentDue)[3:]
+    assert town.open_case("tr-1").next_instalment_at == T0 + timedelta(days=90)
+    town(tick(T0 + timedelta(days=89)))
+    assert len(town.of(d.InstalmentDue)) == 3
+    town(tick(T0 + timedelta(days=90)))
+    assert [r.due_at for r in town.of(d.InstalmentDue)][3:] == [T0 + timedelta(days=90)]
+
+
 def test_a_schedule_of_exactly_the_town_limit_is_the_countys_to_approve() -> None:
     """P2: towns approve *below* the limit. 2 persons x 20 yuan x 30 days x 3 months is
     3,600 yuan: with the limit set there it goes to the county; one fen higher, the town
