@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from schemas.towns import load_county
-from services.intake.domain.bulk import LineRefused, LineSplitter, prepare
+from services.intake.domain.bulk import LineRefused, LineSplitter, is_blank, prepare
 from services.intake.domain.idempotency import Fingerprint, event_id_for
 from services.intake.domain.requests import RegisterCase
 from tests.unit.intake.people import KEY, SHAOHAI, SUOZHEN, bad_check, make_id, principal
@@ -169,3 +169,10 @@ def test_a_command_type_is_at_most_64_characters() -> None:
     assert exc.status == 422 and exc.kind == "string_too_long"
     assert exc.answer()["detail"][0]["loc"] == ["type"]
     assert "unknown command" in str(refused(raw(type="t" * 64)))
+
+
+def test_a_line_of_whitespace_alone_is_blank() -> None:
+    for blank in (b"", b" ", b"\t \r"):
+        assert is_blank(blank), blank
+    for line in (raw(), b"x", b"  {}  "):
+        assert not is_blank(line), line
