@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from schemas.towns import load_county
-from services.intake.domain.bulk import LineRefused, LineSplitter, is_blank, prepare
+from services.intake.domain.bulk import (
+    MAX_LINE_BYTES_DEFAULT,
+    LineRefused,
+    LineSplitter,
+    is_blank,
+    prepare,
+)
 from services.intake.domain.idempotency import Fingerprint, event_id_for
 from services.intake.domain.requests import RegisterCase
 from tests.unit.intake.people import KEY, SHAOHAI, SUOZHEN, bad_check, make_id, principal
@@ -176,3 +182,24 @@ def test_a_line_of_whitespace_alone_is_blank() -> None:
         assert is_blank(blank), blank
     for line in (raw(), b"x", b"  {}  "):
         assert not is_blank(line), line
+
+
+def test_a_line_of_up_to_256_kib_is_taken_by_default_and_one_byte_more_is_413() -> None:
+    assert MAX_LINE_BYTES_DEFAULT == 262_144
+    line = raw()
+    padded = line + b" " * (262_144 - len(line))
+    p = prepare(padded, principal=principal("tok-suozhen"), county=COUNTY, hash_key=KEY, now=NOW)
+    assert p.key == "k1"
+    with pytest.raises(LineRefused) as caught:
+        prepare(
+            padded + b" ", principal=principal("tok-suozhen"), county=COUNTY, hash_key=KEY, now=NOW
+        )
+    assert caught.value.status == 413 and "line over 262144 bytes (262145)" in str(caught.value)
+
+
+def test_an_error_says_where_before_what() -> None:
+    unknown = refused(raw(type="t" * 64)).answer()
+    assert unknown["error"].startswith(f"type: unknown command {'t' * 64!r}: one of ")
+    assert refused(b"[1]").answer()["error"] == "a line is a JSON object, not list"
+    assert refused(raw(type="")).kind == "string_too_short"
+    assert refused(raw(type="x")).kind == "literal_error"
