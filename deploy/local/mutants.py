@@ -93,6 +93,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "services/emergency/domain/evolve.py": [
         f"{_E}/test_journal.py",
+        f"{_E}/test_ticks.py",  # the rebuilt state ticked: retention, its own wheel
         *_EXAMPLES,
         f"{_E}/test_stateful.py",
     ],

@@ -6,6 +6,8 @@ within 400 days, a closed incident is known for 400 days."""
 
 from __future__ import annotations
 
+import copy
+import uuid
 from datetime import datetime, timedelta
 
 import pytest
@@ -105,6 +107,36 @@ def test_a_closed_incident_is_known_its_retention_and_an_open_one_always() -> No
     walk_to(town, due)
     assert town.book().incident("flood-0720") is None
     assert town.book().incident("fire-0801") is not None  # still open: never dropped
+
+
+def test_an_incident_closed_again_stays_closed_from_the_first_time() -> None:
+    """A second close (another event id) changes nothing: the incident's retention runs
+    from its first close and the town's count of open incidents moves once; the rebuilt
+    state folds the second close to nothing as well."""
+    town = retaining_town()
+    town(incident("fire-0801"))
+    first = T0 + hours(1)
+    close = i.IncidentClosed(**env(QIFENG, "flood-0720", first, BUREAU), incident_id="flood-0720")
+    town(close)
+    again = close.model_copy(update={"event_id": uuid.uuid4(), "recorded_at": first + hours(5)})
+    assert town(again) == []
+    mark = town.book().incident("flood-0720")
+    assert mark is not None and mark.closed_at == first
+    assert town.s.open_incidents == 1
+
+
+def test_a_state_rebuilt_from_decisions_drops_a_closed_incident_on_its_own_wheel() -> None:
+    """A worker rebuilt from the decisions alone has the wheel `evolve` made, not the
+    live one: its ticks drop the closed incident at the same moment."""
+    town = retaining_town()
+    closed_at = T0 + hours(1) + timedelta(seconds=30)
+    town(i.IncidentClosed(**env(QIFENG, "flood-0720", closed_at, BUREAU), incident_id="flood-0720"))
+    rebuilt = Town(store=copy.deepcopy(town.rebuilt), check_rebuild=False)
+    due = closed_at + INCIDENT_RETENTION
+    walk_to(rebuilt, due - timedelta(seconds=10))
+    assert rebuilt.book().incident("flood-0720") is not None
+    walk_to(rebuilt, due)
+    assert rebuilt.book().incident("flood-0720") is None
 
 
 def test_the_partitions_time_is_the_brokers_stamp_of_the_tick() -> None:
