@@ -7,7 +7,7 @@ folded back from the outputs (`evolve`) equals what `decide` left.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from pydantic import BaseModel
@@ -279,14 +279,11 @@ def test_a_cancelled_advance_blocks_nothing() -> None:
     assert isinstance(grant, d.AdvanceGranted)
 
 
-def test_civil_affairs_may_grant_a_second_time_with_its_reason_recorded() -> None:
-    town = flooded()
-    town(urgent("em-1", 80_000))
-    reason = "房屋二次倒塌，家中无其他收入来源"
-    # a town may not: refused as a dead letter, nothing changes
-    unchanged(town, urgent("em-2", 80_000, at=T0 + hours(1), second_grant_reason=reason))
-    second = i.ReliefRequested(
-        **env(QIFENG, "em-3", T0 + hours(2), CIVIL),
+def second_grant(case: str, at: datetime, reason: str) -> i.ReliefRequested:
+    """County civil affairs asks again for household 1 and the flood, giving its reason
+    for a second grant (P6)."""
+    return i.ReliefRequested(
+        **env(QIFENG, case, at, CIVIL),
         urgency=i.Urgency.URGENT,
         category=i.ReliefCategory.EMERGENCY,
         household_ref=hh(1),
@@ -295,6 +292,15 @@ def test_civil_affairs_may_grant_a_second_time_with_its_reason_recorded() -> Non
         reason="二次受灾",
         second_grant_reason=reason,
     )
+
+
+def test_civil_affairs_may_grant_a_second_time_with_its_reason_recorded() -> None:
+    town = flooded()
+    town(urgent("em-1", 80_000))
+    reason = "房屋二次倒塌，家中无其他收入来源"
+    # a town may not: refused as a dead letter, nothing changes
+    unchanged(town, urgent("em-2", 80_000, at=T0 + hours(1), second_grant_reason=reason))
+    second = second_grant("em-3", T0 + hours(2), reason)
     out = town(second)
     assert types(out) == ["SecondGrantAllowed", "AdvanceGranted", "Posting"]
     allowed = out[0]
@@ -311,16 +317,7 @@ def test_a_case_released_leaves_a_later_grants_marks_in_place(first: str, second
     way the two case ids sort, a third request is a duplicate of the second grant."""
     town = flooded()
     town(urgent(first, 80_000))
-    again = i.ReliefRequested(
-        **env(QIFENG, second, T0 + hours(1), CIVIL),
-        urgency=i.Urgency.URGENT,
-        category=i.ReliefCategory.EMERGENCY,
-        household_ref=hh(1),
-        incident_id="flood-0720",
-        requested_fen=80_000,
-        reason="二次受灾",
-        second_grant_reason="房屋二次倒塌，家中无其他收入来源",
-    )
+    again = second_grant(second, T0 + hours(1), "房屋二次倒塌，家中无其他收入来源")
     assert types(town(again)) == ["SecondGrantAllowed", "AdvanceGranted", "Posting"]
     town(cancelled(first, T0 + hours(2)))
     [refusal] = town(urgent("em-c", 80_000, at=T0 + hours(3)))
