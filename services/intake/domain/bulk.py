@@ -246,12 +246,13 @@ class LineSplitter:
             self._buf.clear()
 
     def _take(self) -> bytes | int:
-        if self._dropped or len(self._buf) > self.max_line_bytes:
+        # the limit is the line's, not its ending's: "\r\n" ends a line as "\n" does
+        line = b"" if self._dropped else bytes(self._buf).rstrip(b"\r")
+        if self._dropped or len(line) > self.max_line_bytes:
             length = self._dropped or len(self._buf)
             self._dropped = 0
             self._buf.clear()
             return length
-        line = bytes(self._buf).rstrip(b"\r")
         self._buf.clear()
         return line
 

@@ -160,6 +160,9 @@ def test_the_splitter_holds_one_bounded_line() -> None:
     assert splitter.close() == []
     exact = LineSplitter(max_line_bytes=3)
     assert exact.feed(b"abc\nabcd\n") == [b"abc", 4]
+    # a line of the limit ends in CRLF as well as in LF; one byte more is over either way
+    assert exact.feed(b"abc\r\nabcd\r\n") == [b"abc", 5]
+    assert exact.feed(b"ab") == [] and exact.feed(b"c\r") == [] and exact.feed(b"\n") == [b"abc"]
 
 
 def test_the_splitter_holds_one_bounded_line_however_the_bytes_arrive() -> None:
