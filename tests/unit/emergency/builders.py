@@ -214,13 +214,13 @@ class Town:
         else:
             towns = [record.town]
         outs: list[Output] = []
-        # the wheel as the tick found it (see `_tick_rebuilt`)
-        wheel = {k: v for k, v in self.store.items() if k.startswith("w/")}
-        clocks = {
-            k: (v.get("clock"), v.get("wheel_minute"))
-            for k, v in self.store.items()
-            if k.startswith("t/")
-        }
+        if isinstance(record, i.ClockTick):  # the wheel as the tick found it (`_tick_rebuilt`)
+            wheel = {k: v for k, v in self.store.items() if k.startswith("w/")}
+            clocks = {
+                k: (v.get("clock"), v.get("wheel_minute"))
+                for k, v in self.store.items()
+                if k.startswith("t/")
+            }
         for town in towns:
             book = Book(town, self.store.get)
             verdict = decide(book, record, self.rules)
@@ -386,6 +386,13 @@ def _business(store: dict[str, Any]) -> dict[str, Any]:
             value.pop("clock", None)
             value.pop("wheel_minute", None)
     return snap
+
+
+def flooded() -> Town:
+    """Qifeng with the flood reported: the town most stories start from."""
+    town = Town()
+    town(incident("flood-0720"))
+    return town
 
 
 def types(records: Iterable[BaseModel]) -> list[str]:

@@ -22,6 +22,7 @@ from tests.unit.emergency.builders import (
     deliberated,
     env,
     expenditure,
+    flooded,
     hours,
     incident,
     paid,
@@ -35,12 +36,6 @@ from tests.unit.emergency.builders import (
 )
 
 CAP = 100_000  # P3: 1,000 yuan
-
-
-def flooded() -> Town:
-    town = Town()
-    town(incident("flood-0720"))
-    return town
 
 
 # ---------------------------------------------------------------- R5: relief first

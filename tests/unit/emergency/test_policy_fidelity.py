@@ -29,6 +29,7 @@ from tests.unit.emergency.builders import (
     deliberated,
     env,
     expenditure,
+    flooded,
     hh,
     hours,
     incident,
@@ -43,12 +44,6 @@ MINIMUM = 92_400  # P4: the urban monthly minimum configured for 2026 (924 yuan)
 EDU_CAP = 6 * MINIMUM  # R3: 5,544 yuan
 ILL_CAP = 12 * MINIMUM  # R3: 11,088 yuan
 CEILING = 554_400  # the configured ceiling of emergency relief (no band in the text)
-
-
-def flooded() -> Town:
-    town = Town()
-    town(incident("flood-0720"))
-    return town
 
 
 def person(n: int) -> str:

@@ -8,10 +8,9 @@ from schemas import decisions as d
 from schemas import intake as i
 from tests.unit.emergency.builders import (
     T0,
-    Town,
     expenditure,
+    flooded,
     hours,
-    incident,
     paid,
     reviewed,
     types,
@@ -19,12 +18,6 @@ from tests.unit.emergency.builders import (
 )
 
 PER_MONTH = 60_000  # one person: 20 yuan x 30 days (P5)
-
-
-def flooded() -> Town:
-    town = Town()
-    town(incident("flood-0720"))
-    return town
 
 
 def test_a_paid_advance_is_reviewed_once() -> None:

@@ -25,6 +25,9 @@ def test_keys_are_written_as_fausts_json_key_codec_writes_them() -> None:
         assert raw_key(key) == app.serializers.dumps_key(None, key, serializer="json")
 
 
+_APP = faust.App("codec-test-keys", broker="kafka://127.0.0.1:1", store="memory://")
+
+
 @given(st.text(max_size=40))
 def test_every_key_is_written_as_fausts_codec_writes_it(key: str) -> None:
     """The fast path for plain keys, and json.dumps for the rest (quotes, backslashes,
@@ -35,9 +38,6 @@ def test_every_key_is_written_as_fausts_codec_writes_it(key: str) -> None:
         == _APP.serializers.dumps_key(None, key, serializer="json")
     )
     assert raw_key(f"g/370321101/{key}") == json.dumps(f"g/370321101/{key}").encode()
-
-
-_APP = faust.App("codec-test-keys", broker="kafka://127.0.0.1:1", store="memory://")
 
 
 def test_values_read_back_through_fausts_json_value_codec() -> None:

@@ -28,6 +28,7 @@ from tests.unit.emergency.builders import (
     Town,
     cancelled,
     env,
+    flooded,
     hours,
     incident,
     paid,
@@ -36,15 +37,6 @@ from tests.unit.emergency.builders import (
 )
 
 MINUTE = timedelta(minutes=1)
-
-
-def retaining_town() -> Town:
-    """A flooded town, compared after every record with its state rebuilt from its
-    decisions: a tick drops a mark whose retention ended and says nothing, so the
-    rebuilt state is ticked too (builders.Town._tick_rebuilt) and must drop the same."""
-    town = Town()
-    town(incident("flood-0720"))
-    return town
 
 
 def walk_to(town: Town, until: datetime) -> None:
@@ -83,7 +75,7 @@ def test_an_applied_payments_mark_stays_its_retention_and_then_leaves() -> None:
 
 def test_a_finished_cases_mark_stays_its_retention_and_then_leaves() -> None:
     """Also within the minute it falls due: the wheel holds minutes, the mark its time."""
-    town = retaining_town()
+    town = flooded()
     town(urgent("case-1", 80_000))
     finished_at = T0 + hours(1) + timedelta(seconds=30)
     town(cancelled("case-1", at=finished_at))
@@ -97,7 +89,7 @@ def test_a_finished_cases_mark_stays_its_retention_and_then_leaves() -> None:
 
 
 def test_a_closed_incident_is_known_its_retention_and_an_open_one_always() -> None:
-    town = retaining_town()
+    town = flooded()
     town(incident("fire-0801"))
     closed_at = T0 + hours(1) + timedelta(seconds=30)
     town(i.IncidentClosed(**env(QIFENG, "flood-0720", closed_at, BUREAU), incident_id="flood-0720"))
@@ -113,7 +105,7 @@ def test_an_incident_closed_again_stays_closed_from_the_first_time() -> None:
     """A second close (another event id) changes nothing: the incident's retention runs
     from its first close and the town's count of open incidents moves once; the rebuilt
     state folds the second close to nothing as well."""
-    town = retaining_town()
+    town = flooded()
     town(incident("fire-0801"))
     first = T0 + hours(1)
     close = i.IncidentClosed(**env(QIFENG, "flood-0720", first, BUREAU), incident_id="flood-0720")
@@ -128,7 +120,7 @@ def test_an_incident_closed_again_stays_closed_from_the_first_time() -> None:
 def test_a_state_rebuilt_from_decisions_drops_a_closed_incident_on_its_own_wheel() -> None:
     """A worker rebuilt from the decisions alone has the wheel `evolve` made, not the
     live one: its ticks drop the closed incident at the same moment."""
-    town = retaining_town()
+    town = flooded()
     closed_at = T0 + hours(1) + timedelta(seconds=30)
     town(i.IncidentClosed(**env(QIFENG, "flood-0720", closed_at, BUREAU), incident_id="flood-0720"))
     rebuilt = Town(store=copy.deepcopy(town.rebuilt), check_rebuild=False)
