@@ -21,8 +21,12 @@ from services.intake.service import Intake
 
 # async: FastAPI runs a plain `def` dependency in a thread pool, a thread hop per
 # request for work that never blocks
-async def service(request: Request) -> Intake:
+def intake_of(request: Request) -> Intake:
     return cast(Intake, request.app.state.intake)
+
+
+async def service(request: Request) -> Intake:
+    return intake_of(request)
 
 
 IntakeDep = Annotated[Intake, Depends(service)]
@@ -37,8 +41,7 @@ def _principal(credentials: HTTPAuthorizationCredentials | None, request: Reques
     if credentials is None:
         raise Refused(401, "missing bearer token (Authorization: Bearer <token>)")
     # the request, not IntakeDep: every call pays for each dependency FastAPI resolves
-    intake = cast(Intake, request.app.state.intake)
-    principal = intake.tokens.table().lookup(credentials.credentials)
+    principal = intake_of(request).tokens.table().lookup(credentials.credentials)
     if principal is None:
         raise Refused(401, "unknown token")
     return principal

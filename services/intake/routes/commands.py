@@ -5,7 +5,7 @@ say which commands are theirs and how the API reference shows them."""
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Annotated, cast
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from schemas.intake import DISCLOSURE_PERIOD_PATTERN, MAX_HARDSHIP_ROWS
 from services.intake.contract import WRITE_RESPONSES, Accepted
-from services.intake.deps import CaseIdInPath, IdemKey, TownInPath, require
+from services.intake.deps import CaseIdInPath, IdemKey, TownInPath, intake_of, require
 from services.intake.domain import commands as cmd
 from services.intake.domain.tokens import Principal
-from services.intake.service import Intake, Submitted
+from services.intake.service import Submitted
 
 # ---------------------------------------------------------------- path parameters
 # FastAPI takes path parameters one by one; each command's path model is made from them.
@@ -94,8 +94,8 @@ def add_command_route(
         idempotency_key: IdemKey = None,
     ) -> JSONResponse:
         command = cmd.Write(spec, path, body)
-        intake = cast(Intake, request.app.state.intake)  # (one dependency less to resolve)
-        return respond(await intake.submit(command, principal, idempotency_key))
+        # the service from the request: one dependency less for FastAPI to resolve
+        return respond(await intake_of(request).submit(command, principal, idempotency_key))
 
     # FastAPI reads the body's model from its annotation: the command's, known here
     endpoint.__annotations__["body"] = spec.model
