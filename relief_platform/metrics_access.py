@@ -20,6 +20,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from fastapi.telemetry import TelemetryConfig
+
+# The service's metrics are Prometheus's, behind this door. FastAPI's native OpenTelemetry
+# is turned off in its apps (intake, the casebook's reads, the console): with no provider
+# configured it still looks in the environment for one on every request.
+NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
 ENV_VARIABLE = "RELIEF_METRICS_TOKEN_HASHES"
 MAX_TOKEN_CHARS = 512  # a limit on everything (STYLE)
 MAX_TOKENS = 100

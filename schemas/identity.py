@@ -174,23 +174,24 @@ def is_valid_resident_id(id_number: str, *, today: date | None = None) -> bool:
     return True
 
 
-def _keyed(prefix: str, domain: bytes, id_number: str, key: bytes) -> str:
+def _keyed(prefix: str, domain: bytes, id_number: str, key: bytes, today: date | None) -> str:
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"the hashing key must be at least {MIN_KEY_BYTES} bytes")
-    normalised = validate_resident_id(id_number)
+    normalised = validate_resident_id(id_number, today=today)
     # The domain label keeps a person's ref and a household's ref of the same number apart.
     digest = hmac.digest(key, domain + normalised.encode("ascii"), "sha256").hex()
     return prefix + digest[:REF_HEX_CHARS]
 
 
-def person_ref(id_number: str, key: bytes) -> str:
-    """ "p_" + 32 hex: HMAC-SHA256 of the validated number under `key`."""
-    return _keyed("p_", b"person:", id_number, key)
+def person_ref(id_number: str, key: bytes, *, today: date | None = None) -> str:
+    """ "p_" + 32 hex: HMAC-SHA256 of the validated number under `key` (InvalidResidentId
+    for a number that is not one; `today` as for `validate_resident_id`)."""
+    return _keyed("p_", b"person:", id_number, key, today)
 
 
-def household_ref(head_id_number: str, key: bytes) -> str:
+def household_ref(head_id_number: str, key: bytes, *, today: date | None = None) -> str:
     """ "h_" + 32 hex: HMAC-SHA256 of the household head's validated number under `key`."""
-    return _keyed("h_", b"household:", head_id_number, key)
+    return _keyed("h_", b"household:", head_id_number, key, today)
 
 
 def statement_ref(statement: str, key: bytes) -> str:

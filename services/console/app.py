@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from relief_platform import metrics_access
 from schemas.envelope import CST
 from schemas.intake import MAX_HARDSHIP_ROWS
 from schemas.towns import County, load_county
@@ -109,7 +110,13 @@ def create_app(
         finally:
             await up.close()
 
-    app = FastAPI(title="Huantai relief console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Huantai relief console",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        telemetry=metrics_access.NO_TELEMETRY,
+    )
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def now() -> datetime:

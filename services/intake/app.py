@@ -130,6 +130,9 @@ def create_app(
             "outcome is unknown: retry with the same key after Retry-After."
         ),
         lifespan=lifespan,
+        # no OpenTelemetry here (Prometheus is the service's metrics): FastAPI's own check
+        # for a configured provider reads the environment on every request
+        telemetry=metrics_access.NO_TELEMETRY,
     )
     app.state.intake = intake
     # Prometheus; outside the versioned API; loopback or a metrics token (issue 13)

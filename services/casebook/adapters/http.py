@@ -187,6 +187,7 @@ def create_app(settings: CasebookSettings, registry: CollectorRegistry | None = 
         description="Cases, deadlines and submissions as the processor's decisions state "
         "them; for services holding a casebook token.",
         lifespan=lifespan,
+        telemetry=metrics_access.NO_TELEMETRY,
     )
     # loopback or a metrics token (issue 13)
     app.mount(

@@ -18,7 +18,7 @@ from datetime import date
 from pydantic import BaseModel, ConfigDict
 
 from schemas.envelope import Actor, derived_id
-from schemas.identity import InvalidResidentId, household_ref, validate_resident_id
+from schemas.identity import InvalidResidentId, household_ref
 from schemas.intake import MAX_HARDSHIP_ROWS, HardshipCategory, HardshipListPushed, HardshipRow
 from schemas.towns import County
 
@@ -154,7 +154,7 @@ def _row(
         problems.append(RowProblem(column="town", message=f"unknown town {town[:12]!r}"))
     ref: str | None = None
     try:
-        ref = household_ref(validate_resident_id(row["household_head_id"], today=today), hash_key)
+        ref = household_ref(row["household_head_id"], hash_key, today=today)
     except InvalidResidentId as exc:
         problems.append(RowProblem(column="household_head_id", message=str(exc)))
     try:

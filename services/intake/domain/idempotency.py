@@ -16,12 +16,15 @@ Pure: the caller passes the time (`now_s`, monotonic seconds).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
+from json.encoder import encode_basestring
 from typing import Any
 
 from schemas.envelope import derived_id
@@ -38,25 +41,55 @@ def event_id_for(operation: str, town: str | None, org: str, key: str) -> uuid.U
 
 # One encoder for every digest (json.dumps with options builds a new one per call: half
 # the cost of a fingerprint). The text is what json.dumps gives with these options, so
-# digests stored before stay comparable.
+# digests stored before stay comparable; a text, a whole number and null, most of a
+# body's fields, are spelled by the encoder's own parts without its machinery.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_text: Callable[[str], str] = encode_basestring  # the encoder's own spelling of a text
+
+
+def canonical(value: Any) -> str:
+    """`value` as `json.dumps(value, sort_keys=True, separators=(",", ":"),
+    ensure_ascii=False)` spells it."""
+    kind = type(value)
+    if kind is str:
+        return _text(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    return _CANONICAL.encode(value)
+
+
+@lru_cache(maxsize=16)
+def _keyed_hmac(key: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 under `key` with the key already absorbed: each digest copies it."""
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def _digest(value: Any, key: bytes) -> str:
-    text = _CANONICAL.encode(value)
-    return hmac.digest(key, text.encode("utf-8"), "sha256").hex()[:32]
+    mac = _keyed_hmac(key).copy()
+    mac.update(canonical(value).encode("utf-8"))
+    return mac.hexdigest()[:32]
 
 
 def field_digests(body: Any, key: bytes, prefix: str = "") -> dict[str, str]:
     """{dotted field path: keyed digest of its value}; objects are opened, lists are
     leaves. Keyed digests, not values: the cache never keeps an ID number in clear, nor a
     plain hash of one (an ID number has few enough possible values to be guessed)."""
-    if isinstance(body, Mapping) and (body or not prefix):
-        out: dict[str, str] = {}
-        for k, v in body.items():
-            out.update(field_digests(v, key, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix or "(body)": _digest(body, key)}
+    if not (isinstance(body, Mapping) and (body or not prefix)):
+        return {prefix or "(body)": _digest(body, key)}
+    out: dict[str, str] = {}
+    _open(body, key, prefix, out)
+    return out
+
+
+def _open(body: Mapping[str, Any], key: bytes, prefix: str, out: dict[str, str]) -> None:
+    for k, v in body.items():
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, Mapping) and v:
+            _open(v, key, name, out)
+        else:
+            out[name] = _digest(v, key)
 
 
 @dataclass(frozen=True)

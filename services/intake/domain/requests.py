@@ -38,7 +38,6 @@ from schemas.identity import (
     person_ref,
     public_name,
     statement_ref,
-    validate_resident_id,
 )
 from schemas.intake import (
     MAX_FINE_MULTIPLE,
@@ -294,8 +293,7 @@ def _refs(ids: Sequence[str], loc: Loc, stamp: Stamp) -> tuple[str, ...]:
     problems: list[tuple[Loc, str]] = []
     for i, text in enumerate(ids):
         try:
-            valid = validate_resident_id(text, today=stamp.today)
-            refs.append(household_ref(valid, stamp.hash_key))
+            refs.append(household_ref(text, stamp.hash_key, today=stamp.today))
         except InvalidResidentId as exc:
             problems.append(((*loc, i), str(exc)))  # the message masks the number
     if problems:
@@ -305,7 +303,7 @@ def _refs(ids: Sequence[str], loc: Loc, stamp: Stamp) -> tuple[str, ...]:
 
 def _ref(text: str, loc: Loc, stamp: Stamp) -> str:
     try:
-        return household_ref(validate_resident_id(text, today=stamp.today), stamp.hash_key)
+        return household_ref(text, stamp.hash_key, today=stamp.today)
     except InvalidResidentId as exc:
         raise RequestInvalid([(loc, str(exc))]) from None
 
@@ -428,9 +426,7 @@ def _identity(req: RegisterCase, stamp: Stamp) -> tuple[str, tuple[str, ...], Id
     for n, text in enumerate((head, *req.household_member_ids)):
         where: Loc = loc if n == 0 else ("body", "household_member_ids", n - 1)
         try:
-            members.append(
-                person_ref(validate_resident_id(text, today=stamp.today), stamp.hash_key)
-            )
+            members.append(person_ref(text, stamp.hash_key, today=stamp.today))
         except InvalidResidentId as exc:
             problems.append((where, str(exc)))
     if problems:

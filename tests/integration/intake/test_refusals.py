@@ -3,6 +3,7 @@ was (STYLE: after every refused command, assert nothing changed)."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -145,6 +146,76 @@ async def test_not_json_and_body_too_large(client: httpx.AsyncClient, topic: Top
         ),
     )
     assert answer.status_code == 413 and "over" in answer.json()["detail"]
+
+
+WRONG_BODIES: list[tuple[str, dict[str, str], bytes, list[Any], str]] = [
+    ("empty body", {"Content-Type": "application/json"}, b"", ["body"], "missing"),
+    ("form, not JSON", {"Content-Type": "text/plain"}, b"town=1", ["body"], "Content-Type"),
+    ("no media type", {}, json.dumps({"town": SUOZHEN}).encode(), ["body"], "Content-Type"),
+    ("JSON that is no object", {"Content-Type": "application/json"}, b"[1]", ["body"], ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "headers", "content", "loc", "said"), WRONG_BODIES, ids=[w[0] for w in WRONG_BODIES]
+)
+async def test_a_body_that_is_no_json_object_is_422_at_the_body(
+    client: httpx.AsyncClient,
+    topic: Topic,
+    name: str,
+    headers: dict[str, str],
+    content: bytes,
+    loc: list[Any],
+    said: str,
+) -> None:
+    answer = await unchanged(
+        topic,
+        lambda: client.post(
+            "/v1/cases", headers={**auth("tok-suozhen"), **headers}, content=content
+        ),
+    )
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == loc and said in error["msg"] + error["type"], error
+
+
+async def test_a_write_checks_the_caller_then_the_path_then_the_body(
+    client: httpx.AsyncClient, topic: Topic
+) -> None:
+    """401 and 403 come before anything about the request is said (a stranger learns
+    nothing of what a body should hold); then every 422 names where it was wrong."""
+    bad_body = b"{not json"
+    path = "/v1/cases/has space/payments"
+    json_type = {"Content-Type": "application/json"}
+    for headers, status in (
+        (json_type, 401),
+        ({**json_type, **auth("tok-nobody")}, 401),
+        ({**json_type, **auth("tok-finance")}, 403),
+        ({**json_type, **auth("tok-suozhen")}, 422),
+    ):
+        answer = await unchanged(
+            topic, functools.partial(client.post, path, headers=headers, content=bad_body)
+        )
+        assert answer.status_code == status, answer.text
+    locs = [e["loc"] for e in answer.json()["detail"]]
+    assert locs == [["path", "case_id"]], locs  # the path first, the body not yet read
+    answer = await unchanged(
+        topic,
+        lambda: client.post(
+            "/v1/cases/c-1/payments",
+            headers={**auth("tok-suozhen"), "Idempotency-Key": "a b", **json_type},
+            content=bad_body,
+        ),
+    )
+    assert [e["loc"] for e in answer.json()["detail"]] == [["header", "Idempotency-Key"]]
+    answer = await unchanged(
+        topic,
+        lambda: client.post(
+            "/v1/cases/c-1/payments", headers={**auth("tok-suozhen"), **json_type}, content=bad_body
+        ),
+    )
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body"] and error["type"] == "json_invalid", error
 
 
 async def test_csv_over_the_row_limit_is_refused(client: httpx.AsyncClient, topic: Topic) -> None:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+import json
 import re
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from services.intake.domain.idempotency import (
     KEY_PATTERN,
@@ -12,6 +17,7 @@ from services.intake.domain.idempotency import (
     Answer,
     Fingerprint,
     IdempotencyCache,
+    canonical,
     event_id_for,
     field_digests,
 )
@@ -153,12 +159,58 @@ def test_field_digests_keep_their_spelling_so_stored_claims_stay_comparable() ->
         "reason": "房屋受损",
         "households": [{"name": "王某", "id": "1"}],
         "requested_fen": 80_000,
+        "note": None,
+        "vagrant": True,
+        "casualties": {"dead": 0, "note": '"引号"\n'},
     }
     assert field_digests(body, KEY) == {
         "reason": "dece181850439c48074853cd8d393e89",
         "households": "ae38f011eb87c8fac39a302f1ab37c9b",
         "requested_fen": "e45cc92212f575d52ac33938c2c8eb07",
+        "note": "4f8e50474859509655c607c2e2a73116",
+        "vagrant": "59fb5f574ea421e74c9dd72c8d1e2539",
+        "casualties.dead": "6da0de8af1c217489c4fee7c4d2692f3",
+        "casualties.note": "ea9db5e2f00bf2569d4bec254c0ecb1e",
     }
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(JSON_VALUES)
+def test_a_value_is_spelled_as_json_dumps_spells_it(value: Any) -> None:
+    """The digests' text is json.dumps's with the canonical options, whatever the value
+    (the short ways for a text, a whole number and null included)."""
+    dumped = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert canonical(value) == dumped
+
+
+NAMES = st.text(alphabet="ab王_", min_size=1, max_size=3)  # no dot: a path is unambiguous
+BODIES = st.dictionaries(
+    NAMES,
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(NAMES, inner, max_size=3),
+        max_leaves=10,
+    ),
+    max_size=6,
+)
+
+
+@given(BODIES, st.binary(min_size=16))
+def test_each_digest_is_the_keyed_hmac_of_the_value_spelled_canonically(
+    body: dict[str, Any], key: bytes
+) -> None:
+    for name, digest in field_digests(body, key).items():
+        value: Any = body
+        for part in name.split("."):
+            value = value[part]
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert digest == hmac.new(key, text.encode(), "sha256").hexdigest()[:32]
 
 
 def test_another_route_is_named_whichever_way_it_sorts() -> None:
