@@ -135,26 +135,44 @@ _EXCLUDED = [
 ]
 # `|` in a type annotation is never evaluated (`from __future__ import annotations`), so
 # every mutant of it survives and says nothing (deadlines.py's first session: 12 of its 16
-# survivors). A module's `|` mutants are left out only when all its `|` are annotations;
-# one that computes with `|` (a union of sets) keeps them all (`_annotations_only`).
-_BIT_OR = r"core/ReplaceBinaryOperator_BitOr_"
+# survivors). Each session's `|` mutants that stand in an annotation are marked skipped
+# after `init` (`_skip_annotations`); a `|` that computes (a union of sets, an
+# `isinstance` of two types) is mutated as any other operator.
+_BIT_OR = "core/ReplaceBinaryOperator_BitOr_"
 
 
-def _annotations_only(module: str) -> bool:
-    """Whether every `|` of `module` stands in an annotation."""
+def _annotation_spans(module: str) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where each annotation of `module` stands: ((row, col), (end row, end col)), rows
+    from 1 and columns from 0, as cosmic-ray (parso) gives a mutation's position."""
     tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
-    annotated: set[int] = set()
+    spans = []
     for node in ast.walk(tree):
         for field in ("annotation", "returns"):
             value = getattr(node, field, None)
-            if isinstance(value, ast.AST):
-                annotated.update(id(n) for n in ast.walk(value))
-    return not any(
-        isinstance(node, ast.BinOp | ast.AugAssign)
-        and isinstance(node.op, ast.BitOr)
-        and id(node) not in annotated
-        for node in ast.walk(tree)
-    )
+            if isinstance(value, ast.expr) and value.end_lineno is not None:
+                start = (value.lineno, value.col_offset)
+                spans.append((start, (value.end_lineno, value.end_col_offset or 0)))
+    return spans
+
+
+def _skip_annotations(session: Path, module: str) -> int:
+    """Mark the session's `|` mutants inside an annotation skipped; how many were marked.
+    A result they already had (a session made before this filter) is replaced."""
+    spans = _annotation_spans(module)
+    with sqlite3.connect(session) as db:
+        rows = db.execute(
+            "SELECT job_id, start_pos_row, start_pos_col FROM mutation_specs "
+            "WHERE operator_name LIKE ?",
+            (f"{_BIT_OR}%",),
+        ).fetchall()
+        skipped = [job for job, row, col in rows if any(a <= (row, col) < b for a, b in spans)]
+        db.executemany(
+            "INSERT OR REPLACE INTO work_results "
+            "(worker_outcome, output, test_outcome, diff, job_id) "
+            "VALUES ('SKIPPED', NULL, NULL, NULL, ?)",
+            [(job,) for job in skipped],
+        )
+    return len(skipped)
 
 
 def _copy_tree() -> Path:
@@ -181,8 +199,7 @@ def _copy_tree() -> Path:
 def _config(module: str, tests: list[str], timeout_s: float) -> str:
     python = ROOT / ".venv" / "bin" / "python"
     command = f"{python} -m pytest -x -q -p no:cacheprovider -p no:randomly {' '.join(tests)}"
-    operators = [*_EXCLUDED, _BIT_OR] if _annotations_only(module) else _EXCLUDED
-    excluded = ", ".join(json.dumps(e) for e in operators)
+    excluded = ", ".join(json.dumps(e) for e in _EXCLUDED)
     return (
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(module)}\n"
@@ -231,6 +248,36 @@ def _forget_survivors(session: Path) -> int:
         return cursor.rowcount
 
 
+def _report(modules: list[str]) -> int:
+    """Each module's last session as it stands (annotation mutants skipped), and the total:
+    what README "Testing the tests" prints. Reads the sessions' databases, runs nothing."""
+    total_killed = total_run = 0
+    for module in modules:
+        session = WORK / f"{module.replace('/', '.').removesuffix('.py')}.sqlite"
+        if not session.exists():
+            print(f"  {module}: not run")
+            continue
+        _skip_annotations(session, module)
+        with sqlite3.connect(session) as db:
+            (made,) = db.execute("SELECT count(*) FROM work_items").fetchone()
+            outcomes = dict(
+                db.execute(
+                    "SELECT coalesce(test_outcome, worker_outcome), count(*) FROM work_results "
+                    "GROUP BY 1"
+                ).fetchall()
+            )
+        skipped = outcomes.pop("SKIPPED", 0)
+        run = sum(outcomes.values())
+        killed = run - outcomes.get("SURVIVED", 0)
+        pending = made - skipped - run
+        total_killed, total_run = total_killed + killed, total_run + run
+        rest = f", {pending} not run yet" if pending else ""
+        print(f"  {module}: {killed}/{run} killed ({100 * killed / max(run, 1):.1f} %){rest}")
+    score = 100 * total_killed / max(total_run, 1)
+    print(f"  all: {total_killed}/{total_run} killed ({score:.1f} %)")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", help=f"modules to mutate (default: {DEFAULT})")
@@ -241,8 +288,15 @@ def main() -> int:
         help="run again only the mutants that survived the module's last session (after "
         "tests were added), keeping the others' results",
     )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="run nothing: each module's last session, its score and the total",
+    )
     args = parser.parse_args()
     modules = args.modules or DEFAULT
+    if args.report:
+        return _report(modules)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         known = "\n  ".join(MODULES)
@@ -280,6 +334,9 @@ def _run(modules: list[str], tree: Path, survivors_only: bool, timeout_s: float)
         else:
             session.unlink(missing_ok=True)
         for step in steps:
+            if step[1] == "baseline":
+                marked = _skip_annotations(session, module)
+                print(f"mutants: {module}: {marked} `|` mutants in annotations skipped")
             print(f"mutants: {module}: {' '.join(step[:2])}", flush=True)
             done = _tool(*step, cwd=tree)
             if done.returncode != 0:
