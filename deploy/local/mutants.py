@@ -266,12 +266,18 @@ def _report(modules: list[str]) -> int:
                     "GROUP BY 1"
                 ).fetchall()
             )
+            (timed_out,) = db.execute(
+                "SELECT count(*) FROM work_results WHERE worker_outcome = 'TIMEOUT'"
+            ).fetchone()
         skipped = outcomes.pop("SKIPPED", 0)
         run = sum(outcomes.values())
         killed = run - outcomes.get("SURVIVED", 0)
         pending = made - skipped - run
         total_killed, total_run = total_killed + killed, total_run + run
         rest = f", {pending} not run yet" if pending else ""
+        # a mutant that outran the timeout counts as killed: one that hung is, one that ran
+        # on a machine too busy is not, so they are named to be run again
+        rest += f", {timed_out} timed out" if timed_out else ""
         print(f"  {module}: {killed}/{run} killed ({100 * killed / max(run, 1):.1f} %){rest}")
     score = 100 * total_killed / max(total_run, 1)
     print(f"  all: {total_killed}/{total_run} killed ({score:.1f} %)")
