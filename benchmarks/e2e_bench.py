@@ -874,7 +874,9 @@ def summary(r: Result) -> list[str]:
     lines = [
         f"[{r.label}] requests {r.requests:,}  accepted {a.accepted:,}  via {r.via}  "
         f"one town's share {r.skew:.0%}",
-        f"[{r.label}] bare pipeline              {r.bare_rate:>9,.0f} records/s",
+        f"[{r.label}] bare pipeline              {r.bare_rate:>9,.0f} records/s"
+        if r.bare_rate == r.bare_rate  # nan: not run
+        else f"[{r.label}] bare pipeline              not run (--no-bare)",
         f"[{r.label}] intake (accepted)          {r.intake_rate:>9,.0f} requests/s",
         f"[{r.label}] processor (decided)        {rates.get('decided', float('nan')):>9,.0f} "
         "intake records/s",
@@ -965,6 +967,13 @@ def plot(results: Sequence[Result], path: Path) -> None:
     print(f"plot: {path}")
 
 
+def ratio_line(r: Result) -> str:
+    """The last line: the whole pipeline's rate over the bare one's, measured in one run."""
+    if r.ratio != r.ratio:  # nan: the bare pipeline was not run
+        return "e2e/bare: not measured (--no-bare)"
+    return f"e2e/bare = {r.ratio:.2f}"
+
+
 def report(
     results: Sequence[Result], path: Path, plot_path: Path | None, argv: Sequence[str]
 ) -> None:
@@ -977,7 +986,7 @@ def report(
         "",
         "```",
         *[line for r in results for line in summary(r)],
-        *[f"e2e/bare = {r.ratio:.2f}  ({r.label})" for r in results],
+        *[f"{ratio_line(r)}  ({r.label})" for r in results],
         "```",
         "",
     ]
@@ -1009,6 +1018,10 @@ async def main(argv: Sequence[str]) -> int:
     parser.add_argument("--report", type=Path, default=None, help="append to this Markdown file")
     parser.add_argument("--plot", type=Path, default=None, help="a PNG of throughput and lag")
     args = parser.parse_args(argv)
+    if args.report is not None and args.plot is not None:
+        report_dir = args.report.resolve().parent
+        if not args.plot.resolve().is_relative_to(report_dir):
+            parser.error(f"--plot must be under {report_dir}: the report links the plot")
     if args.concurrency is None:
         args.concurrency = 4 if args.via == "bulk" else 64
     runs: list[tuple[float, str]]
@@ -1027,7 +1040,7 @@ async def main(argv: Sequence[str]) -> int:
     if args.report is not None:
         report(results, args.report, args.plot, argv)
     for r in results:
-        print(f"e2e/bare = {r.ratio:.2f}")
+        print(ratio_line(r))
     return 0 if all(not r.accounts.problems for r in results) else 1
 
 
