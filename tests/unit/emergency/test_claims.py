@@ -4,10 +4,11 @@ and the towns' answers to its claims, as stories through the Town harness."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from schemas import decisions as d
 from schemas import intake as i
@@ -145,6 +146,54 @@ def test_a_mark_blocks_for_the_p6_window_and_then_leaves_the_state() -> None:
     left = [v for v in marks(store).values() if v["case_id"] == "q-1"]
     assert left == []
     assert not [k for k in store if k.startswith("x/") and store[k] is None]
+
+
+def test_many_marks_expiring_on_one_day_are_kept_a_hundred_to_a_page_and_all_leave() -> None:
+    """A flood's day: hundreds of households granted at once expire on one day of the
+    wheel. Each stored page holds at most WHEEL_PAGE keys (a value stays small however
+    many), and every page is walked when the day comes: no mark is left behind."""
+    store: dict[str, Any] = {}
+    for n in range(1, 126):  # 125 households, two keys each: 250 keys, pages of 100
+        check(store, urgent(f"q-{n}", town=QIFENG, household=n))
+    (day,) = {k.split("/")[2] for k in store if k.startswith("x/")}
+    assert store[f"x/county/{day}"]["pages"] == 3
+    pages = [store[f"x/county/{day}/{n}"]["refs"] for n in range(3)]
+    assert [len(refs) for refs in pages] == [claims.WHEEL_PAGE, claims.WHEEL_PAGE, 50]
+    assert len(marks(store)) == 250 == store["t/county"]["marks"]
+    later = T0 + timedelta(days=365 + 40)
+    check(store, urgent("t-1", town=TIANZHUANG, household=999, at=later, inc=None))
+    assert {v["case_id"] for v in marks(store).values()} == {"t-1"}
+    assert store["t/county"]["marks"] == len(marks(store))
+    assert not [k for k in store if k.startswith(f"x/county/{day}")]
+
+
+def test_the_wheel_passes_over_the_marks_a_release_dropped_already() -> None:
+    """A request cancelled in its town releases its marks at once; when its day comes
+    the wheel finds the keys empty and walks on."""
+    store: dict[str, Any] = {}
+    first = urgent("q-1", town=QIFENG)
+    check(store, first)
+    check(store, urgent("q-2", town=QIFENG, household=2))
+    release(store, released_of(first))
+    later = T0 + timedelta(days=365 + 40)
+    check(store, urgent("t-1", town=TIANZHUANG, household=3, at=later, inc=None))
+    assert {v["case_id"] for v in marks(store).values()} == {"t-1"}
+    assert store["t/county"]["marks"] == len(marks(store))
+
+
+def test_the_days_of_the_wheel_are_counted_from_1970_as_they_are_stored() -> None:
+    """The wheel's keys (`x/county/<day>`) and the stage's expiry position live in the
+    changelog across versions: a day is the number of UTC days since 1970-01-01."""
+    assert claims.day_of(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+    assert claims.day_of(datetime(2026, 7, 20, 23, 59, tzinfo=UTC)) == 20_654
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    assert store["t/county"]["expired_day"] == claims.day_of(T0)
+
+
+def test_the_count_of_marks_held_is_never_negative() -> None:
+    with pytest.raises(ValidationError):
+        claims.ClaimsState(clock=T0, expired_day=0, marks=-1)
 
 
 def test_a_request_no_town_could_take_changes_nothing() -> None:
