@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+
 from schemas import decisions as d
 from schemas import intake as i
 from schemas.postings import Posting
 from schemas.topics import RejectedRecord
-from services.emergency.domain.decide import Rules
+from services.emergency.domain import decide as decide_module
+from services.emergency.domain.book import Book
+from services.emergency.domain.decide import RuleBroken, Rules, decide
 from services.emergency.domain.state import CaseStatus
 from tests.unit.emergency.builders import (
     CIVIL,
@@ -16,6 +20,7 @@ from tests.unit.emergency.builders import (
     RULES,
     SIZE,
     T0,
+    TIANZHUANG,
     TOWN,
     Town,
     cancelled,
@@ -239,6 +244,19 @@ def test_a_request_of_an_unknown_town_is_a_dead_letter_and_opens_nothing() -> No
     assert town.state is None
 
 
+def test_any_record_of_a_town_the_county_does_not_know_is_a_dead_letter_at_the_town() -> None:
+    """The county's configuration names its towns. A record of another town that reaches
+    the processor itself - the bureau's incident, a request written before the claims
+    stage - is a dead letter saying so, never a crash, and opens no town."""
+    unknown = "370321999"
+    town = Town(code=unknown, with_claims=False)
+    for record in (incident("flood-0720", town=unknown), urgent("case-1", town=unknown, inc=None)):
+        [dead] = town(record)
+        assert isinstance(dead, RejectedRecord)
+        assert f"unknown town {unknown!r}: not in the county's configuration" in dead.reason
+    assert town.store == {}
+
+
 def test_commands_that_do_not_fit_the_case_are_dead_letters_with_reasons() -> None:
     town = flooded()
     town(urgent("case-1", 80_000))
@@ -280,6 +298,60 @@ def test_another_request_under_a_registered_case_id_is_refused_whatever_its_even
         assert isinstance(dead, RejectedRecord) and "already registered" in dead.reason
     assert town(first) == []  # the first request again: already decided
     assert town.snapshot() == finished
+
+
+def test_a_record_is_decided_only_in_the_book_of_its_own_town() -> None:
+    """A worker hands each record to its own town's book: a record of one town decided in
+    the book of another is a bug (RuleBroken) that writes nothing there, whichever way the
+    two towns' codes sort (Qifeng's sorts before Tianzhuang's)."""
+    county = Town()
+    county(incident("flood-0720", town=QIFENG))
+    county(incident("flood-0720", town=TIANZHUANG))
+    for own, other in ((QIFENG, TIANZHUANG), (TIANZHUANG, QIFENG)):
+        book = Book(other, county.store.get)
+        with pytest.raises(RuleBroken, match=f"town {own} decided in the book of {other}"):
+            decide(book, urgent(f"case-{own}", 80_000, town=own, at=T0 + hours(1)), RULES)
+        assert book.changes() == []
+
+
+def test_a_town_holds_open_cases_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state stays sized by what is open: a town holds a bounded number of open cases
+    (the limit is lowered here to 2), and a request that would open one more than the
+    limit is a dead letter that changes nothing; a case that ends makes room."""
+    monkeypatch.setattr(decide_module, "MAX_OPEN_CASES_PER_TOWN", 2)
+    town = flooded()
+    town(urgent("case-1", 80_000, household=1))
+    [awaiting] = town(expenditure("ill-1", 500_000, i.ReliefCategory.SERIOUS_ILLNESS))
+    assert isinstance(awaiting, d.ApprovalRequired)  # open too, awaiting the county
+    assert town.s.counts.open_cases == 2
+    assert "already has 2 open cases" in town.refused(urgent("case-2", 80_000, household=2))
+    town(cancelled("case-1", at=T0 + hours(1)))
+    assert town.s.counts.open_cases == 1
+    [grant, _] = town(urgent("case-2", 80_000, household=2, at=T0 + hours(2)))
+    assert isinstance(grant, d.AdvanceGranted)
+    assert town.s.counts.open_cases == 2
+
+
+def test_a_towns_time_moves_on_with_its_records_and_never_back() -> None:
+    """docs/design.md "one clock for every deadline": a town's time is the latest broker
+    stamp it has seen. A record stamped later moves it on; one stamped earlier (a request
+    the claims stage held back keeps its own stamp) leaves it, and so does a tick older
+    than it, which is judged at the town's time: R5's 24 hours have passed for it too. A
+    record at the town's own time that changes nothing writes nothing."""
+    town = flooded()
+    town(urgent("case-1", 80_000))  # due T0 + 24 h
+    later = urgent("case-2", 80_000, household=2, at=T0 + hours(25))
+    town(later)
+    assert town.s.clock == T0 + hours(25)
+    town(urgent("case-3", 80_000, household=3, at=T0 + hours(2)))  # due T0 + 26 h
+    assert town.s.clock == T0 + hours(25)
+    out = town(tick(T0 + hours(3)))
+    breached = [r for r in out if isinstance(r, d.DeadlineBreached)]
+    assert [r.correlation_id for r in breached] == ["case-1"]
+    assert town.s.clock == T0 + hours(25)
+    book = Book(QIFENG, town.store.get)
+    assert decide(book, later, RULES).records == []  # delivered again: already decided
+    assert book.changes() == []
 
 
 def test_the_same_records_always_give_the_same_bytes() -> None:

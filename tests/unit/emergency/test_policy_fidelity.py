@@ -445,6 +445,50 @@ def test_an_ended_emergency_period_and_a_closed_incident_keep_the_later_layers()
     assert isinstance(out[0], d.ReliefApproved)
 
 
+def test_an_emergency_period_over_by_the_time_it_is_declared_is_refused_r2() -> None:
+    """R2: a period runs up to its end, which it excludes; declared with its end at the
+    very moment the record is stamped, or before it, it is already over: refused, and
+    nothing changes. One ending a moment after that is declared, and runs."""
+    town = flooded()
+    assert "is over" in unchanged(town, _declared(hours(2), until=hours(2)))
+    assert "is over" in unchanged(town, _declared(hours(2), until=hours(1)))
+    assert town(_declared(hours(2), until=hours(2) + timedelta(microseconds=1))) == []
+    mark = town.book().incident("flood-0720")
+    assert mark is not None and mark.in_emergency(T0 + hours(2))
+
+
+def test_a_closed_incident_ends_its_emergency_relief_only_whatever_the_cause_r1() -> None:
+    """R1: closing an incident ends its emergency relief, not the other relief that names
+    it: the later layers and R3's causes are decided on their merits, whichever way their
+    names sort against "emergency" (education sorts before it, the others after)."""
+    town = flooded()
+    town(
+        i.IncidentClosed(
+            **env(QIFENG, "flood-0720", T0 + hours(1), BUREAU), incident_id="flood-0720"
+        )
+    )
+    [closed] = town(urgent("em-1", 80_000, at=T0 + hours(2)))
+    assert isinstance(closed, d.AdvanceRefused) and closed.reason is d.RefusalReason.INCIDENT_CLOSED
+    later, flood = T0 + hours(3), "flood-0720"
+    education, illness = i.ReliefCategory.EDUCATION, i.ReliefCategory.SERIOUS_ILLNESS
+    hardship = i.ReliefCategory.TEMPORARY_HARDSHIP
+    requests = [
+        expenditure("edu-1", 3 * MINIMUM, education, at=later, household=2, incident_id=flood),
+        expenditure("ill-1", 3 * MINIMUM, illness, at=later, household=3, incident_id=flood),
+        expenditure(
+            "th-1", 100_000, hardship, at=later, household=4, actor=TOWN, incident_id=flood
+        ),
+        urgent(
+            "tr-1", 10_000, at=later, household=5, category=i.ReliefCategory.TRANSITIONAL_LIVING
+        ),
+    ]
+    assert {r.category for r in requests} == set(i.ReliefCategory) - {i.ReliefCategory.EMERGENCY}
+    for request in requests:
+        out = town(request)
+        assert isinstance(out[0], d.ReliefApproved), (request.category, types(out))
+    assert town.of(d.AdvanceRefused) == [closed]
+
+
 # ================================================================== 6. fraud (P8)
 
 
