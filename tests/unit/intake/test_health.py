@@ -3,6 +3,8 @@ processor keeps up, falls silent, and comes back."""
 
 from __future__ import annotations
 
+import pytest
+
 from services.intake.domain.health import Limits, Offsets, Progress, judge, observe
 
 LIMITS = Limits(max_lag=0, stall_s=60.0)
@@ -85,3 +87,66 @@ def test_a_group_moved_back_is_not_progress() -> None:
     ahead = reading({0: 9, 1: 0}, {0: 5})
     reset = reading({0: 9, 1: 0}, {0: 1})
     assert run([(0.0, ahead), (30.0, reset), (60.0, reset)]) == [True, True, False]
+
+
+@pytest.mark.parametrize("first_commit", [0, 1])
+def test_a_groups_first_commit_of_a_partition_is_progress_at_any_offset(first_commit: int) -> None:
+    # the processor starting: nothing committed at first, then its first commit
+    readings = [
+        (0.0, reading({0: 5, 1: 0}, {})),
+        (50.0, reading({0: 5, 1: 0}, {0: first_commit})),
+        (100.0, reading({0: 5, 1: 0}, {0: first_commit})),  # 50 s since that progress
+    ]
+    assert run(readings) == [True, True, True]
+    progress = observe(None, readings[0][1], 0.0, LIMITS)
+    progress = observe(progress, readings[1][1], 50.0, LIMITS)
+    assert judge(progress, readings[1][1], 50.0, LIMITS).committed_advancing
+
+
+def test_the_committed_offsets_count_as_advancing_for_the_window_after_they_moved() -> None:
+    waiting = reading({0: 9, 1: 0}, {0: 2})
+    moved = reading({0: 9, 1: 0}, {0: 3})
+    progress = observe(observe(None, waiting, 0.0, LIMITS), moved, 10.0, LIMITS)
+    verdict = judge(progress, moved, 69.94, LIMITS)
+    assert verdict.committed_advancing and verdict.consuming
+    assert verdict.seconds_since_progress == 59.9  # to a tenth of a second
+    verdict = judge(progress, moved, 70.0, LIMITS)
+    assert not verdict.committed_advancing and not verdict.consuming
+    assert not judge(progress, moved, 130.0, LIMITS).committed_advancing
+
+
+@pytest.mark.parametrize("waiting", [0, 1, 2])
+def test_a_lag_within_the_threshold_stays_caught_up_however_long_since_the_last_reading(
+    waiting: int,
+) -> None:
+    # Kafka unreachable: /healthz judges the last good reading at the time it is asked
+    limits = Limits(max_lag=2, stall_s=60.0)
+    last = reading({0: 4 + waiting, 1: 0}, {0: 4})
+    progress = observe(None, last, 0.0, limits)
+    verdict = judge(progress, last, 600.0, limits)
+    assert verdict.consuming and verdict.reason is None
+    assert (verdict.lag, verdict.seconds_since_progress) == (waiting, 600.0)
+
+
+def test_a_commit_read_past_the_end_is_no_lag_and_hides_none_of_another_partitions() -> None:
+    # the ends are read before the committed offsets: records written and committed in
+    # between put a committed offset past the end read
+    offsets = reading({0: 5, 1: 8}, {0: 7, 1: 5})
+    verdict = judge(observe(None, offsets, 0.0, LIMITS), offsets, 0.0, LIMITS)
+    assert verdict.lag_by_partition == {0: 0, 1: 3} and verdict.lag == 3
+
+
+@pytest.mark.parametrize("waiting", [0, 1, 2])
+def test_a_quiet_spell_within_the_threshold_is_progress_until_its_last_reading(
+    waiting: int,
+) -> None:
+    limits = Limits(max_lag=2, stall_s=60.0)
+    quiet = reading({0: 4 + waiting, 1: 0}, {0: 4})
+    progress = observe(observe(None, quiet, 0.0, limits), quiet, 3_600.0, limits)
+    assert judge(progress, quiet, 3_600.0, limits).seconds_since_progress == 0.0
+    # then records arrive faster than the processor commits: not a stall at once
+    busy = reading({0: 9, 1: 0}, {0: 4})
+    progress = observe(progress, busy, 3_630.0, limits)
+    verdict = judge(progress, busy, 3_630.0, limits)
+    assert verdict.consuming and verdict.seconds_since_progress == 30.0
+    assert not judge(progress, busy, 3_660.0, limits).consuming
