@@ -15,6 +15,8 @@ import pytest
 from schemas import decisions as d
 from schemas import intake as i
 from services.emergency.domain import decide as decide_module
+from services.emergency.domain.book import Book
+from services.emergency.domain.decide import decide
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
     CASE_MARK_RETENTION,
@@ -24,6 +26,7 @@ from services.emergency.domain.state import (
 from tests.unit.emergency.builders import (
     BUREAU,
     QIFENG,
+    RULES,
     T0,
     Town,
     cancelled,
@@ -163,6 +166,20 @@ def test_a_relief_deadline_met_does_not_hide_the_paperwork_deadline() -> None:
     [breached] = town(tick(T0 + timedelta(days=6)))
     assert isinstance(breached, d.DeadlineBreached)
     assert breached.deadline is d.DeadlineKind.PAPERWORK_5D
+
+
+def test_a_tick_with_nothing_to_judge_on_a_case_writes_nothing_for_it() -> None:
+    """Every stored value goes to the changelog: a tick that looks at a case on the wheel
+    and finds nothing fallen due (its 24 hours met by the payment, its paperwork not yet
+    near) leaves the case as it was, unwritten."""
+    town = Town()
+    town(incident("flood-0720"))
+    town(urgent("case-1", 80_000))
+    town(paid("case-1", 80_000, at=T0 + hours(1)))
+    for at in (T0 + hours(20), T0 + hours(24)):  # R5's warning time, then its due time
+        book = Book(QIFENG, town.store.get)
+        assert decide(book, tick(at), RULES).records == []
+        assert [k for k, _ in book.changes() if k.startswith("c/")] == []
 
 
 def test_a_town_counts_its_open_incidents_up_to_its_limit(monkeypatch: pytest.MonkeyPatch) -> None:
