@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.decisions import CaseStatus, DeadlineKind, Decision
+from schemas.decisions import (
+    ApproverLevel,
+    CaseStatus,
+    DeadlineKind,
+    Decision,
+    RecoveryClaimed,
+    ReliefApproved,
+    TransitionalInstalmentPaid,
+)
+from schemas.envelope import derived_id
 from services.casebook.domain.fold import (
     CaseKey,
     CaseRow,
@@ -20,6 +30,7 @@ from services.casebook.domain.fold import (
     fold,
 )
 from tests.unit.casebook.decisions import (
+    PROCESSOR,
     QIFENG,
     T0,
     TIANZHUANG,
@@ -205,3 +216,150 @@ def test_batches_cut_anywhere_fold_to_the_same_rows(cuts: list[int]) -> None:
     for start, end in itertools.pairwise(bounds):
         pieces.apply(story[start:end])
     assert pieces.cases == whole.cases and pieces.deadlines == whole.deadlines
+
+
+# ---------------------------------------------------------------- amounts and ends as stated
+
+
+def _decision_env(case: str, at: datetime, kind: str) -> dict[str, Any]:
+    return {
+        "event_id": derived_id(command_id(), kind),
+        "occurred_at": at,
+        "recorded_at": at,
+        "town": QIFENG,
+        "actor": PROCESSOR,
+        "correlation_id": case,
+        "causation_id": command_id(),
+    }
+
+
+def _approved(case: str, amount_fen: int, at: datetime) -> ReliefApproved:
+    return ReliefApproved(
+        **_decision_env(case, at, "approved"),
+        rule="P2",
+        amount_fen=amount_fen,
+        approver_level=ApproverLevel.COUNTY,
+        case_status=CaseStatus.APPROVED,
+    )
+
+
+def _instalment(case: str, n: int, amount_fen: int, at: datetime) -> TransitionalInstalmentPaid:
+    return TransitionalInstalmentPaid(
+        **_decision_env(case, at, f"instalment-{n}"),
+        rule="P5",
+        instalment_no=n,
+        amount_fen=amount_fen,
+        case_status=CaseStatus.TRANSITIONAL,
+    )
+
+
+def _recovery(case: str, amount_fen: int, fine_fen: int, at: datetime) -> RecoveryClaimed:
+    return RecoveryClaimed(
+        **_decision_env(case, at, "recovery"),
+        rule="P8",
+        amount_fen=amount_fen,
+        fine_fen=fine_fen,
+        case_status=CaseStatus.REVIEWED,
+    )
+
+
+def test_p7_the_first_approval_dates_the_case_on_the_list_a_later_one_moves_its_amount() -> None:
+    book = Book()
+    first = T0 + timedelta(days=11, hours=17)  # 2026-07-31 17:00 UTC: 1 August in CST
+    book.apply([_approved("exp-1", 500_000, first)])
+    row = book.cases[(QIFENG, "exp-1")]
+    assert (row.approved_at, row.approved_period, row.approver_level) == (
+        first,
+        "2026-08",
+        "county",
+    )
+    assert (row.granted_fen, row.approved_fen, row.status) == (500_000, 500_000, "approved")
+    book.apply([_approved("exp-1", 700_000, first + timedelta(days=40))])  # topped up
+    row = book.cases[(QIFENG, "exp-1")]
+    assert (row.approved_at, row.approved_period) == (first, "2026-08")
+    assert (row.granted_fen, row.approved_fen, row.decisions) == (700_000, 700_000, 2)
+
+
+def test_p5_each_transitional_instalment_paid_adds_to_what_was_paid() -> None:
+    book = Book()
+    book.apply([_approved("tr-1", 270_000, T0)])
+    book.apply([_instalment("tr-1", 1, 90_000, T0 + timedelta(days=1))])
+    assert book.cases[(QIFENG, "tr-1")].paid_fen == 90_000
+    book.apply(
+        [
+            _instalment("tr-1", 2, 90_000, T0 + timedelta(days=31)),
+            _instalment("tr-1", 3, 45_000, T0 + timedelta(days=61)),
+        ]
+    )
+    row = book.cases[(QIFENG, "tr-1")]
+    assert (row.paid_fen, row.status) == (225_000, "transitional")
+    assert type(row.paid_fen) is int
+
+
+def test_p8_a_recovery_claims_back_the_amount_and_its_fine_and_claims_add_up() -> None:
+    book = Book()
+    book.apply([granted("case-1", 80_000)])
+    assert book.cases[(QIFENG, "case-1")].recovery_fen == 0  # nothing claimed back yet
+    book.apply([_recovery("case-1", 80_000, 160_000, T0 + timedelta(days=30))])  # fraud: 2 x
+    assert book.cases[(QIFENG, "case-1")].recovery_fen == 240_000
+    book.apply([_recovery("case-1", 20_000, 0, T0 + timedelta(days=31))])  # ineligible: no fine
+    row = book.cases[(QIFENG, "case-1")]
+    assert (row.recovery_fen, row.status) == (260_000, "reviewed")
+    assert type(row.recovery_fen) is int
+
+
+def test_a_warning_moves_only_an_open_deadline_and_a_second_one_writes_nothing() -> None:
+    grant = granted("case-1")
+    warning = warned("case-1", R5, grant.due_at, T0 + timedelta(hours=20))
+    once = fold({}, {}, [grant, warning])
+    assert once.deadlines[(QIFENG, "case-1", R5.value)].state is DeadlineState.WARNED
+    again = fold(once.cases, once.deadlines, [warned("case-1", R5, grant.due_at, T0)])
+    assert again.deadlines == {}  # warned already: not written again
+    for end in (
+        ended("case-1", R5, grant.due_at, T0 + timedelta(hours=2)),
+        ended("case-1", R5, grant.due_at, T0 + timedelta(hours=23), met=False),
+        voided("case-1", 80_000, T0 + timedelta(hours=2)),
+    ):
+        closed = fold({}, {}, [grant, end])
+        late = fold(closed.cases, closed.deadlines, [warning])
+        assert late.deadlines == {}, end.type  # an ended deadline is never warned
+
+
+def test_a_warning_of_a_deadline_whose_grant_was_never_read_writes_no_deadline() -> None:
+    # a topic that starts later: the grant is not in the casebook
+    folded = fold(
+        {}, {}, [warned("case-1", R5, T0 + timedelta(hours=23), T0 + timedelta(hours=20))]
+    )
+    assert folded.deadlines == {}
+    assert folded.cases[(QIFENG, "case-1")].status == "advanced"
+
+
+def test_an_end_of_a_deadline_whose_grant_was_never_read_is_written_as_it_states_it() -> None:
+    due = T0 + timedelta(hours=23)
+    end = ended("case-1", R5, due, T0 + timedelta(hours=25), met=False)
+    folded = fold({}, {}, [end])
+    row = folded.deadlines[(QIFENG, "case-1", R5.value)]
+    assert (row.state, row.due_at, row.opened_by, row.closed_by) == (
+        DeadlineState.BREACHED,
+        due,
+        str(end.event_id),
+        str(end.event_id),
+    )
+    # and it ends once: a later end of it changes nothing
+    later = fold(
+        folded.cases, folded.deadlines, [ended("case-1", R5, due, T0 + timedelta(hours=26))]
+    )
+    assert later.deadlines == {}
+
+
+def test_a_case_row_is_keyed_by_its_town_and_case_id() -> None:
+    folded = fold(
+        {},
+        {},
+        [granted("case-1", town=QIFENG), granted("case-1", town=TIANZHUANG)],
+    )
+    assert {k: row.key for k, row in folded.cases.items()} == {
+        (QIFENG, "case-1"): (QIFENG, "case-1"),
+        (TIANZHUANG, "case-1"): (TIANZHUANG, "case-1"),
+    }
+    assert all(k == row.key for k, row in folded.deadlines.items())
