@@ -201,5 +201,7 @@ def statement_ref(statement: str, key: bytes) -> str:
     if len(key) < MIN_KEY_BYTES:
         raise ValueError(f"the hashing key must be at least {MIN_KEY_BYTES} bytes")
     normalised = " ".join(statement.split()).casefold()
+    if not normalised:
+        raise ValueError("a blank identity statement names nobody")
     digest = hmac.new(key, b"statement:" + normalised.encode("utf-8"), hashlib.sha256).hexdigest()
     return "h_" + digest[:REF_HEX_CHARS]

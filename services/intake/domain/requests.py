@@ -417,6 +417,12 @@ def _identity(req: RegisterCase, stamp: Stamp) -> tuple[str, tuple[str, ...], Id
             raise RequestInvalid(
                 [(("body", "household_member_ids"), "members are named with a head's ID")]
             )
+        if not req.identity_statement.split():
+            # the statement is hashed with its spaces collapsed: blank ones would all be
+            # one household, and P6 would refuse every vagrant after the first
+            raise RequestInvalid(
+                [(("body", "identity_statement"), "an identity statement says who: not blank")]
+            )
         return statement_ref(req.identity_statement, stamp.hash_key), (), IdentifiedBy.STATEMENT
     head = req.household_head_id or ""
     loc: Loc = ("body", "household_head_id")

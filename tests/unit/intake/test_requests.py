@@ -113,6 +113,21 @@ def test_a_vagrant_without_an_id_is_registered_on_an_identity_statement() -> Non
             rq.register_case(register(**bad), STAMP)
 
 
+@pytest.mark.parametrize("blank", [" ", "\t\n ", "\u3000"])
+def test_a_blank_identity_statement_is_refused_not_one_household_for_every_vagrant(
+    blank: str,
+) -> None:
+    """R7 + P6: a statement is hashed with its spaces collapsed, so every blank one would
+    be the same household and the second vagrant refused as a duplicate of the first; a
+    statement says who, or it is refused where it stands."""
+    body = {"household_head_id": None, "identity_statement": blank, "vagrant": True}
+    with pytest.raises(rq.RequestInvalid) as raised:
+        rq.register_case(register(**body), STAMP)
+    assert raised.value.problems == [
+        (("body", "identity_statement"), "an identity statement says who: not blank")
+    ]
+
+
 def test_a_cash_payment_says_why_cash_was_needed() -> None:
     """P9: payment to the household's own account; cash only where needed, and why."""
     cash = {"town": SUOZHEN, "amount_fen": 100, "method": "cash"}

@@ -193,6 +193,9 @@ def test_a_vagrants_statement_gives_one_household_ref_and_never_shows_itself() -
     assert TypeAdapter(HouseholdRef).validate_python(ref) == ref
     assert statement_ref(" zhang mou, FROM Zhoukou, Henan ", KEY) == ref
     assert statement_ref("Li Mou, from Zhoukou, Henan", KEY) != ref
+    for blank in ("", " ", "\t\n\u3000"):
+        with pytest.raises(ValueError, match="blank identity statement"):
+            statement_ref(blank, KEY)
     assert statement_ref(statement, KEY + b"!") != ref
     assert "Zhang" not in ref
 
