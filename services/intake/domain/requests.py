@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
-from pydantic import ConfigDict, Field, StrictBool, ValidationError
+from pydantic import AfterValidator, ConfigDict, Field, StrictBool, ValidationError
 
 from schemas.envelope import (
     MAX_ANY_STR,
@@ -81,6 +81,18 @@ ApiTown = Annotated[str, Field(pattern=TOWN_PATTERN, min_length=6, max_length=12
 # A resident ID number is 18 characters; anything much longer is refused before parsing.
 ResidentIdText = Annotated[str, Field(min_length=1, max_length=32)]
 MAX_BANK_REFERENCE = 64
+
+
+def _written(text: str) -> str:
+    if not text.strip():
+        raise ValueError("only spaces: write it out")
+    return text
+
+
+# What a person must write - a reason, P9's written reasons, why cash, a bank reference,
+# who was referred where: spaces alone say nothing and are refused at the door (the
+# records keep their own, older bounds: what Kafka already holds still reads).
+Written = AfterValidator(_written)
 # occurred_at is the caller's; a moment this far ahead of the door's clock is a typo.
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 
@@ -152,7 +164,7 @@ class DeclareEmergencyPeriod(CaseBody):
     """R2: an emergency period for an incident in a town (the emergency bureau)."""
 
     until: UtcDatetime | None = Field(default=None, description="its end; none: until ended")
-    reason: RequiredText
+    reason: Annotated[RequiredText, Written]
 
 
 class EndEmergencyPeriod(CaseBody):
@@ -184,7 +196,7 @@ class RegisterCase(CaseBody):
         max_length=MAX_SHORT_TEXT,
         description="R7: a vagrant without an ID: who they say they are (hashed at the door)",
     )
-    second_grant_reason: str | None = Field(
+    second_grant_reason: Annotated[str, Written] | None = Field(
         default=None,
         min_length=1,
         max_length=2_000,
@@ -192,10 +204,12 @@ class RegisterCase(CaseBody):
     )
     incident_id: CorrelationId | None = None
     requested_fen: Fen
-    reason: RequiredText
+    reason: Annotated[RequiredText, Written]
     persons: int = Field(default=1, ge=1, le=MAX_PERSONS_PER_REQUEST, strict=True)
     vagrant: StrictBool = False
-    origin_county: str | None = Field(default=None, min_length=1, max_length=MAX_SHORT_TEXT)
+    origin_county: Annotated[str, Written] | None = Field(
+        default=None, min_length=1, max_length=MAX_SHORT_TEXT
+    )
     occurred_at: UtcDatetime | None = None
     recipient_name: str | None = Field(
         default=None,
@@ -212,8 +226,10 @@ class ConfirmPayment(CaseBody):
 
     amount_fen: Fen
     method: PaymentMethod = PaymentMethod.BANK
-    bank_reference: str | None = Field(default=None, min_length=1, max_length=MAX_BANK_REFERENCE)
-    cash_reason: str | None = Field(
+    bank_reference: Annotated[str, Written] | None = Field(
+        default=None, min_length=1, max_length=MAX_BANK_REFERENCE
+    )
+    cash_reason: Annotated[str, Written] | None = Field(
         default=None, min_length=1, max_length=2_000, description="P9: why cash was needed"
     )
     occurred_at: UtcDatetime | None = None
@@ -226,7 +242,7 @@ class CompletePaperwork(CaseBody):
 
 
 class CancelAdvance(CaseBody):
-    reason: RequiredText
+    reason: Annotated[RequiredText, Written]
 
 
 class ReviewCase(CaseBody):
@@ -247,7 +263,7 @@ class DecideDeliberation(CaseBody):
 
     approved_fen: Fen | None = None
     refused: StrictBool = False
-    reasons: RequiredText
+    reasons: Annotated[RequiredText, Written]
 
 
 class PublishDisclosure(_Body):
@@ -265,11 +281,11 @@ class FollowUpHardship(CaseBody):
     case_id: CorrelationId | None = Field(
         default=None, description="the case opened (outcome case_opened only)"
     )
-    referred_to: ShortText | None = Field(
+    referred_to: Annotated[ShortText, Written] | None = Field(
         default=None, description="the office referred to (outcome referred only)"
     )
-    reasons: RequiredText = Field(description="the written reasons (P9)")
-    decided_by: Annotated[str, Field(min_length=1, max_length=MAX_ORG_TEXT)] = Field(
+    reasons: Annotated[RequiredText, Written] = Field(description="the written reasons (P9)")
+    decided_by: Annotated[str, Field(min_length=1, max_length=MAX_ORG_TEXT), Written] = Field(
         description="the officer who decided, as they sign it"
     )
 

@@ -128,6 +128,53 @@ def test_a_blank_identity_statement_is_refused_not_one_household_for_every_vagra
     ]
 
 
+SPOKEN: list[tuple[type[rq.CaseBody], dict[str, object], str]] = [
+    (rq.RegisterCase, {"reason": "x"}, "reason"),
+    (rq.RegisterCase, {"second_grant_reason": "x"}, "second_grant_reason"),
+    (rq.RegisterCase, {"origin_county": "x", "vagrant": True}, "origin_county"),
+    (rq.ConfirmPayment, {"amount_fen": 1, "bank_reference": "x"}, "bank_reference"),
+    (rq.ConfirmPayment, {"amount_fen": 1, "method": "cash", "cash_reason": "x"}, "cash_reason"),
+    (rq.CancelAdvance, {"reason": "x"}, "reason"),
+    (rq.DeclareEmergencyPeriod, {"reason": "x"}, "reason"),
+    (rq.DecideDeliberation, {"refused": True, "reasons": "x"}, "reasons"),
+    (
+        rq.FollowUpHardship,
+        {"outcome": "referred", "referred_to": "x", "reasons": "x", "decided_by": "x"},
+        "referred_to",
+    ),
+    (
+        rq.FollowUpHardship,
+        {"outcome": "no_relief_needed", "reasons": "x", "decided_by": "x"},
+        "reasons",
+    ),
+    (
+        rq.FollowUpHardship,
+        {"outcome": "no_relief_needed", "reasons": "x", "decided_by": "x"},
+        "decided_by",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "fields", "name"), SPOKEN, ids=[f"{b.__name__}.{n}" for b, _, n in SPOKEN]
+)
+def test_what_a_person_must_write_is_refused_when_it_is_only_spaces(
+    body: type[rq.CaseBody], fields: dict[str, object], name: str
+) -> None:
+    """P9's written reasons, why cash, a bank reference, a reason to cancel or to grant a
+    second time (P6), where a vagrant comes from (R7), who was referred where: spaces
+    alone say nothing, and are refused where they stand."""
+    base: dict[str, object] = {"town": SUOZHEN}
+    if body is rq.RegisterCase:
+        base = register().model_dump(mode="json", exclude_none=True)
+    assert body.model_validate({**base, **fields})
+    for blank in (" ", "\t\n", "\u3000"):
+        with pytest.raises(ValidationError) as raised:
+            body.model_validate({**base, **fields, name: blank})
+        [error] = raised.value.errors()
+        assert error["loc"] == (name,) and "only spaces" in error["msg"], error
+
+
 def test_a_cash_payment_says_why_cash_was_needed() -> None:
     """P9: payment to the household's own account; cash only where needed, and why."""
     cash = {"town": SUOZHEN, "amount_fen": 100, "method": "cash"}
