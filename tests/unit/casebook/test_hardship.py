@@ -14,7 +14,9 @@ from pydantic import ValidationError
 
 from schemas import intake as i
 from schemas.envelope import Actor, Role
+from services.casebook.adapters.http import create_app
 from services.casebook.domain import hardship as h
+from services.casebook.settings import CasebookSettings
 from tests.unit.schemas.factories import CIVIL, LI, QIFENG, T0, TOWN_CLERK, WANG, WANG_ID
 
 TIANZHUANG = "370321102"
@@ -123,6 +125,8 @@ def test_the_first_follow_up_of_a_row_stands_and_a_later_one_is_refused_with_its
         (followed(22, town=TIANZHUANG), at(5), f"the list is of town {QIFENG}, not {TIANZHUANG}"),
         (followed(23), at(2), "the list was recorded after the follow-up"),
         (followed(24), at(9, partition=1), "the list was recorded after the follow-up"),
+        # the list's own place: a record is not before itself
+        (followed(25), at(3), "the list was recorded after the follow-up"),
     ],
 )
 def test_a_follow_up_naming_no_row_of_its_town_before_it_is_refused(
@@ -200,3 +204,48 @@ def test_an_id_number_typed_into_the_reasons_or_the_name_is_masked_before_the_re
     )
     assert WANG_ID not in record.model_dump_json()
     assert record.reasons.startswith("户主 ") and record.reasons.endswith(" 已去世")
+
+
+def test_a_list_of_another_town_is_refused_whichever_way_the_town_codes_sort() -> None:
+    # the list is Tianzhuang's (…102), the follow-up says Qifeng (…101): sorts before it
+    known = known_for(pushed(town=TIANZHUANG), at(3))
+    judged = h.judge(known, [h.follow_up(followed(70, town=QIFENG), T0, at(5))])
+    assert judged.kept == []
+    assert [
+        r.reason.endswith(f"the list is of town {TIANZHUANG}, not {QIFENG}") for r in judged.refused
+    ] == [True]
+
+
+def test_a_list_on_another_partition_is_not_before_a_follow_up_whatever_its_offset() -> None:
+    # one town's records share a partition: positions on two partitions are not ordered,
+    # whichever partition number is the larger
+    for list_at, follow_at in ((at(3, partition=1), at(5)), (at(3), at(5, partition=1))):
+        judged = h.judge(known_for(pushed(), list_at), [h.follow_up(followed(71), T0, follow_at)])
+        assert judged.kept == []
+        assert ["recorded after the follow-up" in r.reason for r in judged.refused] == [True]
+
+
+def test_a_row_whose_list_has_no_known_place_or_town_is_no_row_to_follow_up() -> None:
+    key = (uuid.UUID(int=1), 0)
+    f = h.follow_up(followed(72), T0, at(5))
+    for known in (h.Known(town=QIFENG, list_at=None), h.Known(town=None, list_at=at(3))):
+        judged = h.judge({key: known}, [f])
+        assert judged.kept == []
+        assert ["no such row was pushed" in r.reason for r in judged.refused] == [True]
+
+
+def test_a_record_twice_in_a_batch_does_not_stop_the_records_after_it() -> None:
+    f = h.follow_up(followed(73), T0, at(5))
+    g = h.follow_up(followed(74, row=1), T0, at(6))
+    late = h.follow_up(followed(75), T0, at(7))  # row 0 again: refused
+    judged = h.judge(known_for(pushed(), at(3)), [f, g, f, late])
+    assert judged.kept == [f, g]
+    assert [r.follow_up for r in judged.refused] == [late]
+
+
+def test_a_read_of_hardship_rows_returns_1_to_1000_rows_200_unless_asked() -> None:
+    # the endpoint's bound is the domain's: a caller asking for more is refused (422)
+    app = create_app(CasebookSettings())
+    parameters = app.openapi()["paths"]["/v1/hardship-rows"]["get"]["parameters"]
+    [limit] = [p["schema"] for p in parameters if p["name"] == "limit"]
+    assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 1_000, 200)
