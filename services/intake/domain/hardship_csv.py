@@ -84,44 +84,45 @@ def validate_rows(text: str, county: County, hash_key: bytes, today: date) -> Va
         raise CsvRefused(f"{len(lines) - 1} lines after the header, over {MAX_HARDSHIP_ROWS}")
     if any(len(line) > MAX_LINE_CHARS for line in lines):
         raise CsvRefused(f"a line is longer than {MAX_LINE_CHARS} characters")
-    reader = csv.reader(lines, strict=True)
+    # A row is a line: each is read on its own, so a quote left open on one line is that
+    # line's error, never a field that swallows the rows after it unreported.
     try:
-        header = [h.strip().lower() for h in next(reader)]
+        header = [h.strip().lower() for h in _cells(lines[0])]
     except csv.Error as exc:
         raise CsvRefused(f"header: {exc}") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     unknown = [c for c in header if c not in REQUIRED_COLUMNS + OPTIONAL_COLUMNS]
-    if missing or unknown or len(set(header)) != len(header):
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if missing or unknown or twice:
         raise CsvRefused(
             f"header must be {','.join(REQUIRED_COLUMNS)}[,note]; "
             f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"
+            + (f", named twice {twice[:5]}" if twice else "")
         )
     reports: list[RowReport] = []
     accepted: dict[str, list[HardshipRow]] = {}
     seen: dict[tuple[str, str], int] = {}
-    line_no = 1
-    while True:
+    for line_no, line in enumerate(lines[1:], start=2):
         try:
-            cells = next(reader)
-        except StopIteration:
-            break
+            cells = _cells(line)
         except csv.Error as exc:
-            line_no = reader.line_num
-            reports.append(
-                RowReport(
-                    line=line_no,
-                    accepted=False,
-                    errors=[RowProblem(column="(row)", message=str(exc))],
-                )
-            )
+            message = str(exc)
+            if message == "unexpected end of data":
+                message = "a quote is left open (a row is one line: a note cannot span lines)"
+            problem = RowProblem(column="(row)", message=message)
+            reports.append(RowReport(line=line_no, accepted=False, errors=[problem]))
             continue
-        line_no = reader.line_num
         if not any(c.strip() for c in cells):
             continue  # blank lines are not rows
         reports.append(_row(line_no, header, cells, county, hash_key, today, seen, accepted))
     if not reports:
         raise CsvRefused("no rows after the header")
     return ValidatedList(reports=reports, accepted=accepted)
+
+
+def _cells(line: str) -> list[str]:
+    """One line's cells (csv.Error for a line that is not CSV, a quote left open included)."""
+    return next(csv.reader([line], strict=True), [])
 
 
 def _row(

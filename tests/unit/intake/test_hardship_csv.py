@@ -178,6 +178,36 @@ def test_a_refused_header_names_the_missing_columns_and_the_first_five_unknown_o
     )
 
 
+def test_a_quote_left_open_is_its_lines_problem_and_no_row_after_it_is_lost() -> None:
+    """Section 二: every row of a department's list is accepted or rejected with its line,
+    never dropped. A row is one line: a quote left open in a note is that line's error,
+    and the rows after it are read as rows."""
+    text = (
+        HEADER
+        + f'{SUOZHEN},{make_id(1)},disabled,"needs care\n'
+        + f"{SUOZHEN},{make_id(2)},disabled,\n"
+        + f'{SUOZHEN},{make_id(3)},disabled,"two\n'
+        + 'lines"\n'
+        + f"{SUOZHEN},{make_id(4)},disabled,\n"
+    )
+    reports = check(text).reports
+    assert [(r.line, r.accepted) for r in reports] == [
+        (2, False),
+        (3, True),
+        (4, False),
+        (5, False),
+        (6, True),
+    ]
+    left_open = "a quote is left open (a row is one line: a note cannot span lines)"
+    assert reports[0].errors == [RowProblem(column="(row)", message=left_open)]
+    assert reports[2].errors == [RowProblem(column="(row)", message=left_open)]
+
+
+def test_a_column_named_twice_is_named_in_the_refusal() -> None:
+    with pytest.raises(CsvRefused, match=r"named twice \['town'\]"):
+        check("town,household_head_id,category,town\n" + f"{SUOZHEN},{make_id(1)},disabled,x\n")
+
+
 def test_a_malformed_quoted_field_is_its_lines_problem_and_the_rows_after_it_are_read() -> None:
     text = (
         HEADER
