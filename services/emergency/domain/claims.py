@@ -46,8 +46,7 @@ from services.emergency.domain.common import Refuse, at_of
 from services.emergency.domain.state import DUPLICATE_WINDOW, GrantMark
 
 COUNTY = CLAIMS_KEY  # the claims book's one "town": the county
-WHEEL_PAGE = 100  # mark keys per stored page of a day
-MAX_WHEEL_PAGES = 100_000  # ten million marks expiring on one day: a bug
+WHEEL_PAGE = 100  # mark keys per stored page of a day (a day's pages: book.MAX_WHEEL_PAGES)
 # Days one record may walk: an empty day costs one read, so a stage idle for two years
 # catches up on its next record (and a longer silence over a few records).
 MAX_EXPIRY_WALK_DAYS = 800
@@ -124,7 +123,7 @@ class ClaimsBook(Book):
                 self._set(f"{head_key}/{last}", page)
                 last += 1
                 page = Page.model_construct(refs=())
-                head = WheelHead(pages=last + 1)  # validated: bounded by MAX_WHEEL_PAGES
+                head = WheelHead(pages=last + 1)  # validated: bounded (book.MAX_WHEEL_PAGES)
             page = Page.model_construct(refs=(*page.refs, key))
         self._set(head_key, head)
         self._set(f"{head_key}/{last}", page)

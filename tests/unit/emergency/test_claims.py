@@ -15,7 +15,7 @@ from schemas import intake as i
 from schemas.claims import ClaimReleased
 from services.emergency.domain import claims
 from services.emergency.domain.common import Refuse
-from services.emergency.domain.state import MAX_VALUE_BYTES
+from services.emergency.domain.state import DUPLICATE_WINDOW, MAX_VALUE_BYTES
 from tests.unit.emergency.builders import (
     CIVIL,
     QIFENG,
@@ -189,6 +189,77 @@ def test_the_days_of_the_wheel_are_counted_from_1970_as_they_are_stored() -> Non
     store: dict[str, Any] = {}
     check(store, urgent("q-1", town=QIFENG))
     assert store["t/county"]["expired_day"] == claims.day_of(T0)
+
+
+def case_marks(store: dict[str, Any], case_id: str) -> list[Any]:
+    return [v for v in marks(store).values() if v["case_id"] == case_id]
+
+
+def test_the_expiry_position_follows_the_stages_clock_day_by_day() -> None:
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    later = T0 + timedelta(days=10, hours=5)
+    check(store, urgent("q-2", town=QIFENG, household=2, at=later))
+    assert store["t/county"]["expired_day"] == claims.day_of(later)
+
+
+def test_a_stage_idle_for_years_catches_up_a_bounded_number_of_days_a_record() -> None:
+    """Each empty day costs a read: one record walks at most MAX_EXPIRY_WALK_DAYS of the
+    wheel, and the records after it walk on from there until the clock is reached."""
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    first = claims.day_of(T0)
+    at = T0 + timedelta(days=1_000)
+    check(store, urgent("q-2", town=QIFENG, household=2, at=at))
+    assert store["t/county"]["expired_day"] == first + claims.MAX_EXPIRY_WALK_DAYS == first + 800
+    check(store, urgent("q-3", town=QIFENG, household=3, at=at))
+    assert store["t/county"]["expired_day"] == claims.day_of(at)
+    assert case_marks(store, "q-1") == []  # walked on the second record's way
+
+
+def test_a_mark_leaves_when_a_record_comes_on_its_own_day_of_the_wheel() -> None:
+    """A mark is looked at again on the day after its P6 window ends; a record stamped that
+    very day walks that day too, and the mark leaves then."""
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    on_the_day = T0 + DUPLICATE_WINDOW + timedelta(days=1, hours=1)
+    check(store, urgent("q-2", town=QIFENG, household=2, at=on_the_day, inc=None))
+    assert case_marks(store, "q-1") == []
+
+
+@pytest.mark.parametrize("granted_at", [T0 + hours(1), T0 + hours(23)])
+def test_a_mark_is_never_lost_from_the_wheel_before_its_window_ends(
+    granted_at: datetime,
+) -> None:
+    """Whatever the hour of the grant and of the records that come near the end of its P6
+    window, the mark is on the wheel until it leaves: a record a day before its day, or
+    on the last day of its window, drops nothing and loses nothing."""
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG, at=granted_at))
+    for at in (
+        granted_at + DUPLICATE_WINDOW - timedelta(days=1),
+        granted_at + DUPLICATE_WINDOW - timedelta(hours=2),
+    ):
+        check(store, urgent(f"q-{at:%j%H}", town=QIFENG, household=7, at=at, inc=None))
+        assert len(case_marks(store, "q-1")) == 2
+    check(store, urgent("q-late", town=QIFENG, household=8, at=T0 + timedelta(days=400)))
+    assert case_marks(store, "q-1") == []
+
+
+def test_a_mark_a_later_grant_put_back_stays_past_the_first_grants_day() -> None:
+    """P6: a request cancelled in its town frees its household; a later request marks the
+    same person and cause again, and the first grant's day on the wheel, when it comes,
+    leaves that later mark in place for its own window."""
+    store: dict[str, Any] = {}
+    first = urgent("q-1", town=QIFENG)
+    check(store, first)
+    release(store, released_of(first))
+    second = urgent("t-1", town=TIANZHUANG, at=T0 + timedelta(days=10))
+    assert check(store, second).verdict is i.ClaimVerdict.FREE
+    after_first_day = T0 + DUPLICATE_WINDOW + timedelta(days=2)
+    again = urgent("q-2", town=QIFENG, at=after_first_day)
+    claim = check(store, again)
+    assert claim.verdict is i.ClaimVerdict.DUPLICATE and claim.previous_case_id == "t-1"
 
 
 def test_the_count_of_marks_held_is_never_negative() -> None:
