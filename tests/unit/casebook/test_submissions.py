@@ -135,3 +135,121 @@ def test_scopes() -> None:
     assert visible(mine, SEEN, None, TOWN.org)
     assert not visible(mine, SEEN, None, "桓台县应急管理局")
     assert not visible(answer(None, [], None, None), None, QIFENG, None)
+
+
+# ---------------------------------------------------------------- at the limits
+
+
+def envelope(**changes: object) -> bytes:
+    """An intake record's bytes with some of its envelope changed (None: removed)."""
+    data = json.loads(encode(payment(uuid.UUID(int=7))))
+    for key, value in changes.items():
+        if value is None:
+            del data[key]
+        else:
+            data[key] = value
+    return json.dumps(data, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        (b"\xff{}", "not JSON: UnicodeDecodeError"),
+        (b"not json", "not JSON: JSONDecodeError"),
+        (b"[]", "not a JSON object"),
+        (envelope(event_id=None), "no envelope: KeyError"),
+        (envelope(event_id="not-a-uuid"), "no envelope: ValueError"),
+        (envelope(actor={"role": "town"}), "no envelope: KeyError"),  # an actor with no org
+        (envelope(type="ClockTick"), "a clock tick"),  # whatever town it names
+        (envelope(town="__clock__"), "a clock tick"),  # whatever type it is
+        (envelope(town="37032"), "no town or correlation id"),
+        (envelope(town="3703211010123"), "no town or correlation id"),
+        (envelope(correlation_id=""), "no town or correlation id"),
+        (envelope(correlation_id="c" * 65), "no town or correlation id"),
+    ],
+)
+def test_a_record_that_is_no_submission_says_why(value: bytes, why: str) -> None:
+    with pytest.raises(NotASubmission) as refused:
+        submitted(value, 0, 1)
+    assert str(refused.value) == why
+
+
+def test_a_submission_names_a_town_of_6_to_12_digits_and_a_correlation_id_of_1_to_64() -> None:
+    for town, corr in (("370321", "c"), ("370321101012", "c" * 64)):
+        seen = submitted(envelope(town=town, correlation_id=corr), 0, 1)
+        assert (seen.town, seen.correlation_id) == (town, corr)
+
+
+def test_a_submission_keeps_64_characters_of_its_type_and_100_of_its_org() -> None:
+    seen = submitted(envelope(type="T" * 65, actor={"role": "town", "org": "镇" * 101}), 3, 9)
+    assert (seen.type, seen.org) == ("T" * 64, "镇" * 100)
+    exact = submitted(envelope(type="T" * 64, actor={"role": "town", "org": "镇" * 100}), 3, 9)
+    assert (exact.type, exact.org) == ("T" * 64, "镇" * 100)
+    # an actor that is not an object names no organisation
+    assert submitted(envelope(actor="起凤镇"), 3, 9).org == ""
+
+
+def test_a_dead_letters_reason_is_kept_to_1000_characters_masked() -> None:
+    dead = json.loads(encode(RejectedRecord.of("relief.intake.v1", 1, 5, "r", b"{}", AT)))
+    long = rejection({**dead, "reason": f"{WANG_ID} " + "理" * 1_500})
+    assert len(long.reason) == 1_000 and WANG_ID not in long.reason
+    exact = rejection({**dead, "reason": "理" * 1_000})
+    assert exact.reason == "理" * 1_000
+    # a dead letter with no excerpt and no reason names no record, with an empty reason
+    bare = rejection({k: v for k, v in dead.items() if k not in ("raw_excerpt", "reason")})
+    assert (bare.source_event_id, bare.town, bare.source_type, bare.reason) == (
+        None,
+        None,
+        None,
+        "",
+    )
+    assert (bare.source_partition, bare.source_offset) == (1, 5)
+
+
+def test_a_record_not_read_yet_is_named_by_its_first_decisions_case() -> None:
+    # a payment's ReliefPaid, then the reserve's decision the same command caused
+    decided = [(QIFENG, "case-1"), (QIFENG, f"reserve:{QIFENG}")]
+    ans = answer(None, decided, None, None)
+    assert (ans.status, ans.town, ans.correlation_id, ans.type) == (
+        SubmissionStatus.DECIDED,
+        QIFENG,
+        "case-1",
+        None,
+    )
+
+
+def test_a_rejected_record_is_named_by_what_was_read_before_its_dead_letter() -> None:
+    event_id = uuid.uuid4()
+    raw = encode(payment(event_id))
+    dead = rejection(
+        json.loads(encode(RejectedRecord.of("relief.intake.v1", 0, 10, "no open case", raw, AT)))
+    )
+    # not read yet: the dead letter's excerpt names the town and the type
+    alone = answer(None, [], dead, None)
+    assert (alone.status, alone.town, alone.type, alone.correlation_id) == (
+        SubmissionStatus.REJECTED,
+        QIFENG,
+        "PaymentConfirmed",
+        None,
+    )
+    # an excerpt that names no town (cut short, or unreadable): the record read names it
+    cut = rejection(
+        json.loads(encode(RejectedRecord.of("relief.intake.v1", 0, 10, "refused", b"{}", AT)))
+    )
+    both = answer(SEEN, [], cut, 11)
+    assert (both.status, both.town, both.type, both.correlation_id) == (
+        SubmissionStatus.REJECTED,
+        QIFENG,
+        "PaymentConfirmed",
+        "case-1",
+    )
+    # decided wins over a dead letter of the same event id (sent again, applied)
+    again = answer(SEEN, [(QIFENG, "case-1")], dead, 11)
+    assert (again.status, again.reason) == (SubmissionStatus.DECIDED, None)
+
+
+def test_a_reader_scoped_to_an_org_sees_only_what_that_org_submitted() -> None:
+    unread = answer(None, [(QIFENG, "case-1")], None, None)
+    assert visible(unread, None, None, None)  # county staff
+    assert visible(unread, None, QIFENG, None)
+    assert not visible(unread, None, None, TOWN.org)  # not read yet: whose it is is unknown
