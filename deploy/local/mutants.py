@@ -101,6 +101,7 @@ MODULES: dict[str, list[str]] = {
     "services/emergency/domain/book.py": [
         f"{_E}/test_sizes.py",
         f"{_E}/test_journal.py",
+        f"{_E}/test_ticks.py",  # the wheel: retention marks, minutes passed
         *_EXAMPLES,
         f"{_E}/test_stateful.py",
     ],

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from schemas.decisions import DeadlineWarned
 from schemas.envelope import MAX_ID_TEXT
 from services.emergency.adapters.faust_app import JOURNAL_PAGE_BYTES, journal_pages
 from services.emergency.domain.book import WHEEL_PAGE, Page, WheelHead
@@ -101,6 +102,23 @@ def test_a_full_wheel_page_fits() -> None:
     longest_ref = "g:" + "k" * MAX_CAUSE_KEY
     page = Page(refs=tuple(f"{longest_ref}{n:04d}"[-len(longest_ref) :] for n in range(WHEEL_PAGE)))
     assert size(page) <= MAX_VALUE_BYTES
+
+
+def test_a_minute_with_more_than_a_page_of_deadlines_keeps_them_all() -> None:
+    """A flood registers hundreds of cases in one minute, so the warnings of their 24 hours
+    (R5) fall in one minute of the wheel: it keeps them WHEEL_PAGE to a stored page, and
+    the tick that reaches the minute judges every one of them."""
+    town = Town(check_rebuild=False)
+    town(incident("flood-0720"))
+    cases = 2 * WHEEL_PAGE + 50
+    for n in range(cases):
+        town(urgent(f"case-{n:03d}", 10_000, at=T0, household=n + 1))
+    first = min(int(k.split("/")[2]) for k in town.store if k.count("/") == 2 and k[0] == "w")
+    assert town.store[f"w/370321101/{first}"] == {"pages": 3}
+    pages = [town.store[f"w/370321101/{first}/{n}"]["refs"] for n in range(3)]
+    assert [len(refs) for refs in pages] == [WHEEL_PAGE, WHEEL_PAGE, 50]
+    out = town(tick(datetime.fromtimestamp((first + 1) * 60, UTC)))
+    assert len({r.correlation_id for r in out if isinstance(r, DeadlineWarned)}) == cases
 
 
 def test_journal_pages_stay_under_their_limit() -> None:

@@ -168,6 +168,21 @@ def test_a_relief_deadline_met_does_not_hide_the_paperwork_deadline() -> None:
     assert breached.deadline is d.DeadlineKind.PAPERWORK_5D
 
 
+def test_a_deadline_the_wheel_has_passed_already_is_judged_at_the_next_tick() -> None:
+    """R5 for a request that reached its town late (the claims stage held it; it keeps the
+    stamp intake gave it): its warning time is already behind the wheel, so it goes into
+    the minute the next tick looks at, and its 24 hours are judged there - past due, a
+    breach (the warning's time went by unseen) - never skipped."""
+    town = Town()
+    town(incident("flood-0720"))
+    town(tick(T0 + hours(25)))  # the wheel has walked past T0 + 22 h
+    town(urgent("case-late", 80_000, at=T0 + hours(2)))  # warned at T0 + 22 h, due T0 + 26 h
+    out = town(tick(T0 + hours(27)))
+    assert [(type(r).__name__, r.correlation_id) for r in out] == [
+        ("DeadlineBreached", "case-late")
+    ]
+
+
 def test_a_tick_with_nothing_to_judge_on_a_case_writes_nothing_for_it() -> None:
     """Every stored value goes to the changelog: a tick that looks at a case on the wheel
     and finds nothing fallen due (its 24 hours met by the payment, its paperwork not yet
