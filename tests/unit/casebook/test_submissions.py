@@ -253,3 +253,15 @@ def test_a_reader_scoped_to_an_org_sees_only_what_that_org_submitted() -> None:
     assert visible(unread, None, None, None)  # county staff
     assert visible(unread, None, QIFENG, None)
     assert not visible(unread, None, None, TOWN.org)  # not read yet: whose it is is unknown
+
+
+def test_any_type_but_clocktick_is_a_submission_whichever_way_it_sorts() -> None:
+    for kind in ("AdvanceCancelled", "CaseReviewed", "TransitionalReliefExtended"):
+        assert submitted(envelope(type=kind), 0, 1).type == kind
+
+
+def test_a_record_past_where_the_processor_has_got_is_pending() -> None:
+    # SEEN is at offset 10: the processor has committed offsets up to 5 only
+    assert answer(SEEN, [], None, 5).status is SubmissionStatus.PENDING
+    assert answer(SEEN, [], None, 10).status is SubmissionStatus.PENDING
+    assert answer(SEEN, [], None, 11).status is SubmissionStatus.DECIDED
