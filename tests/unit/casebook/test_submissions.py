@@ -232,7 +232,8 @@ def test_a_rejected_record_is_named_by_what_was_read_before_its_dead_letter() ->
         "PaymentConfirmed",
         None,
     )
-    # an excerpt that names no town (cut short, or unreadable): the record read names it
+    # a dead letter whose excerpt names no town (bytes that are no envelope): the record
+    # read names it
     cut = rejection(
         json.loads(encode(RejectedRecord.of("relief.intake.v1", 0, 10, "refused", b"{}", AT)))
     )
