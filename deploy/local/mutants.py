@@ -242,6 +242,27 @@ def _results(session: Path, tree: Path) -> tuple[int, int, list[str]]:
     return killed, run, survivors
 
 
+def _mutants_of(session: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(session) as db:
+        return sorted(
+            db.execute(
+                "SELECT operator_name, occurrence, start_pos_row, start_pos_col, end_pos_row, "
+                "end_pos_col FROM mutation_specs"
+            ).fetchall()
+        )
+
+
+def _same_mutants(session: Path, config: Path, tree: Path) -> bool:
+    """Whether the module, as it is now, makes the very mutants the session holds."""
+    fresh = session.with_suffix(".check.sqlite")
+    fresh.unlink(missing_ok=True)
+    try:
+        made = _tool("cosmic-ray", "init", str(config), str(fresh), cwd=tree)
+        return made.returncode == 0 and _mutants_of(fresh) == _mutants_of(session)
+    finally:
+        fresh.unlink(missing_ok=True)
+
+
 def _forget_survivors(session: Path) -> int:
     """Drop the survivors' results from a session, so that `exec` runs them again."""
     with sqlite3.connect(session) as db:
@@ -335,6 +356,16 @@ def _run(modules: list[str], tree: Path, survivors_only: bool, timeout_s: float)
             if not session.exists():
                 print(f"mutants: {module}: no session to take survivors from ({session})")
                 return 2
+            # a session's mutants are numbered by occurrence in the file it was made from:
+            # on a changed file they would land on other operators, unseen
+            if not _same_mutants(session, config, tree):
+                line = (
+                    f"{module}: the file changed since its session was made: run it whole "
+                    f"(`./run mutants {module}`)"
+                )
+                summary.append(line)
+                print(f"mutants: {line}", flush=True)
+                continue
             # `exec` runs only the jobs with no result: forget the survivors' results
             print(f"mutants: {module}: {_forget_survivors(session)} survivors to run again")
             steps = steps[2:]
