@@ -31,6 +31,7 @@ from services.casebook.domain.submissions import (
 from tests.unit.schemas.factories import WANG_ID
 
 QIFENG = "370321101"
+TIANZHUANG = "370321102"
 AT = datetime(2026, 7, 20, tzinfo=UTC)
 TOWN = Actor(role=Role.TOWN, org="起凤镇人民政府")
 
@@ -164,6 +165,7 @@ def envelope(**changes: object) -> bytes:
         (envelope(town="__clock__"), "a clock tick"),  # whatever type it is
         (envelope(town="37032"), "no town or correlation id"),
         (envelope(town="3703211010123"), "no town or correlation id"),
+        (envelope(town="qifeng"), "no town or correlation id"),  # sorts after "__clock__"
         (envelope(correlation_id=""), "no town or correlation id"),
         (envelope(correlation_id="c" * 65), "no town or correlation id"),
     ],
@@ -266,3 +268,21 @@ def test_a_record_past_where_the_processor_has_got_is_pending() -> None:
     assert answer(SEEN, [], None, 5).status is SubmissionStatus.PENDING
     assert answer(SEEN, [], None, 10).status is SubmissionStatus.PENDING
     assert answer(SEEN, [], None, 11).status is SubmissionStatus.DECIDED
+
+
+def test_decisions_of_several_towns_name_the_first_decisions_town_and_case() -> None:
+    # a clock tick's event id: nobody submits it, but its decisions span towns
+    ans = answer(None, [(QIFENG, "case-1"), (TIANZHUANG, "case-9")], None, None)
+    assert (ans.status, ans.town, ans.correlation_id) == (
+        SubmissionStatus.DECIDED,
+        QIFENG,
+        "case-1",
+    )
+    assert not visible(ans, None, TIANZHUANG, None)
+
+
+def test_an_org_sees_only_its_own_whichever_way_the_org_names_sort() -> None:
+    mine = answer(SEEN, [], None, 11)
+    assert visible(mine, SEEN, None, "起凤镇人民政府")
+    for other in ("桓台县应急管理局", "马桥镇人民政府"):  # one sorts before it, one after
+        assert not visible(mine, SEEN, None, other)
