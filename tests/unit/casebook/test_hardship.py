@@ -249,3 +249,11 @@ def test_a_read_of_hardship_rows_returns_1_to_1000_rows_200_unless_asked() -> No
     parameters = app.openapi()["paths"]["/v1/hardship-rows"]["get"]["parameters"]
     [limit] = [p["schema"] for p in parameters if p["name"] == "limit"]
     assert (limit["minimum"], limit["maximum"], limit["default"]) == (1, 1_000, 200)
+
+
+def test_a_kept_follow_up_read_again_with_its_id_read_back_from_the_store_is_no_news() -> None:
+    f = h.follow_up(followed(76), T0, at(5))
+    # the store hands back an equal id, not the same object
+    stored = h.Known(town=QIFENG, list_at=at(3), kept=uuid.UUID(str(f.event_id)), kept_outcome="x")
+    again = h.judge({f.key: stored}, [f])
+    assert again.kept == [] and again.refused == []
