@@ -286,3 +286,12 @@ def test_an_org_sees_only_its_own_whichever_way_the_org_names_sort() -> None:
     assert visible(mine, SEEN, None, "起凤镇人民政府")
     for other in ("桓台县应急管理局", "马桥镇人民政府"):  # one sorts before it, one after
         assert not visible(mine, SEEN, None, other)
+
+
+def test_a_readers_scope_is_compared_by_value_not_by_identity() -> None:
+    # the token's town and org and the stored record's are equal strings, never the same
+    seen = submitted(encode(payment(uuid.uuid4())), 0, 10)
+    mine = answer(seen, [], None, 11)
+    town, org = "".join(["370321", "101"]), "".join(["起凤镇", "人民政府"])
+    assert visible(mine, seen, town, None)
+    assert visible(mine, seen, None, org)
