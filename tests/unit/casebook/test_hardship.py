@@ -257,3 +257,9 @@ def test_a_kept_follow_up_read_again_with_its_id_read_back_from_the_store_is_no_
     stored = h.Known(town=QIFENG, list_at=at(3), kept=uuid.UUID(str(f.event_id)), kept_outcome="x")
     again = h.judge({f.key: stored}, [f])
     assert again.kept == [] and again.refused == []
+
+
+def test_a_rows_town_read_back_from_the_store_is_compared_by_value() -> None:
+    f = h.follow_up(followed(77), T0, at(5))
+    stored = h.Known(town="".join(["370321", "101"]), list_at=at(3))  # equal, not the same
+    assert h.judge({f.key: stored}, [f]).kept == [f]
