@@ -13,8 +13,9 @@ the case's, not a request's answer.
 
 A dead letter names where its record was (topic, partition, offset) and carries the
 start of the raw record, already masked; the record's event id is read back from that
-excerpt. The encoding sorts keys, and every field before `event_id` is bounded, so an
-intake record's event id is always within the excerpt.
+excerpt. The encoding writes the envelope first (fields in declaration order), and every
+field before `event_id` is bounded, so an intake record's event id is always within the
+excerpt.
 """
 
 from __future__ import annotations
