@@ -270,14 +270,18 @@ def _forget_survivors(session: Path) -> int:
         return cursor.rowcount
 
 
-def _report(modules: list[str]) -> int:
+def _report(modules: list[str], markdown: bool) -> int:
     """Each module's last session as it stands (annotation mutants skipped), and the total:
-    what README "Testing the tests" prints. Reads the sessions' databases, runs nothing."""
+    what README "Testing the tests" shows (`--markdown`: as its table). Reads the sessions'
+    databases, runs nothing."""
     total_killed = total_run = 0
+    if markdown:
+        print("| module | mutants run | killed | survived (each examined) | score |")
+        print("|---|---|---|---|---|")
     for module in modules:
         session = WORK / f"{module.replace('/', '.').removesuffix('.py')}.sqlite"
         if not session.exists():
-            print(f"  {module}: not run")
+            print(f"| `{module}` | not run | | | |" if markdown else f"  {module}: not run")
             continue
         _skip_annotations(session, module)
         with sqlite3.connect(session) as db:
@@ -292,17 +296,28 @@ def _report(modules: list[str]) -> int:
                 "SELECT count(*) FROM work_results WHERE worker_outcome = 'TIMEOUT'"
             ).fetchone()
         skipped = outcomes.pop("SKIPPED", 0)
+        # cosmic-ray could not make the mutant (a crash of the tool): neither run nor killed
+        incompetent = outcomes.pop("INCOMPETENT", 0)
         run = sum(outcomes.values())
-        killed = run - outcomes.get("SURVIVED", 0)
-        pending = made - skipped - run
+        survived = outcomes.get("SURVIVED", 0)
+        killed = run - survived
+        pending = made - skipped - incompetent - run
         total_killed, total_run = total_killed + killed, total_run + run
         rest = f", {pending} not run yet" if pending else ""
         # a mutant that outran the timeout counts as killed: one that hung is, one that ran
         # on a machine too busy is not, so they are named to be run again
         rest += f", {timed_out} timed out" if timed_out else ""
-        print(f"  {module}: {killed}/{run} killed ({100 * killed / max(run, 1):.1f} %){rest}")
-    score = 100 * total_killed / max(total_run, 1)
-    print(f"  all: {total_killed}/{total_run} killed ({score:.1f} %)")
+        score = f"{100 * killed / max(run, 1):.1f} %"
+        if markdown:
+            print(f"| `{module}` | {run}{rest} | {killed} | {survived} | {score} |")
+        else:
+            print(f"  {module}: {killed}/{run} killed ({score}){rest}")
+    score = f"{100 * total_killed / max(total_run, 1):.1f} %"
+    if markdown:
+        survived = total_run - total_killed
+        print(f"| **all** | {total_run} | {total_killed} | {survived} | **{score}** |")
+    else:
+        print(f"  all: {total_killed}/{total_run} killed ({score})")
     return 0
 
 
@@ -321,10 +336,11 @@ def main() -> int:
         action="store_true",
         help="run nothing: each module's last session, its score and the total",
     )
+    parser.add_argument("--markdown", action="store_true", help="--report as a Markdown table")
     args = parser.parse_args()
     modules = args.modules or DEFAULT
-    if args.report:
-        return _report(modules)
+    if args.report or args.markdown:
+        return _report(modules, args.markdown)
     unknown = [m for m in modules if m not in MODULES]
     if unknown:
         known = "\n  ".join(MODULES)
