@@ -97,7 +97,7 @@ def validate_rows(text: str, county: County, hash_key: bytes, today: date) -> Va
         raise CsvRefused(
             f"header must be {','.join(REQUIRED_COLUMNS)}[,note]; "
             f"missing {missing or 'none'}, unknown {unknown[:5] or 'none'}"
-            + (f", named twice {twice[:5]}" if twice else "")
+            + (f", named twice {twice}" if twice else "")  # (a header is one bounded line)
         )
     reports: list[RowReport] = []
     accepted: dict[str, list[HardshipRow]] = {}
