@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.identity import (
+    MAX_NAME_CHARS,
     MIN_KEY_BYTES,
     HouseholdRef,
     InvalidName,
@@ -125,6 +126,25 @@ def test_a_public_name_keeps_the_first_character_and_stars_the_rest() -> None:
     assert public_name("李四") == "李＊"
     assert public_name(" 欧阳 娜娜 ") == "欧＊＊＊"
     assert public_name("买买提·艾力") == "买＊＊＊＊＊"
+
+
+def test_a_name_of_thirty_characters_is_the_longest_published() -> None:
+    # P7: the longest name taken (spaces aside) is 30 characters, one more is refused
+    assert public_name("买" * MAX_NAME_CHARS) == "买" + "＊" * (MAX_NAME_CHARS - 1)
+    assert MAX_NAME_CHARS == 30
+    with pytest.raises(InvalidName):
+        public_name("买" * (MAX_NAME_CHARS + 1))
+
+
+@pytest.mark.parametrize("digits", ["０１２３４５６７８９", "٠١٢٣٤٥٦٧٨٩", "०१२३४५६७८९"])
+def test_an_id_number_in_another_scripts_digits_is_refused(digits: str) -> None:
+    """A resident ID is ASCII digits (and X): full-width, Arabic-Indic or Devanagari
+    digits read as numbers by Python are no ID number, even when their values would
+    check."""
+    valid = make_id()
+    other = "".join(digits[int(c)] if c.isdigit() else c for c in valid)
+    assert other != valid and is_valid_resident_id(valid)
+    assert not is_valid_resident_id(other)
 
 
 @pytest.mark.parametrize(
