@@ -119,6 +119,64 @@ def test_the_same_request_twice_is_free_both_times() -> None:
     assert check(store, first).verdict is i.ClaimVerdict.FREE  # its marks are its own
 
 
+@pytest.mark.parametrize("first_built", [True, False])
+def test_another_request_for_the_household_is_a_duplicate_whichever_way_their_ids_sort(
+    first_built: bool,
+) -> None:
+    """P6 across towns: the first request marks the household; another request - another
+    event id, smaller or larger - is a duplicate naming it."""
+    qifeng = urgent("q-1", town=QIFENG)
+    tianzhuang = urgent("t-1", town=TIANZHUANG)
+    first, second = (qifeng, tianzhuang) if first_built else (tianzhuang, qifeng)
+    store: dict[str, Any] = {}
+    assert check(store, first).verdict is i.ClaimVerdict.FREE
+    claim = check(store, second)
+    assert claim.verdict is i.ClaimVerdict.DUPLICATE
+    assert claim.previous_case_id == first.case_id
+
+
+@pytest.mark.parametrize("own_built_first", [True, False])
+def test_a_release_of_another_request_drops_nothing_whichever_way_their_ids_sort(
+    own_built_first: bool,
+) -> None:
+    if own_built_first:
+        own, other = urgent("q-1", town=QIFENG), urgent("t-1", town=TIANZHUANG)
+    else:
+        other, own = urgent("t-1", town=TIANZHUANG), urgent("q-1", town=QIFENG)
+    store: dict[str, Any] = {}
+    check(store, own)
+    release(store, released_of(other, own.household_ref))
+    assert len(case_marks(store, "q-1")) == 2
+
+
+def test_the_same_request_again_counts_its_marks_once() -> None:
+    store: dict[str, Any] = {}
+    first = urgent("q-1", town=QIFENG, member_refs=(person(1),))
+    check(store, first)
+    check(store, first)
+    assert store["t/county"]["marks"] == len(marks(store)) == 4
+
+
+def test_a_record_walks_only_the_days_since_the_last_one() -> None:
+    """An empty day costs a read: the wheel walks each day once, from the day after the
+    last one walked to the clock's, never again the days behind it."""
+    store: dict[str, Any] = {}
+    check(store, urgent("q-1", town=QIFENG))
+    read: list[str] = []
+
+    def lookup(key: str) -> Any:
+        read.append(key)
+        return store.get(key)
+
+    book = claims.ClaimsBook(lookup)
+    claims.check(
+        book, urgent("q-2", town=QIFENG, household=2, at=T0 + timedelta(days=3)), RULES.county
+    )
+    walked = {int(k.split("/")[2]) for k in read if k.startswith("x/county/") and k.count("/") == 2}
+    first = claims.day_of(T0)
+    assert {d for d in walked if d <= first + 3} == {first + 1, first + 2, first + 3}
+
+
 def test_a_release_drops_only_the_marks_of_its_own_request() -> None:
     store: dict[str, Any] = {}
     first = urgent("q-1", town=QIFENG)
