@@ -25,8 +25,8 @@ looks only at the minutes it has passed. Its cost follows what falls due, not wh
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,7 +38,6 @@ from services.emergency.domain.state import (
     AppliedMark,
     Case,
     CaseMark,
-    Counts,
     GrantMark,
     IncidentMark,
     TownState,
@@ -73,11 +72,8 @@ class Page(BaseModel):
 
 
 def minute_of(at: datetime) -> int:
+    """The wheel's minute of a moment: whole minutes since 1970-01-01 UTC (stored in keys)."""
     return int(at.timestamp() // 60)
-
-
-def minute_start(minute: int) -> datetime:
-    return datetime.fromtimestamp(minute * 60, UTC)
 
 
 _MISSING = object()
@@ -319,11 +315,3 @@ class Book:
         for n in range(head.pages):
             self._set(f"{head_key}/{n}", None)
         self._set(head_key, None)
-
-
-def counts_of(cases: Iterable[Case]) -> Counts:
-    """The counters a set of open cases adds up to (for checks: the book keeps them)."""
-    total = Counts()
-    for case in cases:
-        total = total.plus(case.tally())
-    return total

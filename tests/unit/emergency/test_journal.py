@@ -13,6 +13,7 @@ from typing import Any
 from services.emergency.adapters.faust_app import Engine
 from services.emergency.domain.book import Book
 from services.emergency.domain.decide import decide
+from services.emergency.domain.state import IncidentMark
 from tests.unit.emergency.builders import QIFENG, RULES, T0, hours, incident, paid, tick, urgent
 
 
@@ -89,3 +90,21 @@ def test_a_stored_batch_is_written_again_whole_on_the_first_touch() -> None:
     assert {k: stored[k] for k in written} == written
     assert set(written) >= {f"t/{QIFENG}", f"c/{QIFENG}/c-1", f"j/{QIFENG}"}
     assert dict(table) == stored
+
+
+def test_a_record_taken_back_leaves_the_book_as_it_was() -> None:
+    """All or nothing per record (a refused request, a request half-claimed): what a
+    record wrote is taken back whole - a key it made is gone again, a key it changed has
+    its value back - and nothing it wrote is left to store."""
+    store: dict[str, Any] = {"i/370321101/flood-0720": {"status": "open"}}
+    book = Book(QIFENG, store.get)
+    book.put_incident("fire-0721", IncidentMark(status="open"))  # written before the record
+    book.begin()
+    book.put_incident("flood-0720", IncidentMark(status="closed", closed_at=T0))
+    book.put_incident("storm-0722", IncidentMark(status="open"))
+    book.put_incident("fire-0721", IncidentMark(status="closed", closed_at=T0))
+    book.rollback()
+    assert book.incident("flood-0720") == IncidentMark(status="open")
+    assert book.incident("storm-0722") is None
+    assert book.incident("fire-0721") == IncidentMark(status="open")
+    assert [k for k, _ in book.changes()] == ["i/370321101/fire-0721"]

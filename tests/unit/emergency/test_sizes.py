@@ -11,12 +11,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+import pytest
+from pydantic import BaseModel, ValidationError
 
 from schemas.decisions import DeadlineWarned
 from schemas.envelope import MAX_ID_TEXT
 from services.emergency.adapters.faust_app import JOURNAL_PAGE_BYTES, journal_pages
-from services.emergency.domain.book import WHEEL_PAGE, Page, WheelHead
+from services.emergency.domain.book import MAX_REF, WHEEL_PAGE, Book, Page, WheelHead, minute_of
 from services.emergency.domain.deadlines import Deadline, DeadlineState
 from services.emergency.domain.reserve import Reserve
 from services.emergency.domain.state import (
@@ -99,6 +100,9 @@ def test_the_largest_town_and_marks_fit() -> None:
 
 
 def test_a_full_wheel_page_fits() -> None:
+    # pages already stored hold up to 100 references: a smaller page would refuse them
+    # on reading (a crash loop after an upgrade), a larger one could outgrow the limit
+    assert WHEEL_PAGE == 100
     longest_ref = "g:" + "k" * MAX_CAUSE_KEY
     page = Page(refs=tuple(f"{longest_ref}{n:04d}"[-len(longest_ref) :] for n in range(WHEEL_PAGE)))
     assert size(page) <= MAX_VALUE_BYTES
@@ -119,6 +123,23 @@ def test_a_minute_with_more_than_a_page_of_deadlines_keeps_them_all() -> None:
     assert [len(refs) for refs in pages] == [WHEEL_PAGE, WHEEL_PAGE, 50]
     out = town(tick(datetime.fromtimestamp((first + 1) * 60, UTC)))
     assert len({r.correlation_id for r in out if isinstance(r, DeadlineWarned)}) == cases
+
+
+def test_the_wheels_minutes_are_counted_from_1970_as_they_are_stored() -> None:
+    # the keys w/<town>/<minute> live in the changelog across versions
+    assert minute_of(datetime(1970, 1, 1, 0, 1, 59, tzinfo=UTC)) == 1
+    assert minute_of(T0) == 29_741_760
+    with pytest.raises(ValidationError):
+        WheelHead(pages=0)  # a minute on the wheel has a page
+
+
+def test_a_reference_of_the_longest_key_is_scheduled_and_a_longer_one_is_a_bug() -> None:
+    nothing: dict[str, Any] = {}
+    book = Book("370321101", nothing.get)
+    longest = "g:" + "k" * (MAX_REF - 2)
+    book.schedule(T0, longest)
+    with pytest.raises(ValueError, match=r"wheel reference 'g:k{78}' or page 1 out of bounds"):
+        book.schedule(T0, longest + "k")
 
 
 def test_journal_pages_stay_under_their_limit() -> None:

@@ -15,7 +15,7 @@ import pytest
 from schemas import decisions as d
 from schemas import intake as i
 from services.emergency.domain import decide as decide_module
-from services.emergency.domain.book import Book
+from services.emergency.domain.book import MAX_WHEEL_WALK_MINUTES, Book
 from services.emergency.domain.decide import decide
 from services.emergency.domain.state import (
     APPLIED_RETENTION,
@@ -180,6 +180,23 @@ def test_a_deadline_the_wheel_has_passed_already_is_judged_at_the_next_tick() ->
     out = town(tick(T0 + hours(27)))
     [breached] = out
     assert isinstance(breached, d.DeadlineBreached) and breached.correlation_id == "case-late"
+
+
+def test_a_clock_away_for_weeks_catches_up_a_month_of_the_wheel_a_tick() -> None:
+    """A tick walks at most 31 days of minutes (each minute a read); the ticks after it
+    walk on from there, and a deadline on the way is judged, late but judged."""
+    town = Town()
+    town(incident("flood-0720"))
+    town(tick(T0))
+    town(urgent("case-1", 80_000, at=T0 + timedelta(days=35)))
+    start = town.s.wheel_minute
+    assert start is not None
+    town(tick(T0 + timedelta(days=40)))
+    assert town.s.wheel_minute == start + MAX_WHEEL_WALK_MINUTES == start + 60 * 24 * 31
+    assert town.s.counts.urgent_overdue == 0  # not reached yet
+    out = town(tick(T0 + timedelta(days=40, minutes=1)))
+    assert out and all(isinstance(r, d.DeadlineBreached) for r in out)
+    assert town.s.counts.urgent_overdue == 1
 
 
 def test_a_tick_with_nothing_to_judge_on_a_case_writes_nothing_for_it() -> None:
