@@ -113,7 +113,8 @@ class CommandRoute(APIRoute):
             principal = _principal(await bearer_scheme(request), request)
             check(may(principal, spec.action))
             try:
-                path = spec.path_model.model_validate(request.path_params)
+                # path parameters are text ("0" for a row): read as strings are read
+                path = spec.path_model.model_validate_strings(request.path_params)
             except ValidationError as exc:
                 raise _invalid_at(("path",), exc) from None
             key = request.headers.get("idempotency-key")

@@ -14,6 +14,7 @@ from schemas.intake import (
     AdvanceCancelled,
     CaseReviewed,
     DeliberationDecided,
+    HardshipFollowedUp,
     HardshipListPushed,
     IncidentClosed,
     IncidentReported,
@@ -245,6 +246,25 @@ async def test_hardship_list_row_by_row(client: httpx.AsyncClient, topic: Topic)
     assert isinstance(suozhen, HardshipListPushed)
     assert suozhen.department == "桓台县医疗保障局"
     assert [r.household_ref for r in suozhen.rows] == [household_ref(ZHANG_ID, KEY)]
+
+    # section 二, P9: civil affairs answers a row of the list, named by its place in the path
+    follow_up = {
+        "town": SUOZHEN,
+        "outcome": "no_relief_needed",
+        "reasons": "入户核实：家庭收入稳定",
+        "decided_by": "社会救助科 李明",
+    }
+    path = f"/v1/hardship-lists/{suozhen.event_id}/rows"
+    answer = await client.post(f"{path}/0/follow-ups", headers=auth("tok-civil"), json=follow_up)
+    followed = await _one(topic, answer)
+    assert isinstance(followed, HardshipFollowedUp)
+    assert (followed.list_event_id, followed.row) == (suozhen.event_id, 0)
+    for bad in ("x", "-1", "5000"):
+        answer = await client.post(
+            f"{path}/{bad}/follow-ups", headers=auth("tok-civil"), json=follow_up
+        )
+        assert answer.status_code == 422, answer.text
+        assert [e["loc"] for e in answer.json()["detail"]] == [["path", "row"]]
 
 
 async def test_occurred_at_defaults_to_now(client: httpx.AsyncClient, topic: Topic) -> None:
