@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from relief_platform import loops
 from services.casebook.settings import CasebookSettings
 
 
@@ -43,7 +44,7 @@ def run() -> None:
         settings.seal_sealer()  # production: no seal key, no start
     except MissingSecretError as exc:
         raise click.ClickException(str(exc)) from exc
-    asyncio.run(run_casebook(settings))
+    loops.run(run_casebook(settings))
 
 
 @cli.command()

@@ -3,7 +3,6 @@ stage, or the tick producer."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import click
 
+from relief_platform import loops
 from services.emergency.settings import EmergencySettings
 
 
@@ -72,6 +72,7 @@ def _run_worker(
         # supervisor starts the worker again, nothing was read or decided
         print(f"worker: Kafka did not answer at start ({exc}); exiting", file=sys.stderr)
         sys.exit(EXIT_UNAVAILABLE)
+    loops.use_uvloop()  # before Faust makes the worker's loop
     sys.argv = [sys.argv[0], "worker", "--loglevel", loglevel, "--without-web"]
     app.main()
 
@@ -116,7 +117,7 @@ def clock(interval: float | None) -> None:
 
     settings = EmergencySettings()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    asyncio.run(
+    loops.run(
         run_clock(
             settings.kafka_bootstrap, interval or settings.clock_interval_s, settings.intake_topic
         )

@@ -10,6 +10,7 @@ from datetime import date, datetime
 
 import click
 
+from relief_platform import loops
 from schemas.money import yuan
 from services.ledger.app import LedgerSettings
 
@@ -48,7 +49,7 @@ def run() -> None:
         settings.chain_sealer()  # production: no chain key, no start
     except MissingSecretError as exc:
         raise click.ClickException(str(exc)) from exc
-    asyncio.run(run_consumer(settings))
+    loops.run(run_consumer(settings))
 
 
 @cli.command()
