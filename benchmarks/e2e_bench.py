@@ -931,16 +931,22 @@ def plot(results: Sequence[Result], path: Path) -> None:
     except ImportError:
         print("no plot: matplotlib is not installed (pip install -e '.[bench]')")
         return
-    fig, axes = plt.subplots(len(results), 3, figsize=(16, 4 * len(results)), squeeze=False)
+    with_bare = any(r.bare_samples for r in results)  # no empty panel for --no-bare
+    columns = 3 if with_bare else 2
+    fig, axes = plt.subplots(
+        len(results), columns, figsize=(16 * columns / 3, 4 * len(results)), squeeze=False
+    )
     for row, r in zip(axes, results, strict=True):
-        bare, real, lag = row
-        if r.bare_samples:
+        real, lag = row[-2:]
+        if with_bare:
+            bare = row[0]
             bt = [s[0] for s in r.bare_samples]
             for k, label in ((1, "produced (acks=all)"), (2, "consumed"), (3, "copied")):
                 bare.plot(bt, _per_second(bt, [s[k] for s in r.bare_samples]), label=label)
-            bare.legend(fontsize=8)
-        bare.set_title(f"{r.label}: bare pipeline (records/s, 5 s window)")
-        bare.set_xlabel("seconds")
+            if r.bare_samples:
+                bare.legend(fontsize=8)
+            bare.set_title(f"{r.label}: bare pipeline (records/s, 5 s window)")
+            bare.set_xlabel("seconds")
         t = [s.t for s in r.samples]
         for name, label in (
             ("accepted", "intake: accepted"),
