@@ -2,8 +2,8 @@
 intake's server does), asyncio's own loop elsewhere, with the same behaviour.
 
 Under the whole pipeline's load, asyncio's loop, written in Python (its `select`, the
-scheduling of every callback and transport), was a tenth to a sixth of the Faust apps'
-time and a tenth of the casebook's (py-spy, docs/benchmarks.md).
+scheduling of every callback and transport), was 16-18 % of the Faust apps' time and 9 %
+of the casebook's (py-spy, docs/benchmarks.md).
 """
 
 from __future__ import annotations
